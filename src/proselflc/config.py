@@ -1,0 +1,275 @@
+"""Typed run configuration: YAML in, validated pydantic models out.
+
+Config is data: the CLI, the Engine and the tuning layer all read these models, never raw dicts,
+so a typo in a YAML file is caught once, here, with the field path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DATASETS = ("digits", "cifar10", "cifar100", "deeploc", "clothing1m", "food101n")
+NOISE_KINDS = ("symmetric", "pairflip", "cifar100_superclass", "matrix")
+#: Datasets whose training labels are already noisy (real-world noise): no synthetic noise on top.
+REAL_NOISE_DATASETS = ("clothing1m", "food101n")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run, with a message naming the field, the value and what is allowed."""
+
+
+def closest(name: str, valid: tuple[str, ...] | list[str]) -> str:
+    """The 'did you mean' suffix shared by every registry error."""
+    match = difflib.get_close_matches(str(name), list(valid), n=1)
+    hint = f" (did you mean {match[0]!r}?)" if match else ""
+    return f"valid: {', '.join(sorted(valid))}{hint}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Which dataset, where it lives and how the noisy validation split is held out."""
+
+    name: str = "digits"
+    root: Path | None = None
+    download: bool = False
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="digits only: share held out as clean test")
+    task: Literal["loc", "membrane"] = "loc"
+    max_length: int = Field(512, ge=8, description="deeploc: tokens per protein, incl. special tokens")
+    tokenizer: str | None = Field(None, description="deeploc: tokenizer name or path (default: built-in)")
+    image_size: int = Field(224, ge=32, description="clothing1m/food101n: side of the training crop")
+    limit: int | None = Field(None, ge=1, description="use only the first N training examples (smoke runs)")
+    augment: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value not in DATASETS:
+            raise ValueError(f"unknown dataset {value!r}; {closest(value, DATASETS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> DataConfig:
+        if self.name != "digits" and self.root is None:
+            raise ValueError(f"dataset {self.name!r} needs data.root (the directory holding its files)")
+        return self
+
+
+class NoiseConfig(_Strict):
+    """Synthetic label noise injected into the training labels before the validation split."""
+
+    kind: str = "symmetric"
+    rate: float = 0.0
+    matrix: list[list[float]] | None = None
+    allow_true_label: bool = Field(
+        False, description="symmetric only: DivideMix variant where a flipped label may land on the true class"
+    )
+    seed: int | None = Field(None, description="noise seed; default: train.seed")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in NOISE_KINDS:
+            raise ValueError(f"unknown noise kind {value!r}; {closest(value, NOISE_KINDS)}")
+        return value
+
+    @field_validator("rate")
+    @classmethod
+    def _rate_range(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"noise rate {value!r} is outside [0, 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _matrix_given(self) -> NoiseConfig:
+        if self.kind == "matrix" and self.matrix is None:
+            raise ValueError("noise kind 'matrix' needs noise.matrix (a row-stochastic C x C list of lists)")
+        return self
+
+
+class ModelConfig(BaseModel):
+    """A network from the `models` registry; extra keys are passed to its builder."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: str = "mlp"
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _known_model(self) -> ModelConfig:
+        from proselflc import models
+
+        models.check_name(self.name)
+        return self
+
+
+class LossConfig(BaseModel):
+    """A loss from the `losses` registry; extra keys are its hyperparameters, checked by the registry."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: str = "crossentropy"
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _valid_loss(self) -> LossConfig:
+        from proselflc import losses
+
+        losses.check(self.name, **self.hyperparameters)
+        return self
+
+
+class OptimConfig(_Strict):
+    """SGD with momentum, warmup and a step/cosine/constant schedule (the ProSelfLC papers' recipe)."""
+
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0.0)
+    schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    warmup_epochs: int = Field(0, ge=0)
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    accumulate_steps: int = Field(1, ge=1, description="gradient accumulation: optimiser step every N batches")
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(value, value[1:])) or any(m < 1 for m in value):
+            raise ValueError(f"milestones {value} must be strictly increasing epochs >= 1")
+        return value
+
+
+class TrainConfig(_Strict):
+    """Loop settings: length, batch, device, precision, seed and how often to evaluate and checkpoint."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on CPU")
+    channels_last: bool = Field(True, description="channels_last memory format for CNNs on CUDA")
+    compile: bool = False
+    seed: int = 0
+    eval_every: int = Field(1, ge=1)
+    checkpoint_every: int = Field(0, ge=0, description="epochs between checkpoints in the run dir; 0: only the last")
+    progress: bool = True
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU (default: torch's)")
+
+
+class RunConfig(_Strict):
+    """One training run: everything the Engine needs, and nothing else."""
+
+    name: str = "run"
+    data: DataConfig = Field(default_factory=DataConfig)
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RunConfig:
+        if self.data.name in REAL_NOISE_DATASETS and self.noise.rate > 0:
+            raise ValueError(
+                f"dataset {self.data.name!r} has real-world noisy labels; noise.rate must be 0 (got {self.noise.rate})"
+            )
+        if self.noise.kind == "cifar100_superclass" and self.data.name != "cifar100":
+            raise ValueError(f"noise kind 'cifar100_superclass' needs data.name 'cifar100' (got {self.data.name!r})")
+        if self.optim.milestones and self.optim.milestones[-1] > self.train.epochs:
+            raise ValueError(
+                f"optim.milestones {self.optim.milestones} go past train.epochs = {self.train.epochs}"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML-safe dict (paths as strings) that `RunConfig.model_validate` reads back."""
+        return self.model_dump(mode="json")
+
+
+def format_validation_error(err: ValidationError, source: str = "config") -> str:
+    """One paragraph per problem: field path, offending value, what is allowed."""
+    lines = [f"{source}: {err.error_count()} invalid field(s)"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not a field of this section)"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {loc}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """`--set a.b=value` pairs into a nested dict; values are parsed as YAML scalars/lists."""
+    nested: dict[str, Any] = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value (e.g. noise.rate=0.4)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is already set to a value")
+        node[parts[-1]] = value
+    return nested
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` applied onto a copy of `base`, recursing into nested dicts."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Safe-load a YAML mapping, with a clear error for a missing file or a non-mapping document."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def build_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a raw dict into a RunConfig, turning pydantic's error into a ConfigError paragraph."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a run YAML, apply `--set` overrides, validate."""
+    raw = deep_merge(read_yaml(path), parse_overrides(overrides))
+    return build_run_config(raw, source=str(path))

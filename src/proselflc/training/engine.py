@@ -1,0 +1,318 @@
+"""The training loop: one run of one config, in-process, no Ray.
+
+Reads top to bottom like a minimal trainer: data lives on the device, batches are index slices of a
+seeded permutation, the loss is whatever `losses.build` returns, and every evaluated epoch yields the
+noisy-label diagnostics. Everything random is drawn from generators the Engine owns, so a checkpoint
+can capture them and a resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import pickle
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from proselflc import data as data_lib
+from proselflc import losses, models, noise
+from proselflc.config import ConfigError, RunConfig
+from proselflc.data.base import Dataset
+from proselflc.io import atomic_write
+from proselflc.training.metrics import NAN, fit_metrics, test_metrics
+from proselflc.training.run_dir import RunDirWriter
+from proselflc.training.schedule import lr_factor
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be trusted or does not belong to this run."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when visible (Ray sets CUDA_VISIBLE_DEVICES to a trial's GPUs), else CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' was asked for but no CUDA device is visible; use 'auto' or 'cpu'")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+class Engine:
+    """Train `cfg` on `dataset` (loaded from `cfg.data` when not given), yielding metrics per evaluated epoch."""
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset | None = None, run_dir: str | Path | None = None) -> None:
+        self.cfg = cfg
+        train = cfg.train
+        self.device = resolve_device(train.device)
+        if train.threads is not None:
+            torch.set_num_threads(train.threads)
+        dataset = (dataset or data_lib.load(cfg.data)).limit(cfg.data.limit)
+        self.num_classes = dataset.num_classes
+        self._split_and_corrupt(dataset)
+        self.dataset = dataset.to(self.device)
+
+        torch.manual_seed(train.seed)
+        model = models.build(
+            cfg.model.name, dataset.num_classes, dataset.input_shape, **{**dataset.model_kwargs, **cfg.model.kwargs}
+        ).to(self.device)
+        self.channels_last = self.device.type == "cuda" and train.channels_last and len(dataset.input_shape) == 3
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.forward = torch.compile(model) if train.compile else model
+        self.loss_fn = losses.build(cfg.loss.name, dataset.num_classes, **cfg.loss.hyperparameters).to(self.device)
+        self.amp = self.device.type == "cuda" and train.amp
+
+        n_train = len(self.train_index)
+        self.batches_per_epoch = self._num_batches(n_train)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.optim.accumulate_steps)
+        self.total_steps = train.epochs * self.batches_per_epoch
+        self.optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.optim.lr,
+            momentum=cfg.optim.momentum,
+            weight_decay=cfg.optim.weight_decay,
+            nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_factor(cfg.optim, train.epochs, self.steps_per_epoch)
+        )
+        self.shuffle_rng = torch.Generator().manual_seed(train.seed)
+        self.augment_rng = torch.Generator(device=self.device).manual_seed(train.seed + 1)
+        self.epoch = 0
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.writer = RunDirWriter(run_dir, cfg) if run_dir is not None else None
+
+    def _split_and_corrupt(self, dataset: Dataset) -> None:
+        """Noise the whole training set, then hold a validation split out of it (so validation is noisy)."""
+        cfg = self.cfg
+        true = dataset.train_labels
+        if dataset.labels_are_noisy:
+            noisy, is_noisy = true, None
+        else:
+            noisy_labels = noise.corrupt(
+                true,
+                kind=cfg.noise.kind,
+                rate=cfg.noise.rate,
+                num_classes=dataset.num_classes,
+                seed=cfg.noise.seed if cfg.noise.seed is not None else cfg.train.seed,
+                matrix=None if cfg.noise.matrix is None else np.asarray(cfg.noise.matrix, dtype=np.float64),
+                allow_true_label=cfg.noise.allow_true_label,
+            )
+            noisy, is_noisy = noisy_labels.noisy, noisy_labels.is_noisy
+        order = np.random.default_rng(cfg.train.seed).permutation(len(true))
+        n_val = round(cfg.data.val_fraction * len(true))
+        if len(true) - n_val < 2:
+            raise ConfigError(
+                f"data.val_fraction = {cfg.data.val_fraction} leaves {len(true) - n_val} training examples; "
+                "at least 2 are needed"
+            )
+        as_tensor = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
+        self.val_index = as_tensor(np.sort(order[:n_val]))
+        self.train_index = as_tensor(np.sort(order[n_val:]))
+        self.noisy_labels = as_tensor(noisy)
+        self.true_labels = as_tensor(true)
+        self.is_noisy = None if is_noisy is None else as_tensor(is_noisy)
+        self.test_labels = as_tensor(dataset.test_labels)
+
+    def _num_batches(self, n: int) -> int:
+        """Full batches plus the last partial one, unless it would hold a single example (BatchNorm can't)."""
+        full, rest = divmod(n, self.cfg.train.batch_size)
+        return full + (1 if rest > 1 or full == 0 else 0)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
+    def _inputs(self, split: str, index: torch.Tensor, augment: bool) -> torch.Tensor:
+        x = self.dataset.batch(split, index, augment=augment, generator=self.augment_rng)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _train_epoch(self) -> tuple[float, float, float]:
+        """One pass over the (noisy) training split; returns mean loss, mean epsilon, samples/s."""
+        cfg = self.cfg
+        self.model.train()
+        bs, accumulate = cfg.train.batch_size, cfg.optim.accumulate_steps
+        order = self.train_index[torch.randperm(len(self.train_index), generator=self.shuffle_rng).to(self.device)]
+        loss_sum = torch.zeros((), device=self.device)
+        eps_sum = torch.zeros((), device=self.device)
+        seen = 0
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        for b in range(self.batches_per_epoch):
+            index = order[b * bs : (b + 1) * bs]
+            x = self._inputs("train", index, augment=cfg.data.augment)
+            with self._autocast():
+                logits = self.forward(x)
+            loss = self.loss_fn(logits.float(), self.noisy_labels[index], step=self.step, total_steps=self.total_steps)
+            (loss / accumulate).backward()
+            if (b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch:
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+            n = len(index)
+            loss_sum += loss.detach() * n
+            eps_sum += self.loss_fn.stats["mean_epsilon"].to(self.device) * n
+            seen += n
+            self.step += 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        return (loss_sum / seen).item(), (eps_sum / seen).item(), seen / max(elapsed, 1e-9)
+
+    @torch.no_grad()
+    def _logits(self, split: str, index: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        bs = self.cfg.train.eval_batch_size
+        out = []
+        for start in range(0, len(index), bs):
+            with self._autocast():
+                out.append(self.forward(self._inputs(split, index[start : start + bs], augment=False)).float())
+        return torch.cat(out) if out else torch.empty(0, self.num_classes, device=self.device)
+
+    def evaluate(self) -> dict[str, float]:
+        """Noisy-validation accuracy, clean-test metrics, and how the training split is fitted."""
+        val = self._logits("train", self.val_index)
+        val_acc = (val.argmax(1) == self.noisy_labels[self.val_index]).float().mean().item() if len(val) else NAN
+        test_index = torch.arange(len(self.test_labels), device=self.device)
+        out = {"val_accuracy": val_acc, **test_metrics(self._logits("test", test_index), self.test_labels)}
+        if self.is_noisy is None:
+            out.update(fit_metrics(val, self.noisy_labels, self.true_labels, None))
+        else:
+            idx = self.train_index
+            out.update(
+                fit_metrics(self._logits("train", idx), self.noisy_labels[idx], self.true_labels[idx], self.is_noisy[idx])
+            )
+        return out
+
+    def epochs(self) -> Iterator[dict[str, Any]]:
+        """Train to `train.epochs`, yielding metrics after each evaluated epoch; stops early on divergence."""
+        cfg = self.cfg.train
+        while self.epoch < cfg.epochs:
+            train_loss, mean_eps, speed = self._train_epoch()
+            self.epoch += 1
+            row: dict[str, Any] = {
+                "epoch": self.epoch,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_loss": train_loss,
+                "mean_epsilon": mean_eps,
+                "samples_per_s": speed,
+                "diverged": not math.isfinite(train_loss),
+            }
+            if row["diverged"]:
+                row.update({"val_accuracy": 0.0, "test_accuracy": 0.0, "test_loss": NAN, "test_entropy": NAN,
+                            "test_max_p": NAN, "noisy_fit": NAN, "noisy_corrected": NAN, "clean_fit": NAN})
+            elif self.epoch % cfg.eval_every and self.epoch != cfg.epochs:
+                continue
+            else:
+                row.update(self.evaluate())
+            self.history.append(row)
+            if self.writer is not None:
+                self.writer.write_metrics(self.history)
+                every = cfg.checkpoint_every
+                if row["diverged"] or self.epoch == cfg.epochs or (every and self.epoch % every == 0):
+                    self.save_checkpoint(self.writer.checkpoint_path)
+            yield row
+            if row["diverged"]:
+                return
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train to the end (with a progress bar when enabled); returns the metrics history."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.cfg.train.epochs, initial=self.epoch, disable=not self.cfg.train.progress,
+                   desc=self.cfg.name, unit="epoch")
+        try:
+            for row in self.epochs():
+                bar.update(row["epoch"] - bar.n)
+                bar.set_postfix({k: f"{row[k]:.3f}" for k in ("train_loss", "val_accuracy", "test_accuracy",
+                                                               "noisy_fit", "mean_epsilon")})
+        finally:
+            bar.close()
+            if self.writer is not None:
+                self.writer.close()
+        return self.history
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimiser, schedule, loss, counters, RNG states."""
+        rng = {
+            "torch": torch.get_rng_state(),
+            "shuffle": self.shuffle_rng.get_state(),
+            "augment": self.augment_rng.get_state(),
+        }
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loss": self.loss_fn.state_dict(),
+            "rng": rng,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict()`; refuses one written for a different model, loss or dataset."""
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError("not a proselflc checkpoint (missing or unknown 'format' entry)")
+        saved = state["config"]
+        for section in ("data", "model", "loss"):
+            if saved.get(section, {}).get("name") != getattr(self.cfg, section).name:
+                raise CheckpointError(
+                    f"checkpoint was written for {section}.name = {saved.get(section, {}).get('name')!r}, "
+                    f"this run has {getattr(self.cfg, section).name!r}"
+                )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.loss_fn.load_state_dict(state["loss"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.shuffle_rng.set_state(rng["shuffle"])
+        self.augment_rng.set_state(rng["augment"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.history = list(state["history"])
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Atomically write the state to `path` (a crash mid-write keeps the previous checkpoint)."""
+        state = self.state_dict()
+        return atomic_write(path, lambda fh: torch.save(state, fh))
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Load with `weights_only=True`: a checkpoint can hold tensors and plain data, never code."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was refused: it is corrupt or holds objects other than tensors and "
+                f"plain data ({first})"
+            ) from None
+        self.load_state_dict(state)
+
+
+def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False) -> list[dict[str, Any]]:
+    """Run `cfg` to the end, continuing from `run_dir/checkpoint.pt` when `resume` is set and it exists."""
+    engine = Engine(cfg, run_dir=run_dir)
+    if resume and run_dir is not None and (Path(run_dir) / "checkpoint.pt").is_file():
+        engine.load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    return engine.run()
