@@ -1,0 +1,128 @@
+"""Target-modification losses: CE(q, p) with a modified target q (or a penalised output p).
+
+Each one is cross entropy against a target built from the label y, the uniform distribution u,
+or the model's own (detached) prediction; only ProSelfLC makes the mix depend on time and trust.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from proselflc.losses.base import Loss, Step, entropy, normalised_entropy, soft_cross_entropy, time_ratio
+
+TRUST_MODES = ("global", "entropy", "max_p")
+
+
+class CrossEntropy(Loss):
+    """Plain cross entropy against the (one-hot or soft) target."""
+
+    name = "crossentropy"
+
+    def compute(self, logits: Tensor, targets: Tensor, step: Step, total_steps: Step) -> Tensor:
+        self.stats = {"mean_epsilon": self._constant(0.0, logits)}
+        return soft_cross_entropy(F.log_softmax(logits, dim=1), targets).mean()
+
+
+class _FixedEpsilon(Loss):
+    """A loss with one fixed mixing weight epsilon, logged as `mean_epsilon`."""
+
+    def __init__(self, num_classes: int, epsilon: float) -> None:
+        super().__init__(num_classes)
+        self.epsilon = float(epsilon)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, epsilon={self.epsilon}"
+
+    def compute(self, logits: Tensor, targets: Tensor, step: Step, total_steps: Step) -> Tensor:
+        self.stats = {"mean_epsilon": self._constant(self.epsilon, logits)}
+        return self.per_example(F.log_softmax(logits, dim=1), targets).mean()
+
+    def per_example(self, log_p: Tensor, targets: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class LabelSmoothing(_FixedEpsilon):
+    """q = (1 - epsilon) y + epsilon u: a fixed pull towards the uniform distribution."""
+
+    name = "labelsmoothing"
+
+    def per_example(self, log_p: Tensor, targets: Tensor) -> Tensor:
+        q = (1.0 - self.epsilon) * targets + self.epsilon / self.num_classes
+        return soft_cross_entropy(log_p, q)
+
+
+class ConfidencePenalty(_FixedEpsilon):
+    """(1 - epsilon) CE(y, p) - epsilon H(p): penalises confident (low-entropy) outputs (Pereyra et al.)."""
+
+    name = "confidencepenalty"
+
+    def per_example(self, log_p: Tensor, targets: Tensor) -> Tensor:
+        return (1.0 - self.epsilon) * soft_cross_entropy(log_p, targets) - self.epsilon * entropy(log_p)
+
+
+class LabelCorrection(_FixedEpsilon):
+    """Soft bootstrapping (Reed et al.): q = (1 - epsilon) y + epsilon p, with p detached."""
+
+    name = "labelcorrection"
+
+    def per_example(self, log_p: Tensor, targets: Tensor) -> Tensor:
+        q = (1.0 - self.epsilon) * targets + self.epsilon * log_p.detach().exp()
+        return soft_cross_entropy(log_p, q)
+
+
+class ProSelfLC(Loss):
+    """Progressive self label correction, exactly as DESIGN.md states it.
+
+    p_T = softmax(z / T) (no gradient), t = step / total_steps, g = sigmoid(B (t - b)),
+    e = 1 | 1 - H(p_T)/log C | max p_T, epsilon = g e, q = (1 - epsilon) y + epsilon p_T,
+    loss = mean CE(q, p), hence d loss / d z = (p - q) / N.
+    """
+
+    name = "proselflc"
+
+    def __init__(
+        self,
+        num_classes: int,
+        exp_base: float = 16.0,
+        transit_time_ratio: float = 0.5,
+        trust_mode: str = "global",
+        logit_temperature: float = 1.0,
+    ) -> None:
+        super().__init__(num_classes)
+        self.exp_base = float(exp_base)
+        self.transit_time_ratio = float(transit_time_ratio)
+        self.trust_mode = trust_mode
+        self.logit_temperature = float(logit_temperature)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, exp_base={self.exp_base}, "
+            f"transit_time_ratio={self.transit_time_ratio}, trust_mode={self.trust_mode!r}, "
+            f"logit_temperature={self.logit_temperature}"
+        )
+
+    def compute(self, logits: Tensor, targets: Tensor, step: Step, total_steps: Step) -> Tensor:
+        log_p = F.log_softmax(logits, dim=1)
+        with torch.no_grad():
+            log_p_t = F.log_softmax(logits / self.logit_temperature, dim=1)
+            p_t = log_p_t.exp()
+            t = time_ratio(step, total_steps, logits)
+            global_trust = torch.sigmoid(self.exp_base * (t - self.transit_time_ratio))
+            example_trust = self._example_trust(log_p_t, p_t)
+            epsilon = (global_trust * example_trust).unsqueeze(1)
+            q = (1.0 - epsilon) * targets + epsilon * p_t
+        self.stats = {
+            "mean_epsilon": epsilon.mean(),
+            "global_trust": global_trust,
+            "mean_example_trust": example_trust.mean(),
+        }
+        return soft_cross_entropy(log_p, q).mean()
+
+    def _example_trust(self, log_p_t: Tensor, p_t: Tensor) -> Tensor:
+        if self.trust_mode == "global":
+            return torch.ones_like(p_t[:, 0])
+        if self.trust_mode == "entropy":
+            return 1.0 - normalised_entropy(log_p_t)
+        return p_t.max(dim=1).values
