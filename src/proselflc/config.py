@@ -93,6 +93,10 @@ class NoiseConfig(_Strict):
     def _matrix_given(self) -> NoiseConfig:
         if self.kind == "matrix" and self.matrix is None:
             raise ValueError("noise kind 'matrix' needs noise.matrix (a row-stochastic C x C list of lists)")
+        if self.kind == "matrix" and self.rate != 0:
+            raise ValueError(f"noise kind 'matrix' takes its noise from noise.matrix; noise.rate must be 0 (got {self.rate})")
+        if self.kind != "matrix" and self.matrix is not None:
+            raise ValueError(f"noise.matrix is only used with noise.kind 'matrix' (got kind {self.kind!r})")
         return self
 
 
@@ -111,7 +115,7 @@ class ModelConfig(BaseModel):
     def _known_model(self) -> ModelConfig:
         from proselflc import models
 
-        models.check_name(self.name)
+        models.check(self.name, **self.kwargs)
         return self
 
 

@@ -7,6 +7,8 @@ ones with the closest match.
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -32,11 +34,28 @@ def check_name(name: str) -> None:
         raise ConfigError(f"unknown model {name!r}; {closest(name, NAMES)}")
 
 
-def build(name: str, num_classes: int, input_shape: tuple[int, ...] = (), **kwargs: Any) -> nn.Module:
-    """The network `name` for `num_classes` outputs on inputs of per-example shape `input_shape`."""
+def _builder(name: str) -> Callable[..., nn.Module]:
     check_name(name)
     module_name, fn_name = _REGISTRY[name]
-    builder = getattr(importlib.import_module(f"proselflc.models.{module_name}"), fn_name)
+    return getattr(importlib.import_module(f"proselflc.models.{module_name}"), fn_name)
+
+
+def check(name: str, **kwargs: Any) -> None:
+    """Validate a model name and its keyword arguments against the builder's signature, without building."""
+    params = inspect.signature(_builder(name)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = sorted(set(params) - {"num_classes", "input_shape"})
+    for key in kwargs:
+        if key not in allowed:
+            raise ConfigError(
+                f"model.{key}: model {name!r} has no option {key!r}; allowed: {', '.join(allowed) or '(none)'}"
+            )
+
+
+def build(name: str, num_classes: int, input_shape: tuple[int, ...] = (), **kwargs: Any) -> nn.Module:
+    """The network `name` for `num_classes` outputs on inputs of per-example shape `input_shape`."""
+    builder = _builder(name)
     try:
         return builder(num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
     except TypeError as exc:
