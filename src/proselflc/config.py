@@ -7,6 +7,7 @@ so a typo in a YAML file is caught once, here, with the field path and what is a
 from __future__ import annotations
 
 import copy
+import itertools
 import difflib
 from pathlib import Path
 from typing import Any, Literal
@@ -154,7 +155,7 @@ class OptimConfig(_Strict):
     @field_validator("milestones")
     @classmethod
     def _increasing(cls, value: list[int]) -> list[int]:
-        if any(b <= a for a, b in zip(value, value[1:])) or any(m < 1 for m in value):
+        if any(b <= a for a, b in itertools.pairwise(value)) or any(m < 1 for m in value):
             raise ValueError(f"milestones {value} must be strictly increasing epochs >= 1")
         return value
 

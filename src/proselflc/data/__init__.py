@@ -7,7 +7,7 @@ import importlib
 from proselflc.config import DATASETS, ConfigError, DataConfig, closest
 from proselflc.data.base import Dataset
 
-__all__ = ["Dataset", "load", "DATASETS"]
+__all__ = ["DATASETS", "Dataset", "load"]
 
 #: dataset name -> module under proselflc.data exposing `load(cfg) -> Dataset`
 _MODULES = {

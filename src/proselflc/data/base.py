@@ -44,7 +44,7 @@ class Dataset:
 
     def to(self, device: torch.device) -> Dataset:
         """A copy whose tensors live on `device` (done once per run, not per batch)."""
-        move = lambda x: x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x  # noqa: E731
+        move = lambda x: x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x
         return replace(self, train_inputs=move(self.train_inputs), test_inputs=move(self.test_inputs))
 
     def batch(

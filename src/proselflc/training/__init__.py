@@ -3,4 +3,4 @@
 from proselflc.training.engine import CheckpointError, Engine, resolve_device, train
 from proselflc.training.metrics import METRIC_KEYS
 
-__all__ = ["Engine", "CheckpointError", "METRIC_KEYS", "resolve_device", "train"]
+__all__ = ["METRIC_KEYS", "CheckpointError", "Engine", "resolve_device", "train"]

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from proselflc import data as data_lib
 from proselflc import losses, models, noise
@@ -116,7 +115,7 @@ class Engine:
                 f"data.val_fraction = {cfg.data.val_fraction} leaves {len(true) - n_val} training examples; "
                 "at least 2 are needed"
             )
-        as_tensor = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
+        as_tensor = lambda a: torch.as_tensor(a, device=self.device)
         self.val_index = as_tensor(np.sort(order[:n_val]))
         self.train_index = as_tensor(np.sort(order[n_val:]))
         self.noisy_labels = as_tensor(noisy)
