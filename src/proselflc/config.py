@@ -7,8 +7,8 @@ so a typo in a YAML file is caught once, here, with the field path and what is a
 from __future__ import annotations
 
 import copy
-import itertools
 import difflib
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
