@@ -1,0 +1,69 @@
+"""`proselflc report SWEEP_DIR`: print the results table, write every export and plot to --out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from proselflc.analysis.tables import FORMATS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the `report` subcommand (the lead's cli.py owns the parser and --debug)."""
+    parser.add_argument(
+        "sweep_dir",
+        metavar="SWEEP_DIR",
+        type=Path,
+        help="sweep directory written by `proselflc tune` (<storage_path>/<sweep name>)",
+    )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=FORMATS,
+        metavar="FORMAT",
+        help=f"export format to write, repeatable ({', '.join(FORMATS)}; default: all)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="directory for exports and plots (default: SWEEP_DIR/report)"
+    )
+    parser.add_argument(
+        "--select-by",
+        default=None,
+        help="noisy-validation metric that selects configs (default: the sweep's metric)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("max", "min"),
+        default=None,
+        help="whether --select-by is maximised or minimised (default: the sweep's mode; min for *loss*)",
+    )
+    parser.add_argument(
+        "--scope",
+        choices=("last", "all"),
+        default="last",
+        help="score each full-length trial at its last epoch (default, the config `tune` "
+        "re-runs) or let every (trial, epoch) compete",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF figures")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the report and print the main table; errors surface as ValueError for the CLI to format."""
+    from proselflc.analysis.report import write_report  # deferred: matplotlib/optuna only when reporting
+
+    report = write_report(
+        args.sweep_dir,
+        out=args.out,
+        formats=tuple(args.formats or FORMATS),
+        select_by=args.select_by,
+        figures=not args.no_plots,
+        scope=args.scope,
+        mode=args.mode,
+    )
+    print(report.table.caption())
+    print()
+    print(report.table.to_markdown())
+    out = report.files[0].parent if report.files else args.out
+    print(f"\nwrote {len(report.files)} file(s) to {out}")
+    return 0

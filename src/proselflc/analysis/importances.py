@@ -1,0 +1,223 @@
+"""What mattered and what it cost: fANOVA hyperparameter importance and epochs saved by early stopping.
+
+Importance is computed by Optuna's own evaluators on an in-memory study rebuilt from the trials,
+so it works offline on any sweep, whichever searcher produced it. Each trial's objective is the
+score selection uses (its best `select_by` over its epochs); distributions come from the search
+space recorded in sweep.yaml, falling back to the sampled values' range and kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.importance import BaseImportanceEvaluator, FanovaImportanceEvaluator
+from optuna.trial import TrialState
+
+from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
+from proselflc.analysis.select import check_select_by
+
+#: Not a hyperparameter: seeds vary by design and carry no transferable signal.
+_NOT_SEARCHED = ("train.seed",)
+#: A positive float range spanning this factor or more is treated as log-scaled (lr, weight decay).
+_LOG_SPAN = 100.0
+
+
+def importance(
+    df: pd.DataFrame,
+    select_by: str = "val_accuracy",
+    mode: str = "max",
+    evaluator: BaseImportanceEvaluator | None = None,
+    spaces: dict[str, dict[str, dict[str, Any]]] | None = None,
+) -> pd.DataFrame:
+    """Long frame (GROUP_KEYS, param, importance, n_trials) of each study's hyperparameter importances.
+
+    Only hyperparameters that vary across a study's search trials are scored; a study with fewer
+    than two scored trials or nothing varying yields no rows. Importances of a study sum to 1.
+    `spaces` ({method: {param: domain spec}}, default: the sweep.yaml spaces `load_sweep` recorded)
+    gives the searched ranges; parameters it does not cover get ranges inferred from their values.
+    """
+    check_select_by(df, select_by)
+    spaces = df.attrs.get("search_spaces", {}) if spaces is None else spaces
+    rows: list[dict[str, Any]] = []
+    search = df[df["phase"] == "search"]
+    for key, group in search.groupby(GROUP_KEYS, sort=False, dropna=False):
+        method = dict(zip(GROUP_KEYS, key))["method"]
+        study = study_from_trials(group, select_by, mode, spaces.get(str(method), {}))
+        if study is None:
+            continue
+        n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        scores = optuna.importance.get_param_importances(
+            study, evaluator=evaluator or FanovaImportanceEvaluator(seed=0), normalize=True
+        )
+        for param, value in scores.items():
+            rows.append(
+                {
+                    **dict(zip(GROUP_KEYS, key)),
+                    "param": param,
+                    "importance": float(value),
+                    "n_trials": n_complete,
+                }
+            )
+    return pd.DataFrame(rows, columns=[*GROUP_KEYS, "param", "importance", "n_trials"])
+
+
+def study_from_trials(
+    group: pd.DataFrame, select_by: str, mode: str = "max", space: dict[str, dict[str, Any]] | None = None
+) -> optuna.Study | None:
+    """An in-memory Optuna study holding one FrozenTrial per search trial of `group`, or None if too few.
+
+    Errored trials enter as FAIL (their score says nothing about the config); diverged ones as
+    COMPLETE with their best score before diverging, since divergence is an outcome of the config.
+    """
+    trials = group.groupby("trial_id", sort=False)
+    params = [p for p in hyperparameter_columns(group) if p not in _NOT_SEARCHED and _varies(trials, p)]
+    if not params:
+        return None
+    space = space or {}
+    distributions = {p: _distribution(trials[p].first(), space.get(p)) for p in params}
+    frozen = []
+    for _, rows in trials:
+        values = pd.to_numeric(rows[select_by], errors="coerce").to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        first = rows.iloc[0]
+        trial_params = {p: _native(first[p], distributions[p]) for p in params}
+        if any(v is None for v in trial_params.values()):
+            continue
+        if rows["status"].iloc[0] == "errored":
+            state, value = TrialState.FAIL, None
+        elif finite.size:
+            state, value = TrialState.COMPLETE, float(finite.max() if mode == "max" else finite.min())
+        else:
+            state, value = TrialState.FAIL, None
+        frozen.append(
+            optuna.trial.create_trial(
+                state=state, value=value, params=trial_params, distributions=distributions
+            )
+        )
+    if sum(t.state == TrialState.COMPLETE for t in frozen) < 2:
+        return None
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(logging.WARNING)
+    try:
+        study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.add_trials(frozen)
+    finally:
+        optuna.logging.set_verbosity(previous)
+    return study
+
+
+def search_cost(df: pd.DataFrame) -> pd.DataFrame:
+    """Per study: epochs the search trained vs. the epochs the same trials would run without early stopping.
+
+    epochs_full counts every search trial at its full length (max_epochs), so saved = 1 - trained/full
+    is what ASHA bought; final_epochs is the cost of the final-seed re-runs on top.
+    """
+    last = df.dropna(subset=["epoch"]).groupby(["study", "phase", "trial_id"], sort=False)["epoch"].max()
+    per_trial = df.drop_duplicates(["study", "phase", "trial_id"]).set_index(["study", "phase", "trial_id"])
+    per_trial = per_trial.assign(trained=last.reindex(per_trial.index).fillna(0.0))
+    if "time_total_s" in df.columns:
+        time = (
+            df.dropna(subset=["epoch"])
+            .groupby(["study", "phase", "trial_id"], sort=False)["time_total_s"]
+            .max()
+        )
+        per_trial = per_trial.assign(time_s=time.reindex(per_trial.index).fillna(0.0))
+    else:
+        per_trial = per_trial.assign(time_s=np.nan)
+    rows = []
+    for key, group in per_trial.reset_index().groupby(GROUP_KEYS, sort=False, dropna=False):
+        search = group[group["phase"] == "search"]
+        final = group[group["phase"] == "final"]
+        trained = float(search["trained"].sum())
+        full = float(search["max_epochs"].sum())
+        rows.append(
+            {
+                **dict(zip(GROUP_KEYS, key)),
+                "n_trials": len(search),
+                "epochs_trained": trained,
+                "epochs_full": full,
+                "saved": 1.0 - trained / full if full else math.nan,
+                "search_time_s": float(search["time_s"].sum()),
+                "final_runs": len(final),
+                "final_epochs": float(final["trained"].sum()),
+            }
+        )
+    columns = [
+        *GROUP_KEYS,
+        "n_trials",
+        "epochs_trained",
+        "epochs_full",
+        "saved",
+        "search_time_s",
+        "final_runs",
+        "final_epochs",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _varies(trials: Any, param: str) -> bool:
+    return trials[param].first().nunique(dropna=True) > 1
+
+
+def _distribution(values: pd.Series, spec: dict[str, Any] | None = None) -> BaseDistribution:
+    """The searched domain from `spec` when it holds every sampled value, else the narrowest one that does."""
+    present = values.dropna()
+    recorded = _from_spec(spec) if spec else None
+    if recorded is not None and all(_holds(recorded, v) for v in present):
+        return recorded
+    if pd.api.types.is_bool_dtype(present) or not pd.api.types.is_numeric_dtype(present):
+        return CategoricalDistribution(sorted({_choice(v) for v in present}, key=str))
+    if pd.api.types.is_integer_dtype(present):
+        return IntDistribution(int(present.min()), int(present.max()))
+    low, high = float(present.min()), float(present.max())
+    return FloatDistribution(low, high, log=low > 0 and high / low >= _LOG_SPAN)
+
+
+def _from_spec(spec: dict[str, Any]) -> BaseDistribution | None:
+    """A sweep.yaml domain as an Optuna distribution (Ray's randint/lograndint exclude `high`)."""
+    kind = spec.get("type")
+    try:
+        if kind in ("uniform", "quniform", "loguniform", "qloguniform"):
+            return FloatDistribution(float(spec["low"]), float(spec["high"]), log="log" in kind)
+        if kind in ("randint", "lograndint"):
+            return IntDistribution(int(spec["low"]), int(spec["high"]) - 1, log=kind == "lograndint")
+        if kind == "qrandint":
+            return IntDistribution(int(spec["low"]), int(spec["high"]))
+        if kind == "choice":
+            return CategoricalDistribution(list(spec["values"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def _holds(distribution: BaseDistribution, value: Any) -> bool:
+    if isinstance(distribution, CategoricalDistribution):
+        return _choice(value) in distribution.choices
+    if isinstance(distribution, IntDistribution):
+        return float(value).is_integer() and distribution.low <= value <= distribution.high
+    if isinstance(distribution, FloatDistribution):
+        return isinstance(value, (int, float, np.number)) and distribution.low <= value <= distribution.high
+    return False
+
+
+def _choice(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _native(value: Any, distribution: BaseDistribution) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(distribution, IntDistribution):
+        return int(value)
+    if isinstance(distribution, FloatDistribution):
+        return float(value)
+    return _choice(value)

@@ -1,0 +1,333 @@
+"""Read a sweep directory written by `proselflc tune` into one tidy DataFrame, offline.
+
+Nothing here imports Ray: a sweep copied off a cluster (or half-written by a killed driver) must
+still load, so the files are read as plain JSON/CSV and every oddity becomes a warning, not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+#: Columns that identify one study (one table cell): what `best_configs` groups by.
+GROUP_KEYS = ["dataset", "model", "noise_kind", "noise_rate", "method"]
+#: Columns that identify one trial inside a sweep.
+TRIAL_KEYS = ["study", "phase", "trial_id"]
+STATUSES = ("completed", "stopped", "errored", "diverged", "pending")
+PHASES = ("search", "final")
+
+#: Bookkeeping keys Ray adds to every result; they are not metrics of the run.
+_RAY_KEYS = frozenset(
+    {
+        "timestamp",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "done",
+        "training_iteration",
+        "trial_id",
+        "date",
+        "time_this_iter_s",
+        "pid",
+        "hostname",
+        "node_ip",
+        "config",
+        "time_since_restore",
+        "iterations_since_restore",
+        "timesteps_total",
+        "timesteps_since_restore",
+        "episodes_total",
+        "experiment_id",
+        "experiment_tag",
+        "warmup_time",
+    }
+)
+_TRIAL_FILES = ("params.json", "result.json", "progress.csv", "error.txt")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parts of manifest.json the loader needs: where each study lives and what ASHA's budget was."""
+
+    sweep: str
+    metric: str
+    mode: str
+    max_t: int
+    studies: list[dict[str, Any]]
+
+
+def read_manifest(sweep_dir: str | Path) -> Manifest:
+    """Parse `<sweep>/manifest.json`, naming the sweep directory and the bad field on failure."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise ValueError(f"sweep directory {str(root)!r} does not exist")
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise ValueError(
+            f"{str(root)!r} is not a sweep directory: manifest.json is missing "
+            "(pass the directory `proselflc tune` wrote, <storage_path>/<sweep name>)"
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(raw).__name__}")  # noqa: TRY004 (CLI reports ValueError)
+    studies = raw.get("studies")
+    if not isinstance(studies, list):
+        raise ValueError(f"{str(path)!r}: field 'studies' must be a list of study objects, got {studies!r}")  # noqa: TRY004
+    needed = ("study", "search_dir", *GROUP_KEYS)
+    for i, study in enumerate(studies):
+        missing = [k for k in needed if not isinstance(study, dict) or k not in study]
+        if missing:
+            raise ValueError(f"{str(path)!r}: studies[{i}] lacks field(s) {', '.join(missing)}")
+    mode = raw.get("mode", "max")
+    if mode not in ("max", "min"):
+        raise ValueError(f"{str(path)!r}: field 'mode' is {mode!r}; valid: max, min")
+    return Manifest(
+        sweep=str(raw.get("sweep", root.name)),
+        metric=str(raw.get("metric", "val_accuracy")),
+        mode=mode,
+        max_t=int(raw.get("max_t", 0)),
+        studies=studies,
+    )
+
+
+def load_sweep(path: str | Path) -> pd.DataFrame:
+    """One tidy row per (study, phase, trial, epoch) of the sweep at `path`.
+
+    Columns: sweep, study, the GROUP_KEYS, phase ("search" or "final": the final-seed re-runs),
+    trial_id, trial_dir, status (completed / stopped by ASHA / errored / diverged / pending),
+    max_epochs (the epochs a full run of the trial has), seed, epoch, every reported metric,
+    and one column per sampled hyperparameter under its dotted config path ("loss.exp_base").
+    Dotted column names are hyperparameters, plain ones are not. A trial that reported nothing
+    keeps one row with epoch NaN so that its status still counts.
+    """
+    root = Path(path)
+    manifest = read_manifest(root)
+    frames: list[pd.DataFrame] = []
+    for study in manifest.studies:
+        for phase, key in (("search", "search_dir"), ("final", "final_dir")):
+            rel = study.get(key)
+            if not rel:
+                continue
+            exp_dir = root / rel
+            if not exp_dir.is_dir():
+                continue
+            for trial_dir in _trial_dirs(exp_dir):
+                frame = _load_trial(trial_dir, manifest.max_t)
+                frame.insert(0, "trial_dir", str(trial_dir.relative_to(root)))
+                frame.insert(0, "phase", phase)
+                for col in reversed(GROUP_KEYS):
+                    frame.insert(0, col, study[col])
+                frame.insert(0, "study", study["study"])
+                frame.insert(0, "sweep", manifest.sweep)
+                frames.append(frame)
+    if not frames:
+        columns = [
+            "sweep",
+            "study",
+            *GROUP_KEYS,
+            "phase",
+            "trial_dir",
+            "trial_id",
+            "status",
+            "max_epochs",
+            "epoch",
+        ]
+        df = pd.DataFrame(columns=columns)
+    else:
+        df = pd.concat(frames, ignore_index=True, sort=False)
+        df = df[_column_order(df.columns)]
+        df["noise_rate"] = df["noise_rate"].astype(float)
+    df.attrs.update(
+        sweep=manifest.sweep,
+        metric=manifest.metric,
+        mode=manifest.mode,
+        max_t=manifest.max_t,
+        search_spaces=read_search_spaces(root),
+    )
+    return df
+
+
+def read_search_spaces(sweep_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """{method: {dotted param: domain spec}} from the resolved sweep.yaml; {} when it is absent or unreadable.
+
+    Specs are the YAML domain mappings (`{type: loguniform, low: .., high: ..}`); the importance code
+    turns them into Optuna distributions and falls back to the sampled values for anything else.
+    """
+    path = Path(sweep_dir) / "sweep.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        warnings.warn(
+            f"{path}: not valid YAML ({exc}); inferring search spaces from the trials",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return {}
+    methods = raw.get("methods") if isinstance(raw, dict) else None
+    if isinstance(methods, dict):
+        methods = [{"name": name, **(spec or {})} for name, spec in methods.items()]
+    spaces: dict[str, dict[str, dict[str, Any]]] = {}
+    for method in methods if isinstance(methods, list) else []:
+        search = method.get("search") if isinstance(method, dict) else None
+        if isinstance(search, dict):
+            spaces[str(method.get("name"))] = {
+                k: v for k, v in search.items() if isinstance(v, dict) and "type" in v
+            }
+    return spaces
+
+
+def hyperparameter_columns(df: pd.DataFrame) -> list[str]:
+    """The sampled-hyperparameter columns (dotted config paths) of a `load_sweep` frame."""
+    return [c for c in df.columns if "." in c]
+
+
+def _trial_dirs(exp_dir: Path) -> list[Path]:
+    return sorted(p for p in exp_dir.iterdir() if p.is_dir() and any((p / f).exists() for f in _TRIAL_FILES))
+
+
+def _load_trial(trial_dir: Path, max_t: int) -> pd.DataFrame:
+    results = _read_results(trial_dir)
+    params = _read_params(trial_dir, results)
+    trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), trial_dir.name)
+    rows = _dedupe_epochs([_metrics(r) for r in results])
+    max_epochs = int(params.get("train.epochs") or max_t)
+    status = _status(trial_dir, rows, max_epochs)
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame({"epoch": [math.nan]})
+    frame.insert(0, "seed", params.get("train.seed"))
+    frame.insert(0, "max_epochs", max_epochs)
+    frame.insert(0, "status", status)
+    frame.insert(0, "trial_id", trial_id)
+    for name, value in params.items():
+        frame[name] = [value] * len(frame)
+    return frame
+
+
+def _read_results(trial_dir: Path) -> list[dict[str, Any]]:
+    """result.json lines, skipping (with a warning) any that a crash left half-written."""
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return _read_progress(trial_dir)
+    out: list[dict[str, Any]] = []
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            where = "truncated last line" if number == len(lines) else f"unreadable line {number}"
+            warnings.warn(f"{path}: skipping {where} (a partial write)", RuntimeWarning, stacklevel=4)
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def _read_progress(trial_dir: Path) -> list[dict[str, Any]]:
+    """progress.csv as a fallback when result.json is missing (e.g. only the CSV was synced)."""
+    path = trial_dir / "progress.csv"
+    if not path.is_file():
+        return []
+    try:
+        table = pd.read_csv(path, on_bad_lines="warn")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        warnings.warn(f"{path}: unreadable ({exc}); trial has no results", RuntimeWarning, stacklevel=5)
+        return []
+    records = table.to_dict("records")
+    for record in records:
+        if isinstance(record.get("diverged"), str):
+            record["diverged"] = record["diverged"].strip().lower() == "true"
+    return records
+
+
+def _read_params(trial_dir: Path, results: list[dict[str, Any]]) -> dict[str, Any]:
+    path = trial_dir / "params.json"
+    raw: Any = None
+    if path.is_file():
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            warnings.warn(
+                f"{path}: not valid JSON; using the config recorded in result.json",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    if not isinstance(raw, dict):
+        raw = next((r["config"] for r in results if isinstance(r.get("config"), dict)), {})
+    return _flatten(raw)
+
+
+def _flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dicts to dotted keys, so either layout reads into the same columns."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def _metrics(record: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in record.items() if k not in _RAY_KEYS and "/" not in k and _is_scalar(v)}
+    if "epoch" not in row and "training_iteration" in record:
+        row["epoch"] = record["training_iteration"]
+    return row
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _dedupe_epochs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the last report of each epoch: a trial restored from a checkpoint re-reports epochs."""
+    by_epoch: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        by_epoch[row.get("epoch")] = row
+    return sorted(by_epoch.values(), key=lambda r: (r.get("epoch") is None, r.get("epoch") or 0))
+
+
+def _status(trial_dir: Path, rows: list[dict[str, Any]], max_epochs: int) -> str:
+    if (trial_dir / "error.txt").exists():
+        return "errored"
+    if not rows:
+        return "pending"
+    last = rows[-1]
+    if bool(last.get("diverged")):
+        return "diverged"
+    epoch = last.get("epoch")
+    if epoch is not None and max_epochs and float(epoch) < max_epochs:
+        return "stopped"
+    return "completed"
+
+
+def _column_order(columns: pd.Index) -> list[str]:
+    head = [
+        "sweep",
+        "study",
+        *GROUP_KEYS,
+        "phase",
+        "trial_id",
+        "trial_dir",
+        "status",
+        "max_epochs",
+        "seed",
+        "epoch",
+    ]
+    metrics = [c for c in columns if c not in head and "." not in c]
+    params = sorted(c for c in columns if "." in c)
+    return [c for c in head if c in columns] + metrics + params

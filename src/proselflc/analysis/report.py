@@ -1,0 +1,231 @@
+"""Everything `proselflc report` writes, as one function, and the short summary a sweep ends with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from proselflc.analysis import plots
+from proselflc.analysis.importances import importance, search_cost
+from proselflc.analysis.load import load_sweep
+from proselflc.analysis.select import best_configs, trial_summary
+from proselflc.analysis.tables import FORMATS, ResultsTable, results_table
+from proselflc.config import closest
+
+
+class NoResults(ValueError):
+    """The sweep directory is valid but no trial has reported an epoch yet."""
+
+
+@dataclass
+class Report:
+    """The computed views of one sweep and the files written for them."""
+
+    trials: pd.DataFrame
+    best: pd.DataFrame
+    table: ResultsTable
+    oracle: ResultsTable
+    importance: pd.DataFrame
+    cost: pd.DataFrame
+    dynamics: pd.DataFrame
+    files: list[Path] = field(default_factory=list)
+
+
+def build_report(
+    sweep_dir: str | Path,
+    select_by: str | None = None,
+    scope: Literal["last", "all"] = "last",
+    mode: Literal["max", "min"] | None = None,
+) -> Report:
+    """Load a sweep and compute every view (no files written); see `best_configs` for the arguments.
+
+    select_by/mode default to the sweep's own metric and mode; another metric defaults to "min" when
+    its name says it is a loss and "max" otherwise.
+    """
+    df = load_sweep(sweep_dir)
+    if df["epoch"].notna().sum() == 0:
+        raise NoResults(f"sweep {str(sweep_dir)!r} has no trial results yet (run or resume `proselflc tune`)")
+    select_by = select_by or df.attrs.get("metric", "val_accuracy")
+    if mode is None:
+        own = select_by == df.attrs.get("metric")
+        mode = df.attrs.get("mode", "max") if own else ("min" if "loss" in select_by else "max")
+    best = best_configs(df, select_by=select_by, mode=mode, scope=scope)
+    return Report(
+        trials=trial_summary(df, select_by, mode),
+        best=best,
+        table=results_table(best),
+        oracle=results_table(best, source="oracle"),
+        importance=importance(df, select_by=select_by, mode=mode),
+        cost=search_cost(df),
+        dynamics=dynamics(df, best),
+    )
+
+
+def dynamics(df: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch rows of the selected search trials and of every final-seed re-run."""
+    if "trial_id" not in best:
+        return df.iloc[0:0]
+    chosen = best.dropna(subset=["trial_id"])[["study", "trial_id"]].assign(phase="search")
+    selected = df.merge(chosen, on=["study", "phase", "trial_id"])
+    final = df[df["phase"] == "final"]
+    out = pd.concat([selected, final], ignore_index=True).dropna(subset=["epoch"])
+    return out.sort_values(["study", "phase", "trial_id", "epoch"], kind="mergesort").reset_index(drop=True)
+
+
+def write_report(
+    sweep_dir: str | Path,
+    out: str | Path | None = None,
+    formats: tuple[str, ...] | list[str] = FORMATS,
+    select_by: str | None = None,
+    figures: bool = True,
+    scope: Literal["last", "all"] = "last",
+    mode: Literal["max", "min"] | None = None,
+) -> Report:
+    """Compute every view; write the chosen exports and the plots to `out` (default <sweep>/report)."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown report format {unknown[0]!r}; {closest(unknown[0], FORMATS)}")
+    report = build_report(sweep_dir, select_by, scope, mode)
+    out = Path(out) if out is not None else Path(sweep_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    writers = {
+        "md": _write_md,
+        "csv": _write_csv,
+        "tex": _write_tex,
+        "xlsx": _write_xlsx,
+        "html": _write_html,
+    }
+    for fmt in dict.fromkeys(formats):
+        report.files.extend(writers[fmt](report, out))
+    if figures:
+        report.files.extend(_write_figures(report, out))
+    return report
+
+
+def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
+    """The results table of a finished sweep as Markdown with a one-line caption and the search cost."""
+    try:
+        report = build_report(sweep_dir, select_by)
+    except NoResults as exc:
+        return str(exc)
+    cost = report.cost
+    trained, full = cost["epochs_trained"].sum(), cost["epochs_full"].sum()
+    lines = [report.table.caption(), "", report.table.to_markdown(), ""]
+    if "gap" in report.best and report.best["gap"].notna().any():
+        scale = 100.0 if report.table.percent else 1.0
+        lines.append(
+            f"Oracle gap (best by test minus selected, search trials): "
+            f"mean {report.best['gap'].mean() * scale:.2f}, max {report.best['gap'].max() * scale:.2f}."
+        )
+    if full:
+        lines.append(
+            f"Search cost: {trained:g} of {full:g} epochs trained ({1 - trained / full:.0%} saved by ASHA)."
+        )
+    return "\n".join(lines)
+
+
+def _write_md(report: Report, out: Path) -> list[Path]:
+    path = out / "results.md"
+    parts = [
+        "## Results",
+        "",
+        report.table.caption(),
+        "",
+        report.table.to_markdown(),
+        "",
+        "## Oracle (best by test accuracy, for contrast)",
+        "",
+        report.oracle.to_markdown(),
+        "",
+        "## Selected configurations",
+        "",
+        report.best.to_markdown(index=False),
+        "",
+        "## Search cost",
+        "",
+        report.cost.to_markdown(index=False),
+        "",
+    ]
+    if not report.importance.empty:
+        parts += ["## Hyperparameter importance (fANOVA)", "", report.importance.to_markdown(index=False), ""]
+    path.write_text("\n".join(parts))
+    return [path]
+
+
+def _write_csv(report: Report, out: Path) -> list[Path]:
+    paths = [report.table.to_csv(out / "results.csv")]
+    for name, frame in (
+        ("best_configs", report.best),
+        ("importance", report.importance),
+        ("search_cost", report.cost),
+        ("trials", report.trials),
+        ("dynamics", report.dynamics),
+    ):
+        path = out / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def _write_tex(report: Report, out: Path) -> list[Path]:
+    path = out / "results.tex"
+    path.write_text(report.table.to_latex())
+    oracle = out / "oracle.tex"
+    oracle.write_text(report.oracle.to_latex())
+    return [path, oracle]
+
+
+def _write_html(report: Report, out: Path) -> list[Path]:
+    path = out / "results.html"
+    body = [
+        "<h2>Results</h2>",
+        report.table.to_html(),
+        "<h2>Oracle (best by test accuracy, for contrast)</h2>",
+        report.oracle.to_html(),
+        "<h2>Selected configurations</h2>",
+        report.best.to_html(index=False, na_rep=""),
+        "<h2>Search cost</h2>",
+        report.cost.to_html(index=False),
+        "<h2>Hyperparameter importance (fANOVA)</h2>",
+        report.importance.to_html(index=False),
+    ]
+    path.write_text(
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>proselflc report</title></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+    return [path]
+
+
+def _write_xlsx(report: Report, out: Path) -> list[Path]:
+    """One sheet per view; 'results' keeps the bold row best, 'results_numeric' reads back as numbers."""
+    path = out / "results.xlsx"
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        report.table.styler().to_excel(writer, sheet_name="results")
+        report.table.long().to_excel(writer, sheet_name="results_numeric", index=False)
+        report.oracle.styler().to_excel(writer, sheet_name="oracle")
+        for name, frame in (
+            ("best_configs", report.best),
+            ("importance", report.importance),
+            ("search_cost", report.cost),
+            ("trials", report.trials),
+            ("dynamics", report.dynamics),
+        ):
+            frame.to_excel(writer, sheet_name=name, index=False)
+    return [path]
+
+
+def _write_figures(report: Report, out: Path) -> list[Path]:
+    paths = plots.save(plots.accuracy_vs_noise(report.table), out, "accuracy_vs_noise")
+    for stem, fig in plots.learning_curves(report.dynamics, report.best):
+        paths += plots.save(fig, out, stem)
+    bars = plots.importance_bars(report.importance)
+    if bars is not None:
+        paths += plots.save(bars, out, "importance")
+    return paths
+
+
+__all__ = ["FORMATS", "NoResults", "Report", "build_report", "dynamics", "summary", "write_report"]

@@ -1,0 +1,201 @@
+"""Model selection on noisy validation, with the test-set oracle beside it (never instead of it).
+
+With noisy labels the honest protocol picks a configuration by a metric computed on noisy labels;
+the clean test set is read only after the choice, and the oracle column shows how much better a
+(cheating) choice by test accuracy would have been: the cost of selecting on noisy labels.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
+from proselflc.config import closest
+
+#: Metrics computed with the true labels: selecting on them would leak clean information.
+CLEAN_LABEL_METRICS = ("clean_fit", "noisy_corrected")
+#: Final re-runs that ran to their end (a diverged run is a real outcome of the config, so it counts).
+FINISHED = ("completed", "diverged")
+
+
+def check_select_by(df: pd.DataFrame, select_by: str) -> None:
+    """Refuse a selection metric that is missing or that looks at clean labels."""
+    if select_by.startswith("test_") or select_by in CLEAN_LABEL_METRICS:
+        raise ValueError(
+            f"select_by={select_by!r} is computed with clean labels; selection must use the noisy "
+            "validation split (e.g. 'val_accuracy'); the oracle columns show the best by test accuracy"
+        )
+    if select_by not in df.columns:
+        metrics = [c for c in df.columns if "." not in c and pd.api.types.is_numeric_dtype(df[c])]
+        raise ValueError(
+            f"select_by={select_by!r} is not a metric of this sweep; {closest(select_by, metrics)}"
+        )
+
+
+def pick(rows: pd.DataFrame, metric: str, mode: Literal["max", "min"] = "max") -> pd.Series | None:
+    """The best (trial, epoch) row by `metric`; ties go to the earlier epoch, then the smaller trial id."""
+    values = pd.to_numeric(rows[metric], errors="coerce")
+    finite = rows[np.isfinite(values.to_numpy(dtype=float))]
+    if finite.empty:
+        return None
+    ordered = finite.assign(_v=pd.to_numeric(finite[metric])).sort_values(
+        ["_v", "epoch", "trial_id"], ascending=[mode == "min", True, True], kind="mergesort"
+    )
+    return ordered.iloc[0].drop("_v")
+
+
+def best_configs(
+    df: pd.DataFrame,
+    select_by: str = "val_accuracy",
+    mode: Literal["max", "min"] = "max",
+    scope: Literal["last", "all"] = "last",
+) -> pd.DataFrame:
+    """One row per (dataset, model, noise kind, noise rate, method): the selected config and the oracle.
+
+    scope="last" (default, the rule `proselflc tune` uses to pick the config its final seeds re-run):
+    each search trial is scored by `select_by` at its last epoch, among trials that ran the full length
+    (all non-errored, non-diverged ones if none did). scope="all": every (trial, epoch) competes, as
+    when keeping the best checkpoint. Ties go to the earlier epoch, then the smaller trial id.
+    Reported: the clean test accuracy at the selected epoch and at the trial's end, the memorisation
+    figures there, the trial's hyperparameters (dotted columns), the final-seed re-runs' test accuracy
+    at their last epoch (final_mean, final_std with ddof=1, final_n) and whether they ran the selected
+    config, and the oracle (best by test accuracy among the same candidates) with
+    gap = oracle_test_accuracy - test_accuracy.
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode={mode!r}; valid: max, min")
+    if scope not in ("last", "all"):
+        raise ValueError(f"scope={scope!r}; valid: last, all")
+    check_select_by(df, select_by)
+    if "test_accuracy" not in df.columns:
+        raise ValueError("the sweep reports no 'test_accuracy'; the tables need the clean test accuracy")
+    params = hyperparameter_columns(df)
+    rows = []
+    for key, group in df.groupby(GROUP_KEYS, sort=False, dropna=False):
+        row: dict[str, object] = dict(zip(GROUP_KEYS, key))
+        row["study"] = group["study"].iloc[0]
+        row.update(_selected(group[group["phase"] == "search"], select_by, mode, scope, params))
+        row.update(_final(group[group["phase"] == "final"], params, row))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    ordered = [c for c in out.columns if c not in params] + [c for c in params if c in out.columns]
+    return out[ordered]
+
+
+def trial_summary(
+    df: pd.DataFrame, select_by: str = "val_accuracy", mode: Literal["max", "min"] = "max"
+) -> pd.DataFrame:
+    """One row per trial: status, epochs trained, its best `select_by`, and its hyperparameters."""
+    keys = ["study", *GROUP_KEYS, "phase", "trial_id"]
+    agg: dict[str, tuple[str, str]] = {"status": ("status", "first"), "epochs": ("epoch", "max")}
+    if select_by in df.columns:
+        agg[f"best_{select_by}"] = (select_by, mode)
+    for col in ("test_accuracy", "time_total_s"):
+        if col in df.columns:
+            agg[f"last_{col}"] = (col, "last")
+    for col in hyperparameter_columns(df):
+        agg[col] = (col, "first")
+    return (
+        df.sort_values([*keys[:-1], "trial_id", "epoch"])
+        .groupby(keys, sort=False, dropna=False)
+        .agg(**agg)
+        .reset_index()
+    )
+
+
+def candidates(search: pd.DataFrame, select_by: str, scope: str) -> pd.DataFrame:
+    """The (trial, epoch) rows that compete: all of them, or each usable trial's last epoch."""
+    rows = search.dropna(subset=["epoch"])
+    if scope == "all":
+        return rows
+    last = rows.sort_values("epoch", kind="mergesort").groupby("trial_id", sort=False).tail(1)
+    finite = np.isfinite(pd.to_numeric(last[select_by], errors="coerce").to_numpy(dtype=float))
+    usable = last[~last["status"].isin(["errored", "diverged"]) & finite]
+    full = usable[usable["status"] == "completed"]
+    return full if not full.empty else usable
+
+
+def _selected(
+    search: pd.DataFrame, select_by: str, mode: str, scope: str, params: list[str]
+) -> dict[str, object]:
+    trials = search.drop_duplicates("trial_id")
+    counts = trials["status"].value_counts()
+    out: dict[str, object] = {"select_by": select_by, "scope": scope, "n_trials": len(trials)}
+    out.update({f"n_{s}": int(counts.get(s, 0)) for s in ("completed", "stopped", "errored", "diverged")})
+    pool = candidates(search, select_by, scope)
+    chosen = pick(pool, select_by, mode)
+    oracle = pick(pool, "test_accuracy", "max")
+    if chosen is None:
+        return out
+    trial = search[search["trial_id"] == chosen["trial_id"]].dropna(subset=["epoch"])
+    end = trial.loc[trial["epoch"].idxmax()]
+    out.update(
+        trial_id=chosen["trial_id"],
+        status=chosen["status"],
+        selected_epoch=chosen["epoch"],
+        selected_score=chosen[select_by],
+        test_accuracy=chosen["test_accuracy"],
+        end_epoch=end["epoch"],
+        test_accuracy_end=end["test_accuracy"],
+    )
+    for col in ("noisy_fit", "noisy_corrected"):
+        if col in search.columns:
+            out[col] = chosen[col]
+            out[f"{col}_end"] = end[col]
+    if oracle is not None:
+        out.update(
+            oracle_trial_id=oracle["trial_id"],
+            oracle_epoch=oracle["epoch"],
+            oracle_test_accuracy=oracle["test_accuracy"],
+            gap=float(oracle["test_accuracy"]) - float(chosen["test_accuracy"]),
+        )
+    out.update({p: chosen[p] for p in params})
+    return out
+
+
+def _final(final: pd.DataFrame, params: list[str], selected: dict[str, object]) -> dict[str, object]:
+    """Mean ± std of the final-seed re-runs' last-epoch test accuracy (empty when there were none)."""
+    if final.empty:
+        return {
+            "final_n": 0,
+            "final_mean": np.nan,
+            "final_std": np.nan,
+            "final_unfinished": 0,
+            "final_seeds": "",
+            "final_matches_selection": pd.NA,
+        }
+    done = final.dropna(subset=["epoch"]).sort_values("epoch").groupby("trial_id", sort=False).tail(1)
+    finished = done[done["status"].isin(FINISHED)]
+    values = pd.to_numeric(finished["test_accuracy"], errors="coerce").dropna()
+    n_runs = final["trial_id"].nunique()
+    compare = [p for p in params if p != "train.seed" and p in selected]
+    runs = final.drop_duplicates("trial_id")
+    matches = "trial_id" in selected and all(_same(v, selected[p]) for p in compare for v in runs[p])
+    return {
+        "final_n": len(values),
+        "final_mean": float(values.mean()) if len(values) else np.nan,
+        "final_std": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
+        "final_unfinished": n_runs - len(values),
+        "final_seeds": ",".join(_seed(s) for s in finished["seed"].tolist()),
+        "final_matches_selection": matches,
+    }
+
+
+def _seed(value: object) -> str:
+    """1 rather than 1.0 when a missing seed elsewhere made the column float."""
+    return (
+        str(int(value))
+        if isinstance(value, (int, float, np.number)) and float(value).is_integer()
+        else str(value)
+    )
+
+
+def _same(a: object, b: object) -> bool:
+    if pd.isna(a) and pd.isna(b):
+        return True
+    if isinstance(a, (int, float, np.number)) and isinstance(b, (int, float, np.number)):
+        return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
+    return a == b

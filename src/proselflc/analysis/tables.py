@@ -1,0 +1,193 @@
+"""The paper table: rows noise rates, columns methods, cells mean ± std test accuracy, best in bold.
+
+The numbers live in three aligned frames (mean, std, n); each export renders them its own way:
+Markdown and HTML/LaTeX for reading and pasting, CSV and the Excel numeric sheet for reading back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from proselflc.analysis.load import GROUP_KEYS
+
+ROW_KEYS = [k for k in GROUP_KEYS if k != "method"]
+#: Export formats of `proselflc report`.
+FORMATS = ("md", "csv", "tex", "xlsx", "html")
+SOURCES = ("auto", "final", "selected", "selected_end", "oracle")
+Source = Literal["auto", "final", "selected", "selected_end", "oracle"]
+_SINGLE = {"selected": "test_accuracy", "selected_end": "test_accuracy_end", "oracle": "oracle_test_accuracy"}
+
+
+@dataclass
+class ResultsTable:
+    """Aligned mean/std/n frames (index: row keys, columns: methods) plus how to label them."""
+
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    n: pd.DataFrame
+    source: str
+    percent: bool
+
+    def best(self) -> pd.DataFrame:
+        """True where a cell holds its row's highest mean (ties all bold; empty cells never)."""
+        row_max = self.mean.max(axis=1, skipna=True)
+        return self.mean.eq(row_max, axis=0) & self.mean.notna()
+
+    def cells(self, bold: tuple[str, str] = ("", ""), pm: str = " ± ", missing: str = "–") -> pd.DataFrame:
+        """Display strings: 'mean ± std' (or just the mean for one run), wrapped in `bold` when best."""
+        scale = 100.0 if self.percent else 1.0
+        best = self.best()
+        out = pd.DataFrame("", index=self.mean.index, columns=self.mean.columns, dtype=object)
+        for r in range(len(self.mean.index)):
+            for c in range(len(self.mean.columns)):
+                mean, std = self.mean.iat[r, c], self.std.iat[r, c]
+                if pd.isna(mean):
+                    out.iat[r, c] = missing
+                    continue
+                text = f"{mean * scale:.2f}" + ("" if pd.isna(std) else f"{pm}{std * scale:.2f}")
+                out.iat[r, c] = f"{bold[0]}{text}{bold[1]}" if best.iat[r, c] else text
+        return out
+
+    def caption(self) -> str:
+        unit = "test accuracy (%)" if self.percent else "test accuracy"
+        what = {
+            "auto": "final-seed re-runs of the config selected on noisy validation (mean ± std over seeds; "
+            "a single value where no re-runs exist)",
+            "final": "final-seed re-runs of the config selected on noisy validation (mean ± std over seeds)",
+            "selected": "the search trial selected on noisy validation, at its selected epoch",
+            "selected_end": "the search trial selected on noisy validation, at its last epoch",
+            "oracle": "ORACLE: the search trial (epoch) with the best test accuracy (not a valid selection)",
+        }[self.source]
+        return f"Clean {unit} of {what}; best per row in bold."
+
+    def numeric(self) -> pd.DataFrame:
+        """Wide numeric frame with (method, mean|std|n) columns: what the CSV holds."""
+        parts = {"mean": self.mean, "std": self.std, "n": self.n}
+        wide = pd.concat(parts, axis=1).swaplevel(0, 1, axis=1)
+        methods = list(self.mean.columns)
+        return wide.reindex(
+            columns=pd.MultiIndex.from_product([methods, list(parts)], names=["method", "stat"])
+        )
+
+    def long(self) -> pd.DataFrame:
+        """One row per (row keys, method) with mean, std, n and best: the Excel numeric sheet."""
+        frames = {"mean": self.mean, "std": self.std, "n": self.n, "best": self.best()}
+        stacked = pd.concat({k: v.stack(future_stack=True) for k, v in frames.items()}, axis=1)
+        return stacked.reset_index()
+
+    def flat(self, bold: tuple[str, str] = ("", ""), pm: str = " ± ", missing: str = "–") -> pd.DataFrame:
+        """Row keys as leading string columns (noise rate as 0.4, not 0.400000), then the method cells."""
+        cells = self.cells(bold=bold, pm=pm, missing=missing)
+        keys = cells.index.to_frame(index=False).astype(object)
+        keys["noise_rate"] = [f"{r:g}" for r in keys["noise_rate"]]
+        keys.columns = [str(c).replace("_", " ") for c in keys.columns]
+        out = pd.concat([keys, cells.reset_index(drop=True)], axis=1)
+        out.columns = [str(c) for c in out.columns]
+        return out
+
+    def to_markdown(self) -> str:
+        return self.flat(bold=("**", "**")).to_markdown(index=False)
+
+    def to_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.numeric().to_csv(path)
+        return path
+
+    def styler(self, pm: str = " ± ", missing: str = "–") -> Styler:
+        """Flat cells with the row best in bold as CSS, which HTML shows and LaTeX/Excel convert."""
+        flat = self.flat(pm=pm, missing=missing)
+        n_keys = self.mean.index.nlevels
+        best = self.best().to_numpy()
+
+        def css(frame: pd.DataFrame) -> pd.DataFrame:
+            marks = np.full(frame.shape, "", dtype=object)
+            marks[:, n_keys:] = np.where(best, "font-weight: bold;", "")
+            return pd.DataFrame(marks, index=frame.index, columns=frame.columns)
+
+        return flat.style.apply(css, axis=None).hide(axis="index")
+
+    def to_html(self) -> str:
+        return self.styler().set_caption(self.caption()).to_html()
+
+    def to_latex(self) -> str:
+        """A booktabs table (\\toprule/\\midrule/\\bottomrule) with \\bfseries on the row best."""
+        n_keys = self.mean.index.nlevels
+        styler = self.styler(pm=r" $\pm$ ", missing="--").format_index(escape="latex", axis=1)
+        styler = styler.format(escape="latex", subset=list(styler.data.columns[:n_keys]))
+        caption = _tex_escape(self.caption()).replace("±", r"$\pm$")
+        return styler.to_latex(
+            hrules=True,
+            convert_css=True,
+            caption=caption,
+            column_format="l" * n_keys + "c" * len(self.mean.columns),
+            position="t",
+            position_float="centering",
+        )
+
+
+def results_table(best: pd.DataFrame, source: Source = "auto", percent: bool | None = None) -> ResultsTable:
+    """Pivot `best_configs` output into the paper table.
+
+    source: "final" (mean ± std of the final-seed re-runs), "selected" / "selected_end" (the selected
+    search trial at its selected / last epoch), "oracle" (best by test: shown for contrast only), or
+    "auto" (final where a study has re-runs, else selected). percent: scale accuracies by 100
+    (default: when every value is within [0, 1]).
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r}; valid: {', '.join(SOURCES)}")
+    missing = [k for k in GROUP_KEYS if k not in best.columns]
+    if missing:
+        raise ValueError(f"results_table needs best_configs() output; missing column(s) {', '.join(missing)}")
+    mean, std, n = _values(best, source)
+    frame = best[GROUP_KEYS].assign(_mean=mean, _std=std, _n=n)
+    rows = _row_keys(best)
+    methods = list(dict.fromkeys(best["method"]))
+    pivots = [
+        frame.pivot_table(
+            index=rows, columns="method", values=v, aggfunc="first", dropna=False, sort=False
+        ).reindex(columns=methods)
+        for v in ("_mean", "_std", "_n")
+    ]
+    for p in pivots:
+        p.columns.name = "method"
+    if percent is None:
+        values = pivots[0].to_numpy(dtype=float)
+        percent = bool(np.all(values[np.isfinite(values)] <= 1.0))
+    mean_t, std_t, n_t = (p.sort_index(level="noise_rate", sort_remaining=False) for p in pivots)
+    return ResultsTable(mean=mean_t, std=std_t, n=n_t, source=source, percent=percent)
+
+
+def _values(best: pd.DataFrame, source: str) -> tuple[pd.Series, pd.Series, pd.Series]:
+    nan = pd.Series(np.nan, index=best.index)
+    if source in _SINGLE:
+        col = _SINGLE[source]
+        mean = pd.to_numeric(best[col], errors="coerce") if col in best else nan
+        return mean, nan, mean.notna().astype(float)
+    final_n = pd.to_numeric(best.get("final_n", pd.Series(0, index=best.index)), errors="coerce").fillna(0)
+    final_mean = pd.to_numeric(best["final_mean"], errors="coerce") if "final_mean" in best else nan
+    final_std = pd.to_numeric(best["final_std"], errors="coerce") if "final_std" in best else nan
+    if source == "final":
+        return final_mean.where(final_n > 0), final_std.where(final_n > 0), final_n
+    selected = pd.to_numeric(best["test_accuracy"], errors="coerce") if "test_accuracy" in best else nan
+    has_final = final_n > 0
+    mean = final_mean.where(has_final, selected)
+    std = final_std.where(has_final, np.nan)
+    n = final_n.where(has_final, selected.notna().astype(float))
+    return mean, std, n
+
+
+def _row_keys(best: pd.DataFrame) -> list[str]:
+    """The row keys that vary, plus noise_rate always: a one-dataset sweep needs no dataset column."""
+    return [k for k in ROW_KEYS if k == "noise_rate" or best[k].nunique(dropna=False) > 1]
+
+
+def _tex_escape(text: str) -> str:
+    for char, repl in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        text = text.replace(char, repl)
+    return text
