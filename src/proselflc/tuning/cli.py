@@ -1,0 +1,35 @@
+"""`proselflc tune SWEEP [--resume] [--set key=value ...]`: the arguments and the run, delegated by cli.py."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep", help="sweep YAML, e.g. configs/quickstart.yaml (or <sweep dir>/sweep.yaml)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted sweep: finished studies are skipped, others restored")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a sweep field, e.g. --set num_samples=4 --set base.train.epochs=5")
+    parser.add_argument("--verbose", action="store_true", help="show Ray Tune's own progress tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate the sweep, connect to Ray (RAY_ADDRESS, or a local instance), run it, print the table."""
+    import ray
+
+    from proselflc.analysis import summary
+    from proselflc.tuning.config import load_sweep
+    from proselflc.tuning.preflight import connect
+    from proselflc.tuning.sweep import run_sweep
+
+    sweep = load_sweep(args.sweep, args.set)
+    started = connect()
+    try:
+        sweep_dir = run_sweep(sweep, resume=args.resume, verbose=1 if args.verbose else 0)
+    finally:
+        if started:
+            ray.shutdown()
+    print(summary(str(sweep_dir)))
+    print(f"results: {sweep_dir}  (proselflc report {sweep_dir})")
+    return 0

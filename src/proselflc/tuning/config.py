@@ -1,0 +1,295 @@
+"""The sweep file: which base run, which noise rates, which methods and how hard to search each.
+
+A sweep is validated completely before Ray starts: the base run config (inline or a run YAML, plus
+`overrides`), every (noise rate, method) study's run config, and every search space's reachable
+values. The resolved form (base inlined, overrides applied, storage path absolute, search spaces
+expanded) is what `sweep.yaml` records, so `--resume` and the analysis never depend on files that
+may have changed since.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from proselflc import search_spaces
+from proselflc.config import (
+    NOISE_KINDS,
+    ConfigError,
+    RunConfig,
+    build_run_config,
+    closest,
+    deep_merge,
+    format_validation_error,
+    parse_overrides,
+    read_yaml,
+)
+from proselflc.training import METRIC_KEYS
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _safe_name(value: str, what: str) -> str:
+    if not _SAFE_NAME.match(value):
+        raise ValueError(f"{what} {value!r} must be a plain directory name (letters, digits, '_', '-', '.')")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoiseSweep(_Strict):
+    """The noise axis of the sweep; other noise fields (matrix, allow_true_label, seed) come from `base.noise`."""
+
+    kind: str = "symmetric"
+    rates: list[float] = Field(min_length=1)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in NOISE_KINDS:
+            raise ValueError(f"unknown noise kind {value!r}; {closest(value, NOISE_KINDS)}")
+        return value
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, value: list[float]) -> list[float]:
+        bad = [r for r in value if not 0.0 <= r < 1.0]
+        if bad:
+            raise ValueError(f"noise rates {bad} are outside [0, 1)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"noise rates {value} repeat a rate")
+        return value
+
+
+class MethodSpec(_Strict):
+    """One method to compare: a loss, its fixed hyperparameters and the space searched around them."""
+
+    name: str
+    loss: str = ""
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, Any] | str | None = Field(
+        None, description="preset name, mapping of dotted keys to domains (optionally with 'preset'), or none"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _loss_defaults_to_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("loss") and data.get("name"):
+            data = {**data, "loss": data["name"]}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _safe_name(value, "method name")
+
+
+class AshaSpec(_Strict):
+    """ASHA early stopping, in epochs: trials are cut at grace_period * reduction_factor^k unless in the top."""
+
+    max_t: int | None = Field(None, ge=1, description="epochs per trial; default: base.train.epochs")
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1.0)
+    brackets: int = Field(1, ge=1)
+
+
+class SearcherSpec(_Strict):
+    """Optuna's TPE sampler, seeded so a sweep's suggestions are reproducible."""
+
+    name: Literal["optuna"] = "optuna"
+    sampler: Literal["tpe"] = "tpe"
+    seed: int = 0
+    n_startup_trials: int | None = Field(
+        None, ge=0, description="random trials before TPE models the results; default: num_samples // 3, >= 2"
+    )
+
+
+class ResourcesSpec(_Strict):
+    """What one trial reserves on one node; fractional GPUs pack several small trials on a GPU."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError(f"gpu = {value}: fractions are allowed only up to 1 (Ray places whole GPUs above that)")
+        return value
+
+
+class SweepConfig(_Strict):
+    """A whole sweep: one Ray Tune study per (noise rate, method), then final-seed re-runs of each best config."""
+
+    name: str
+    base: RunConfig
+    noise: NoiseSweep
+    methods: list[MethodSpec] = Field(min_length=1)
+    metric: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(8, ge=1)
+    time_budget_s: float | None = Field(None, gt=0, description="per study search time limit in seconds")
+    asha: AshaSpec = Field(default_factory=AshaSpec)
+    searcher: SearcherSpec = Field(default_factory=SearcherSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    storage_path: Path = Path("results")
+    final_seeds: int = Field(3, ge=0)
+    checkpoint_every: int = Field(0, ge=0, description="epochs between trial checkpoints; 0: only the last epoch")
+    max_failures: int = Field(1, ge=0, description="retries of a failed trial (from its last checkpoint)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_base(cls, data: Any, info: ValidationInfo) -> Any:
+        """Inline a base run YAML (relative to the sweep file) and apply `overrides` onto it."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        root = Path((info.context or {}).get("root", "."))
+        base = data.get("base", {})
+        if isinstance(base, str | Path):
+            path = Path(base) if Path(base).is_absolute() else root / base
+            try:
+                base = read_yaml(path)
+            except ConfigError as err:
+                raise ValueError(f"base: {err}") from None
+        overrides = _nested(data.pop("overrides", None))
+        if isinstance(base, dict):
+            base = deep_merge(base, overrides)
+        data["base"] = base
+        methods = data.get("methods")
+        if isinstance(methods, dict):
+            data["methods"] = [{"name": k, **(v or {})} for k, v in methods.items()]
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _safe_name(value, "sweep name")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if value not in METRIC_KEYS:
+            raise ValueError(f"unknown metric {value!r}; {closest(value, METRIC_KEYS)}")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _unique(cls, value: list[MethodSpec]) -> list[MethodSpec]:
+        names = [m.name for m in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"method names {dupes} appear more than once")
+        return value
+
+    @field_validator("storage_path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _asha_fits(self) -> SweepConfig:
+        if self.asha.grace_period > self.max_t:
+            raise ValueError(f"asha.grace_period = {self.asha.grace_period} exceeds the trial length {self.max_t}")
+        return self
+
+    @property
+    def max_t(self) -> int:
+        """Epochs per trial (ASHA's max_t and the length of every search and final run)."""
+        return self.asha.max_t or self.base.train.epochs
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.storage_path / self.name
+
+    def study_config(self, rate: float, method: MethodSpec) -> dict[str, Any]:
+        """The base run config (as a dict) of the study (rate, method): the dict trials apply their params onto."""
+        raw = self.base.to_dict()
+        raw["name"] = f"{self.name}-{rate_dir(self.noise.kind, rate)}-{method.name}"
+        raw["noise"] = {**raw["noise"], "kind": self.noise.kind, "rate": rate}
+        raw["loss"] = {"name": method.loss, **method.hyperparameters}
+        raw["train"] = {**raw["train"], "epochs": self.max_t, "progress": False}
+        return raw
+
+    def resolved(self, spaces: dict[str, search_spaces.SearchSpace]) -> dict[str, Any]:
+        """YAML-safe dict that reloads to the same sweep, search spaces expanded: what `sweep.yaml` records."""
+        out = self.model_dump(mode="json")
+        for method in out["methods"]:
+            method["search"] = {k: d.model_dump() for k, d in spaces[method["name"]].items()}
+        return out
+
+
+def rate_dir(kind: str, rate: float) -> str:
+    """Directory name of a noise rate, e.g. symmetric-0.4, symmetric-0 (shared with the analysis)."""
+    return f"{kind}-{rate:g}"
+
+
+def _nested(overrides: Any) -> dict[str, Any]:
+    """`overrides` as a nested dict: accepts `[key=value, ...]` or a mapping with dotted and/or nested keys."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, list):
+        return parse_overrides([str(o) for o in overrides])
+    if not isinstance(overrides, dict):
+        # ValueError, not TypeError: pydantic turns only ValueError into a field error with the value.
+        raise ValueError(f"overrides must be a mapping or a list of key=value strings, got {overrides!r}")  # noqa: TRY004
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        *parents, leaf = str(key).split(".")
+        tree: dict[str, Any] = {leaf: _nested(value) if isinstance(value, dict) else value}
+        for part in reversed(parents):
+            tree = {part: tree}
+        out = deep_merge(out, tree)
+    return out
+
+
+def validate_studies(sweep: SweepConfig) -> dict[str, search_spaces.SearchSpace]:
+    """Check every study's run config and every method's space; returns {method name: validated space}.
+
+    Failing here, before Ray starts, names the method and the field instead of erroring trials later.
+    """
+    spaces: dict[str, search_spaces.SearchSpace] = {}
+    for method in sweep.methods:
+        where = f"methods.{method.name}"
+        for rate in sweep.noise.rates:
+            build_run_config(sweep.study_config(rate, method), source=f"{where} at noise rate {rate:g}")
+        base = sweep.study_config(sweep.noise.rates[0], method)
+        spaces[method.name] = search_spaces.build_space(method.search, method.loss, base, f"{where}.search")
+    return spaces
+
+
+def build_sweep_config(raw: dict[str, Any], source: str = "sweep", root: str | Path = ".") -> SweepConfig:
+    """Validate a raw sweep dict (paths relative to `root`) into a SweepConfig, with ConfigError on problems."""
+    try:
+        sweep = SweepConfig.model_validate(raw, context={"root": str(root)})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+    validate_studies(sweep)
+    return sweep
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
+    """Read a sweep YAML, apply `--set` overrides (e.g. num_samples=4, base.train.epochs=5), validate."""
+    path = Path(path)
+    raw = read_yaml(path)
+    updates = parse_overrides(overrides)
+    base_updates = updates.pop("base", None)
+    raw = deep_merge(raw, updates)
+    if base_updates:
+        # `--set base.x=...` must not replace a base given as a file path: route it through `overrides`.
+        raw["overrides"] = deep_merge(_nested(raw.get("overrides")), base_updates)
+    return build_sweep_config(raw, source=str(path), root=path.parent)

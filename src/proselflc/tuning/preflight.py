@@ -1,0 +1,56 @@
+"""Fail fast when no trial could ever be placed: Ray would otherwise leave trials PENDING forever."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import ray
+
+from proselflc.config import ConfigError
+
+
+def connect() -> bool:
+    """Use the Ray that is already initialised, the cluster at RAY_ADDRESS, or start a local one.
+
+    Returns True when this call started a local Ray (the caller then shuts it down).
+    """
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return False
+    ray.init(include_dashboard=False)
+    return True
+
+
+def alive_nodes() -> list[dict[str, float]]:
+    """The total resources of each alive node of the connected cluster."""
+    return [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
+
+
+def _describe(node: dict[str, float]) -> str:
+    return f"CPU {node.get('CPU', 0):g}, GPU {node.get('GPU', 0):g}"
+
+
+def check_placeable(cpu: float, gpu: float, nodes: Sequence[dict[str, float]]) -> None:
+    """Raise ConfigError unless some single node has at least `cpu` CPUs and `gpu` GPUs in total.
+
+    A trial's resources must fit on one node, so per-node totals (not the cluster sum) decide.
+    """
+    if any(node.get("CPU", 0) >= cpu and node.get("GPU", 0) >= gpu for node in nodes):
+        return
+    have = "; ".join(f"node {i}: {_describe(n)}" for i, n in enumerate(nodes)) or "no alive nodes"
+    needs = []
+    if not any(node.get("CPU", 0) >= cpu for node in nodes):
+        needs.append(f"resources.cpu = {cpu:g} (lower it to at most {max((n.get('CPU', 0) for n in nodes), default=0):g})")
+    if not any(node.get("GPU", 0) >= gpu for node in nodes):
+        most = max((n.get("GPU", 0) for n in nodes), default=0)
+        hint = "set resources.gpu: 0 to train on CPU" if most == 0 else f"lower it to at most {most:g}"
+        needs.append(f"resources.gpu = {gpu:g} ({hint})")
+    if not needs:
+        needs.append(f"resources.cpu = {cpu:g} and resources.gpu = {gpu:g} together")
+    raise ConfigError(
+        f"no trial can ever be placed: {' and '.join(needs)}, but the Ray cluster has {have}. "
+        "Connect to a bigger cluster with RAY_ADDRESS or ask for less per trial."
+    )

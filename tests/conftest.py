@@ -1,0 +1,73 @@
+"""Shared fixtures: ONE local Ray for the whole test session, and one tiny real sweep reused by tests.
+
+Starting Ray costs seconds and each trial about one more, so every Ray test shares the instance
+started here (2 CPUs, 2 fake GPUs so fractional-GPU packing can be tested on CPU-only machines),
+and tests that only read a sweep directory reuse `tiny_sweep` instead of running their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: A digits sweep small enough for tests: seconds per study, still real Ray, Optuna and ASHA.
+TINY_SWEEP: dict[str, Any] = {
+    "name": "tiny",
+    "base": {
+        "data": {"name": "digits", "limit": 600},
+        "model": {"name": "mlp", "hidden": 16},
+        "optim": {"lr": 0.1, "schedule": "constant"},
+        "train": {"epochs": 3, "batch_size": 64, "seed": 0},
+    },
+    "noise": {"kind": "symmetric", "rates": [0.0, 0.4]},
+    "methods": {
+        "crossentropy": {"search": {"optim.lr": {"type": "loguniform", "low": 0.01, "high": 0.5}}},
+        "proselflc": {
+            "hyperparameters": {"trust_mode": "entropy"},
+            "search": {
+                "loss.exp_base": {"type": "loguniform", "low": 2.0, "high": 32.0},
+                "optim.lr": {"type": "loguniform", "low": 0.01, "high": 0.5},
+            },
+        },
+    },
+    "num_samples": 3,
+    "asha": {"grace_period": 1, "reduction_factor": 2},
+    "searcher": {"seed": 0},
+    "resources": {"cpu": 1, "gpu": 0},
+    "max_concurrent_trials": 1,
+    "final_seeds": 2,
+    "max_failures": 0,
+}
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[Any]:
+    """The session's local Ray: 2 CPUs and 2 fake GPUs, no dashboard, its own short temp dir."""
+    import ray
+
+    saved = {k: os.environ.pop(k) for k in ("RAY_ADDRESS",) if k in os.environ}
+    # Ray puts Unix sockets under its temp dir: keep the path short (sockets are limited to ~107 chars).
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="WARNING")
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run TINY_SWEEP once (2 noise rates x 2 methods, 3 samples, 3 epochs, 2 final seeds); its sweep dir."""
+    from proselflc.tuning import build_sweep_config, run_sweep
+
+    storage = tmp_path_factory.mktemp("tiny-sweep")
+    sweep = build_sweep_config({**TINY_SWEEP, "storage_path": str(storage)})
+    return run_sweep(sweep)

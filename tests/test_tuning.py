@@ -1,0 +1,158 @@
+"""End-to-end sweeps on the shared Ray: real trials, real Optuna TPE, real ASHA stopping, final seeds,
+the sweep-directory contract, divergence, preflight against the live cluster, and fractional-GPU packing."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ray import tune
+
+from conftest import TINY_SWEEP
+from proselflc.config import ConfigError
+from proselflc.trainables import trial_resources
+from proselflc.training import METRIC_KEYS
+from proselflc.analysis import summary
+from proselflc.tuning import build_sweep_config, run_sweep
+from proselflc.tuning.table import trial_results
+
+pytestmark = pytest.mark.ray
+
+
+def studies(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    return {s["study"]: s for s in json.loads((sweep_dir / "manifest.json").read_text())["studies"]}
+
+
+def test_tiny_sweep_writes_the_documented_layout(tiny_sweep: Path) -> None:
+    manifest = json.loads((tiny_sweep / "manifest.json").read_text())
+    assert manifest["sweep"] == "tiny" and manifest["metric"] == "val_accuracy" and manifest["mode"] == "max"
+    assert manifest["max_t"] == 3
+    assert [s["study"] for s in manifest["studies"]] == [
+        "symmetric-0/crossentropy", "symmetric-0/proselflc", "symmetric-0.4/crossentropy", "symmetric-0.4/proselflc"
+    ]
+    resolved = yaml.safe_load((tiny_sweep / "sweep.yaml").read_text())
+    assert resolved["name"] == "tiny" and resolved["base"]["data"]["limit"] == 600
+    for entry in manifest["studies"]:
+        assert entry["status"] == "finished"
+        assert entry["dataset"] == "digits" and entry["model"] == "mlp" and entry["noise_kind"] == "symmetric"
+        assert entry["search_dir"] == f"{entry['study']}/search" and entry["final_dir"] == f"{entry['study']}/final"
+        trials = trial_results(tiny_sweep / entry["search_dir"])
+        assert len(trials) == 3
+        space = set(resolved["methods"][0 if entry["method"] == "crossentropy" else 1]["search"])
+        for params, rows in trials:
+            assert set(params) == space  # only the sampled dotted keys
+            assert rows and set(METRIC_KEYS) <= set(rows[-1]) and "training_iteration" in rows[-1]
+            assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+        assert entry["best_params"] in [p for p, _ in trials]
+        finals = trial_results(tiny_sweep / entry["final_dir"])
+        assert sorted(p["train.seed"] for p, _ in finals) == [1, 2]
+        for params, rows in finals:
+            assert {k: v for k, v in params.items() if k != "train.seed"} == entry["best_params"]
+            assert rows[-1]["epoch"] == 3  # full length: no early stopping
+            assert any(p.name.startswith("checkpoint_") for p in (tiny_sweep / entry["final_dir"]).glob("*/*"))
+
+
+def test_asha_stops_some_trials_early(tiny_sweep: Path) -> None:
+    epochs = [rows[-1]["epoch"] for s in studies(tiny_sweep).values()
+              for _, rows in trial_results(tiny_sweep / s["search_dir"])]
+    assert min(epochs) < 3 and max(epochs) == 3
+
+
+def test_fixed_hyperparameters_reach_the_trials(tiny_sweep: Path) -> None:
+    final = next(tiny_sweep.glob("symmetric-0.4/proselflc/final/*/result.json"))
+    rows = [json.loads(line) for line in final.read_text().splitlines()]
+    # ProSelfLC's epsilon is g * e > 0 once the run is under way; cross entropy's is 0.
+    assert rows[-1]["mean_epsilon"] > 0
+    ce = next(tiny_sweep.glob("symmetric-0.4/crossentropy/final/*/result.json"))
+    assert json.loads(ce.read_text().splitlines()[-1])["mean_epsilon"] == 0
+
+
+def test_the_summary_printed_after_a_sweep_has_every_rate_and_method(tiny_sweep: Path) -> None:
+    table = summary(tiny_sweep)
+    for study in studies(tiny_sweep):
+        rate, method = study.split("/")
+        assert method in table and rate.split("-")[1] in table
+    assert "±" in table
+
+
+def test_rerunning_a_finished_sweep_without_resume_is_refused(tiny_sweep: Path) -> None:
+    sweep = build_sweep_config({**TINY_SWEEP, "storage_path": str(tiny_sweep.parent)})
+    with pytest.raises(ConfigError, match="already exists: pass --resume"):
+        run_sweep(sweep)
+    changed = build_sweep_config({**TINY_SWEEP, "storage_path": str(tiny_sweep.parent), "num_samples": 5})
+    with pytest.raises(ConfigError, match="differs from .* in num_samples"):
+        run_sweep(changed, resume=True)
+    # Resuming the finished sweep re-runs nothing.
+    before = sorted(p.name for p in tiny_sweep.rglob("result.json"))
+    lines: list[str] = []
+    run_sweep(sweep, resume=True, log=lines.append)
+    assert sum("finished earlier, skipped" in line for line in lines) == 4
+    assert sorted(p.name for p in tiny_sweep.rglob("result.json")) == before
+
+
+def test_preflight_rejects_trials_the_cluster_cannot_place(ray_session: Any, tmp_path: Path) -> None:
+    sweep = build_sweep_config({**TINY_SWEEP, "storage_path": str(tmp_path), "resources": {"cpu": 1, "gpu": 3}})
+    with pytest.raises(ConfigError, match=r"resources.gpu = 3 \(lower it to at most 2\).*GPU 2"):
+        run_sweep(sweep)
+    sweep = build_sweep_config({**TINY_SWEEP, "storage_path": str(tmp_path), "resources": {"cpu": 4}})
+    with pytest.raises(ConfigError, match=r"resources.cpu = 4"):
+        run_sweep(sweep)
+    assert not (tmp_path / "tiny").exists()  # nothing was started
+
+
+def test_a_diverging_trial_is_recorded_and_stopped(ray_session: Any, tmp_path: Path) -> None:
+    raw = {
+        **TINY_SWEEP,
+        "name": "nan",
+        "storage_path": str(tmp_path),
+        "base": {**TINY_SWEEP["base"], "optim": {"lr": 1.0e12, "schedule": "constant"}},
+        "noise": {"kind": "symmetric", "rates": [0.2]},
+        "methods": {"crossentropy": {"search": {}}},
+        "final_seeds": 0,
+    }
+    lines: list[str] = []
+    sweep_dir = run_sweep(build_sweep_config(raw), log=lines.append)
+    ((params, rows),) = trial_results(sweep_dir / "symmetric-0.2/crossentropy/search")
+    assert params == {}
+    assert rows[-1]["diverged"] is True and rows[-1]["epoch"] < 3
+    entry = studies(sweep_dir)["symmetric-0.2/crossentropy"]
+    assert entry["status"] == "finished" and entry["best_params"] is None
+    assert any("diverged" in line for line in lines)
+
+
+def test_fractional_gpus_pack_at_most_four_trials_on_two_gpus(ray_session: Any, tmp_path: Path) -> None:
+    def probe(config: dict[str, Any]) -> None:
+        """Record what a trial was given (nested, so Ray pickles it by value for the workers)."""
+        start = time.time()
+        time.sleep(2.0)
+        tune.report({
+            "start": start,
+            "end": time.time(),
+            "gpu_ids": [str(i) for i in ray_session.get_gpu_ids()],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        })
+
+    tuner = tune.Tuner(
+        tune.with_resources(probe, trial_resources(cpu=0.25, gpu=0.5)),
+        param_space={"i": tune.grid_search(list(range(8)))},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="pack", verbose=0),
+    )
+    results = [r.metrics for r in tuner.fit()]
+    assert len(results) == 8
+    for r in results:
+        assert len(r["gpu_ids"]) == 1 and r["gpu_ids"][0] in {"0", "1"}
+        assert r["cuda_visible_devices"] == r["gpu_ids"][0]
+    events = sorted([(r["start"], 1, r["gpu_ids"][0]) for r in results] + [(r["end"], -1, r["gpu_ids"][0])
+                                                                          for r in results])
+    running, per_gpu, peak = 0, {"0": 0, "1": 0}, 0
+    for _, delta, gpu in sorted(events, key=lambda e: (e[0], e[1])):
+        running += delta
+        per_gpu[gpu] += delta
+        peak = max(peak, running)
+        assert per_gpu[gpu] <= 2  # two 0.5-GPU trials per GPU
+    assert 2 < peak <= 4  # packed (more than one per GPU), never more than 2 GPUs / 0.5
