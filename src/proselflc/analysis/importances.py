@@ -39,7 +39,7 @@ def importance(
     """Long frame (GROUP_KEYS, param, importance, n_trials) of each study's hyperparameter importances.
 
     Only hyperparameters that vary across a study's search trials are scored; a study with fewer
-    than two scored trials or nothing varying yields no rows. Importances of a study sum to 1.
+    than two scored trials, nothing varying, or the same score for every trial yields no rows. Importances of a study sum to 1.
     `spaces` ({method: {param: domain spec}}, default: the sweep.yaml spaces `load_sweep` recorded)
     gives the searched ranges; parameters it does not cover get ranges inferred from their values.
     """
@@ -52,7 +52,11 @@ def importance(
         study = study_from_trials(group, select_by, mode, spaces.get(str(method), {}))
         if study is None:
             continue
-        n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        n_complete = len(complete)
+        if len({t.value for t in complete}) < 2:
+            # Every trial scored the same: no hyperparameter explains any variance (fANOVA is undefined).
+            continue
         scores = optuna.importance.get_param_importances(
             study, evaluator=evaluator or FanovaImportanceEvaluator(seed=0), normalize=True
         )
