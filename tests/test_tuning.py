@@ -14,12 +14,12 @@ import yaml
 from ray import tune
 
 from conftest import TINY_SWEEP
+from proselflc.analysis import summary
 from proselflc.config import ConfigError
 from proselflc.trainables import trial_resources
 from proselflc.training import METRIC_KEYS
-from proselflc.analysis import summary
 from proselflc.tuning import build_sweep_config, run_sweep
-from proselflc.tuning.table import trial_results
+from sweep_files import trial_results
 
 pytestmark = pytest.mark.ray
 

@@ -18,7 +18,7 @@ import yaml
 
 from conftest import TINY_SWEEP
 from proselflc.tuning import load_sweep, run_sweep
-from proselflc.tuning.table import trial_results
+from sweep_files import trial_results
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import signal
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +149,29 @@ class _Progress(tune.Callback):
         self.log(f"  {self.study} {trial.trial_id}: ERROR (see {trial.path}/error.txt)")
 
 
+def _keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _fit_noting_interrupts(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
+    """`tuner.fit()`, and whether Ctrl+C / SIGUSR1 stopped it.
+
+    Tune marks every trial TERMINATED when interrupted, so the results alone cannot tell. Its
+    handler, on a signal, puts back the SIGINT handler it found; finding ours back in place after
+    fit() means Tune was interrupted (ours behaves as Python's default if ever called directly).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit(), False
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, _keyboard_interrupt)
+    try:
+        grid = tuner.fit()
+    finally:
+        interrupted = signal.getsignal(signal.SIGINT) is _keyboard_interrupt
+        signal.signal(signal.SIGINT, previous)
+    return grid, interrupted
+
+
 def _dirname(trial: Any) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
@@ -196,8 +221,11 @@ class SweepRunner:
     def run(self, resume: bool = False) -> Path:
         """Search every unfinished study, then re-run its best config with fresh seeds; returns the sweep dir."""
         sweep = self.sweep
+        dataset = data_lib.load(sweep.base.data)  # missing or malformed data files fail here, before Ray
         connect()
         check_placeable(sweep.resources.cpu, sweep.resources.gpu, alive_nodes())
+        # Put into the object store once per sweep: every study's trials share it.
+        self._shared = SharedDataset.put(dataset)
         manifest = self.prepare(resume)
         if not self.verbose:
             logging.getLogger("ray.tune").setLevel(logging.WARNING)
@@ -235,11 +263,11 @@ class SweepRunner:
         Tune returns normally when interrupted; the tell-tale is a trial left unfinished or, between
         trials, fewer trials than asked for (unless a time budget legitimately cut the search short).
         """
-        grid = tuner.fit()
+        grid, interrupted = _fit_noting_interrupts(tuner)
         self._set_aside_orphans(grid)
         unfinished = grid.num_terminated + grid.num_errors < len(grid)
         short = self.sweep.time_budget_s is None and len(grid) < expected
-        if unfinished or short:
+        if interrupted or unfinished or short:
             message = (
                 f"sweep interrupted during {study.key}; its state is saved: continue with `proselflc tune "
                 f"{self.dir / SWEEP_FILE} --resume`"
@@ -272,9 +300,7 @@ class SweepRunner:
         return self.sweep.num_samples if study.space else 1
 
     def _trainable(self, study: Study) -> Any:
-        if self._shared is None:
-            # Loaded and put into the object store once per sweep: every study's trials share it.
-            self._shared = SharedDataset.put(data_lib.load(self.sweep.base.data))
+        assert self._shared is not None, "run() puts the dataset into the object store first"
         res = self.sweep.resources
         return make_trainable(study.base, self._shared, checkpoint_every=self.sweep.checkpoint_every,
                               cpu=res.cpu, gpu=res.gpu)
