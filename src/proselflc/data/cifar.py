@@ -1,0 +1,165 @@
+"""CIFAR-10 / CIFAR-100 as uint8 tensors, augmented and normalised in batches on the training device.
+
+The files are the Python pickles torchvision downloads (`cifar-10-batches-py/`, `cifar-100-python/`
+under `data.root`); `data.download: true` lets torchvision fetch and checksum them. They are read
+once into (N, 3, 32, 32) uint8 tensors (150 MB for CIFAR-100's train split), so the Engine keeps
+the whole set on the GPU and a training batch is one index, one crop-and-flip and one
+normalisation, with no PIL and no worker processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision import datasets as tv_datasets
+
+from proselflc.config import DataConfig
+from proselflc.data.base import Dataset
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where torchvision puts one CIFAR variant and how its pickles name things."""
+
+    torchvision_class: type
+    folder: str
+    train_files: tuple[str, ...]
+    test_file: str
+    meta_file: str
+    names_key: str
+    labels_key: str
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+LAYOUTS = {
+    "cifar10": _Layout(
+        tv_datasets.CIFAR10,
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        "test_batch",
+        "batches.meta",
+        "label_names",
+        "labels",
+        10,
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+    ),
+    "cifar100": _Layout(
+        tv_datasets.CIFAR100,
+        "cifar-100-python",
+        ("train",),
+        "test",
+        "meta",
+        "fine_label_names",
+        "fine_labels",
+        100,
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+    ),
+}
+
+#: Pixels of zero padding before the random 32x32 crop (the standard CIFAR augmentation).
+PAD = 4
+
+
+@dataclass
+class CifarDataset(Dataset):
+    """uint8 (N, 3, H, W) images; `prepare` crops, flips and normalises a batch where it lives."""
+
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+
+    def prepare(self, x: torch.Tensor, *, augment: bool, generator: torch.Generator | None) -> torch.Tensor:
+        if augment:
+            x = random_crop_flip(x, PAD, generator)
+        return normalize(x, self.mean, self.std)
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Per-image random crop of the zero-padded batch back to its size, then a random horizontal flip.
+
+    Offsets and flips are drawn from `generator` on `x`'s device, so a seeded run augments identically.
+    """
+    n, _, h, w = x.shape
+    device = x.device
+    padded = F.pad(x, (pad, pad, pad, pad)) if pad else x
+    max_dy, max_dx = padded.shape[2] - h, padded.shape[3] - w
+    dy = torch.randint(0, max_dy + 1, (n,), device=device, generator=generator)
+    dx = torch.randint(0, max_dx + 1, (n,), device=device, generator=generator)
+    flip = torch.rand(n, device=device, generator=generator) < 0.5
+    cols = torch.arange(w, device=device)
+    cols = torch.where(flip[:, None], w - 1 - cols, cols) + dx[:, None]  # (n, w): flip folded into the gather
+    rows = torch.arange(h, device=device) + dy[:, None]  # (n, h)
+    batch = torch.arange(n, device=device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 standardised per channel, in one fused multiply-add."""
+    shift, scale = _affine(tuple(mean), tuple(std), x.device)
+    return torch.addcmul(shift, x.float(), scale).contiguous()
+
+
+@functools.cache
+def _affine(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """(shift, scale): (x / 255 - mean) / std == shift + x * scale; made once per device, not per batch."""
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, -1, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std)], device=device).view(1, -1, 1, 1)
+    return shift, scale
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        return pickle.load(fh, encoding="latin1")
+
+
+def _read_split(folder: Path, files: tuple[str, ...], labels_key: str) -> tuple[torch.Tensor, np.ndarray]:
+    images, labels = [], []
+    for name in files:
+        entry = _unpickle(folder / name)
+        images.append(np.asarray(entry["data"], dtype=np.uint8))
+        labels.extend(entry[labels_key])
+    data = np.concatenate(images).reshape(-1, 3, 32, 32)
+    return torch.from_numpy(np.ascontiguousarray(data)), np.asarray(labels, dtype=np.int64)
+
+
+def load(cfg: DataConfig) -> Dataset:
+    """CIFAR-10 or CIFAR-100 (`cfg.name`) from `cfg.root`, downloading there first when `cfg.download`."""
+    layout = LAYOUTS[cfg.name]
+    root = Path(cfg.root).expanduser()
+    if cfg.download:
+        layout.torchvision_class(str(root), train=True, download=True)
+    folder = root / layout.folder
+    expected = (*layout.train_files, layout.test_file, layout.meta_file)
+    missing = [name for name in expected if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"data.root: {str(root)!r} has no complete {cfg.name} copy "
+            f"({folder.name}/ lacks {', '.join(missing)}); set data.download: true to fetch it with "
+            f"torchvision, or point data.root at the directory holding {folder.name}/"
+        )
+    train_x, train_y = _read_split(folder, layout.train_files, layout.labels_key)
+    test_x, test_y = _read_split(folder, (layout.test_file,), layout.labels_key)
+    classes = list(_unpickle(folder / layout.meta_file)[layout.names_key])
+    return CifarDataset(
+        name=cfg.name,
+        train_inputs=train_x,
+        train_labels=train_y,
+        test_inputs=test_x,
+        test_labels=test_y,
+        num_classes=layout.num_classes,
+        input_shape=(3, 32, 32),
+        classes=classes,
+        mean=layout.mean,
+        std=layout.std,
+    )
