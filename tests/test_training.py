@@ -131,6 +131,20 @@ def test_divergence_is_detected_and_stops_the_run():
     assert len(history) < 4
 
 
+def test_adamw_trains_and_resumes_its_moments_exactly(tmp_path):
+    raw = tiny(optim={"name": "adamw", "lr": 0.003, "weight_decay": 0.01})
+    full = run(raw)
+    assert full[-1]["test_accuracy"] > 0.5
+    first = Engine(build_run_config(raw))
+    next(first.epochs())
+    first.save_checkpoint(tmp_path / "ck.pt")
+    second = Engine(build_run_config(raw))
+    second.load_checkpoint(tmp_path / "ck.pt")
+    list(second.epochs())
+    assert strip(second.history) == strip(full)
+    assert isinstance(second.optimizer, torch.optim.AdamW)
+
+
 def test_cnn_and_cosine_schedule_with_eval_every():
     history = run(tiny(model={"name": "cnn", "width": 8}, optim={"schedule": "cosine", "milestones": []},
                        train={"eval_every": 3}))

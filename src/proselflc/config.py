@@ -43,7 +43,9 @@ class DataConfig(_Strict):
     root: Path | None = None
     download: bool = False
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="digits only: share held out as clean test")
+    test_fraction: float = Field(
+        0.25, gt=0.0, lt=1.0, description="digits, and deeploc without a set/split/test column: share held out as clean test"
+    )
     task: Literal["loc", "membrane"] = "loc"
     max_length: int = Field(512, ge=8, description="deeploc: tokens per protein, incl. special tokens")
     tokenizer: str | None = Field(None, description="deeploc: tokenizer name or path (default: built-in)")
@@ -140,10 +142,11 @@ class LossConfig(BaseModel):
 
 
 class OptimConfig(_Strict):
-    """SGD with momentum, warmup and a step/cosine/constant schedule (the ProSelfLC papers' recipe)."""
+    """SGD with momentum (the ProSelfLC papers' recipe) or AdamW (transformers), warmup, then a schedule."""
 
+    name: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum; AdamW's beta1")
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0.0)
     schedule: Literal["multistep", "cosine", "constant"] = "multistep"

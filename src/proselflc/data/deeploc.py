@@ -72,7 +72,13 @@ def _csv_path(root: Path) -> Path:
 
 def read_table(path: Path) -> pd.DataFrame:
     """The CSV with stripped, lower-case column names; checks the required columns are there."""
-    frame = pd.read_csv(path, skipinitialspace=True)
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"data.root: {str(path)!r} is not a readable DeepLoc CSV (one row per protein with the columns "
+            f"input, loc, membrane): {str(exc).strip()}"
+        ) from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in ("input", "loc", "membrane") if c not in frame.columns]
     if missing:

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from proselflc import data as data_lib
 from proselflc import losses, models, noise
-from proselflc.config import ConfigError, RunConfig
+from proselflc.config import ConfigError, OptimConfig, RunConfig
 from proselflc.data.base import Dataset
 from proselflc.io import atomic_write
 from proselflc.training.metrics import NAN, fit_metrics, test_metrics
@@ -42,6 +43,21 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """SGD with momentum and weight decay, or AdamW (decoupled weight decay) for transformers."""
+    if optim.name == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(), lr=optim.lr, betas=(optim.momentum, 0.999), weight_decay=optim.weight_decay
+        )
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=optim.lr,
+        momentum=optim.momentum,
+        weight_decay=optim.weight_decay,
+        nesterov=optim.nesterov and optim.momentum > 0,
+    )
 
 
 class Engine:
@@ -74,13 +90,7 @@ class Engine:
         self.batches_per_epoch = self._num_batches(n_train)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.optim.accumulate_steps)
         self.total_steps = train.epochs * self.batches_per_epoch
-        self.optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=cfg.optim.lr,
-            momentum=cfg.optim.momentum,
-            weight_decay=cfg.optim.weight_decay,
-            nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
-        )
+        self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_factor(cfg.optim, train.epochs, self.steps_per_epoch)
         )
