@@ -32,11 +32,25 @@ def closest(name: str, valid: tuple[str, ...] | list[str]) -> str:
     return f"valid: {', '.join(sorted(valid))}{hint}"
 
 
-class _Strict(BaseModel):
+def check_noise_kind(kind: str) -> str:
+    """A known noise kind, or a ValueError listing them (shared by run and sweep configs)."""
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r}; {closest(kind, NOISE_KINDS)}")
+    return kind
+
+
+def is_noise_rate(rate: float) -> bool:
+    """Noise rates live in [0, 1): a rate of 1 would leave no clean label to learn from."""
+    return 0.0 <= rate < 1.0
+
+
+class StrictModel(BaseModel):
+    """A config section that rejects unknown keys (typos) instead of ignoring them."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Which dataset, where it lives and how the noisy validation split is held out."""
 
     name: str = "digits"
@@ -67,7 +81,7 @@ class DataConfig(_Strict):
         return self
 
 
-class NoiseConfig(_Strict):
+class NoiseConfig(StrictModel):
     """Synthetic label noise injected into the training labels before the validation split."""
 
     kind: str = "symmetric"
@@ -78,17 +92,12 @@ class NoiseConfig(_Strict):
     )
     seed: int | None = Field(None, description="noise seed; default: train.seed")
 
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if value not in NOISE_KINDS:
-            raise ValueError(f"unknown noise kind {value!r}; {closest(value, NOISE_KINDS)}")
-        return value
+    _known_kind = field_validator("kind")(check_noise_kind)
 
     @field_validator("rate")
     @classmethod
     def _rate_range(cls, value: float) -> float:
-        if not 0.0 <= value < 1.0:
+        if not is_noise_rate(value):
             raise ValueError(f"noise rate {value!r} is outside [0, 1)")
         return value
 
@@ -141,7 +150,7 @@ class LossConfig(BaseModel):
         return self
 
 
-class OptimConfig(_Strict):
+class OptimConfig(StrictModel):
     """SGD with momentum (the ProSelfLC papers' recipe) or AdamW (transformers), warmup, then a schedule."""
 
     name: Literal["sgd", "adamw"] = "sgd"
@@ -163,7 +172,7 @@ class OptimConfig(_Strict):
         return value
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """Loop settings: length, batch, device, precision, seed and how often to evaluate and checkpoint."""
 
     epochs: int = Field(20, ge=1)
@@ -180,7 +189,7 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU (default: torch's)")
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictModel):
     """One training run: everything the Engine needs, and nothing else."""
 
     name: str = "run"

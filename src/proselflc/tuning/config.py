@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -25,13 +23,15 @@ from pydantic import (
 
 from proselflc import search_spaces
 from proselflc.config import (
-    NOISE_KINDS,
     ConfigError,
     RunConfig,
+    StrictModel,
     build_run_config,
+    check_noise_kind,
     closest,
     deep_merge,
     format_validation_error,
+    is_noise_rate,
     parse_overrides,
     read_yaml,
 )
@@ -46,27 +46,18 @@ def _safe_name(value: str, what: str) -> str:
     return value
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NoiseSweep(_Strict):
+class NoiseSweep(StrictModel):
     """The noise axis of the sweep; other noise fields (matrix, allow_true_label, seed) come from `base.noise`."""
 
     kind: str = "symmetric"
     rates: list[float] = Field(min_length=1)
 
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if value not in NOISE_KINDS:
-            raise ValueError(f"unknown noise kind {value!r}; {closest(value, NOISE_KINDS)}")
-        return value
+    _known_kind = field_validator("kind")(check_noise_kind)
 
     @field_validator("rates")
     @classmethod
     def _rates(cls, value: list[float]) -> list[float]:
-        bad = [r for r in value if not 0.0 <= r < 1.0]
+        bad = [r for r in value if not is_noise_rate(r)]
         if bad:
             raise ValueError(f"noise rates {bad} are outside [0, 1)")
         if len(set(value)) != len(value):
@@ -74,7 +65,7 @@ class NoiseSweep(_Strict):
         return value
 
 
-class MethodSpec(_Strict):
+class MethodSpec(StrictModel):
     """One method to compare: a loss, its fixed hyperparameters and the space searched around them."""
 
     name: str
@@ -97,7 +88,7 @@ class MethodSpec(_Strict):
         return _safe_name(value, "method name")
 
 
-class AshaSpec(_Strict):
+class AshaSpec(StrictModel):
     """ASHA early stopping, in epochs: trials are cut at grace_period * reduction_factor^k unless in the top."""
 
     max_t: int | None = Field(None, ge=1, description="epochs per trial; default: base.train.epochs")
@@ -106,7 +97,7 @@ class AshaSpec(_Strict):
     brackets: int = Field(1, ge=1)
 
 
-class SearcherSpec(_Strict):
+class SearcherSpec(StrictModel):
     """Optuna's TPE sampler, seeded so a sweep's suggestions are reproducible."""
 
     name: Literal["optuna"] = "optuna"
@@ -117,7 +108,7 @@ class SearcherSpec(_Strict):
     )
 
 
-class ResourcesSpec(_Strict):
+class ResourcesSpec(StrictModel):
     """What one trial reserves on one node; fractional GPUs pack several small trials on a GPU."""
 
     cpu: float = Field(1.0, gt=0)
@@ -131,7 +122,7 @@ class ResourcesSpec(_Strict):
         return value
 
 
-class SweepConfig(_Strict):
+class SweepConfig(StrictModel):
     """A whole sweep: one Ray Tune study per (noise rate, method), then final-seed re-runs of each best config."""
 
     name: str
