@@ -74,8 +74,14 @@ def strip(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in METRIC_KEYS if k != "samples_per_s"}
 
 
+EPOCHS = 30
+
+
 def test_a_killed_trial_worker_is_retried_from_its_checkpoint_and_ends_identical(ray_session, tmp_path):
-    sweep = build_sweep_config(sweep_dict(tmp_path, "worker-kill"))
+    # Long enough (the full digits set, 30 epochs: seconds) that the kill lands while the trial trains.
+    slow = {**BASE, "data": {"name": "digits"}, "model": {"name": "mlp", "hidden": 64},
+            "train": {**BASE["train"], "epochs": EPOCHS}}
+    sweep = build_sweep_config(sweep_dict(tmp_path, "worker-kill", base=slow))
     experiment = sweep.sweep_dir / "symmetric-0.4" / "crossentropy" / "search"
     killed: list[int] = []
 
@@ -99,7 +105,7 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_and_ends_identical
     (trial,) = trial_dirs(experiment)
     rows = results(trial)
     epochs = [r["epoch"] for r in rows]
-    assert epochs[-1] == 5
+    assert epochs[-1] == EPOCHS
     assert epochs.count(1) == 1, f"the retried trial started over instead of restoring: {epochs}"
     assert rows[-1]["iterations_since_restore"] < rows[-1]["training_iteration"], "no restore was recorded"
 

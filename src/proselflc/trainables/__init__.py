@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,8 @@ class SharedDataset:
         return cls(ray.put(dataset))
 
     def get(self) -> Dataset:
-        """The dataset, with writable label arrays (the object store hands out read-only numpy views)."""
-        dataset: Dataset = ray.get(self.ref)
-        return replace(dataset, train_labels=dataset.train_labels.copy(), test_labels=dataset.test_labels.copy())
+        """The dataset from the object store (its numpy arrays are read-only views; the Engine copies labels)."""
+        return ray.get(self.ref)
 
 
 def train_engine(

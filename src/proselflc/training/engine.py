@@ -125,7 +125,7 @@ class Engine:
                 f"data.val_fraction = {cfg.data.val_fraction} leaves {len(true) - n_val} training examples; "
                 "at least 2 are needed"
             )
-        as_tensor = lambda a: torch.as_tensor(a, device=self.device)
+        as_tensor = lambda a: torch.tensor(a, device=self.device)  # a copy: object-store arrays are read-only
         self.val_index = as_tensor(np.sort(order[:n_val]))
         self.train_index = as_tensor(np.sort(order[n_val:]))
         self.noisy_labels = as_tensor(noisy)
