@@ -33,6 +33,16 @@ class Report:
     dynamics: pd.DataFrame
     files: list[Path] = field(default_factory=list)
 
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The tidy views exported as one CSV file or Excel sheet each, by name."""
+        return {
+            "best_configs": self.best,
+            "importance": self.importance,
+            "search_cost": self.cost,
+            "trials": self.trials,
+            "dynamics": self.dynamics,
+        }
+
 
 def build_report(
     sweep_dir: str | Path,
@@ -157,13 +167,7 @@ def _write_md(report: Report, out: Path) -> list[Path]:
 
 def _write_csv(report: Report, out: Path) -> list[Path]:
     paths = [report.table.to_csv(out / "results.csv")]
-    for name, frame in (
-        ("best_configs", report.best),
-        ("importance", report.importance),
-        ("search_cost", report.cost),
-        ("trials", report.trials),
-        ("dynamics", report.dynamics),
-    ):
+    for name, frame in report.frames().items():
         path = out / f"{name}.csv"
         frame.to_csv(path, index=False)
         paths.append(path)
@@ -207,13 +211,7 @@ def _write_xlsx(report: Report, out: Path) -> list[Path]:
         report.table.styler().to_excel(writer, sheet_name="results")
         report.table.long().to_excel(writer, sheet_name="results_numeric", index=False)
         report.oracle.styler().to_excel(writer, sheet_name="oracle")
-        for name, frame in (
-            ("best_configs", report.best),
-            ("importance", report.importance),
-            ("search_cost", report.cost),
-            ("trials", report.trials),
-            ("dynamics", report.dynamics),
-        ):
+        for name, frame in report.frames().items():
             frame.to_excel(writer, sheet_name=name, index=False)
     return [path]
 
