@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 #: The study both benchmarks measure: the quickstart's digits recipe at 40% symmetric noise, ProSelfLC.
 DIGITS_BASE: dict[str, Any] = {
@@ -67,7 +67,7 @@ def local_ray(num_cpus: int | None = None) -> Iterator[int]:
 class Stopwatch:
     """Wall time of a block, on the clock Ray stamps results with (time.time)."""
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Stopwatch:
         self.start = time.time()
         self.seconds = 0.0
         return self
