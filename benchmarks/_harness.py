@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import Self
+
 #: The study both benchmarks measure: the quickstart's digits recipe at 40% symmetric noise, ProSelfLC.
 DIGITS_BASE: dict[str, Any] = {
     "name": "bench",
@@ -67,7 +69,7 @@ def local_ray(num_cpus: int | None = None) -> Iterator[int]:
 class Stopwatch:
     """Wall time of a block, on the clock Ray stamps results with (time.time)."""
 
-    def __enter__(self) -> Stopwatch:
+    def __enter__(self) -> Self:
         self.start = time.time()
         self.seconds = 0.0
         return self
