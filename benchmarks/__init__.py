@@ -10,4 +10,5 @@ BENCHMARKS: dict[str, str] = {
     "throughput": "benchmarks.throughput",
     "search_efficiency": "benchmarks.search_efficiency",
     "tuning_overhead": "benchmarks.tuning_overhead",
+    "gpu_packing": "benchmarks.gpu_packing",
 }

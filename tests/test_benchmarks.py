@@ -83,3 +83,14 @@ def test_tuning_overhead_smallest(ray_session: Any, capsys: pytest.CaptureFixtur
     assert re.search(r"per extra report: -?\d+\.\d ms", out), out
     efficiency = re.search(r"\| whole Tuner \(start-up included\) +\| 1 +(?:\| [\d.x]+ +){4}\| (\d+\.\d\d) ", out)
     assert efficiency is not None and float(efficiency.group(1)) > 0, out
+
+
+def test_gpu_packing_smallest_runs_on_the_sessions_fake_gpus(ray_session, capsys):
+    """The shared Ray declares 2 fake GPUs: the packing arms run and the ratio is printed (CPU numbers)."""
+    from benchmarks import gpu_packing
+
+    assert gpu_packing.main(["--quick", "--trials", "2", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "gpu=0.25" in out and "fake GPUs" in out
+    ratio = float(out.split("ratio packed / one per GPU: ")[1].split("x")[0])
+    assert ratio > 0
