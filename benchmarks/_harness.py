@@ -7,6 +7,7 @@ yardstick of the other (how large the per-trial overhead is next to it).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -128,6 +129,14 @@ def row_times(rows: list[dict[str, Any]]) -> list[float]:
     high = min(r["timestamp"] + 1 - r["time_total_s"] for r in clocked)
     start = (low + high) / 2 if low <= high else low
     return [start + r.get("time_total_s", 0.0) for r in rows]
+
+
+def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    """Exit with argparse's usage error when a given count option is below 1 (None means its default)."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from ray import tune
 
-from benchmarks._harness import DIGITS_BASE, TrialRecord, load, read_experiment, table
+from benchmarks._harness import DIGITS_BASE, TrialRecord, load, read_experiment, require_positive, table
 from proselflc import data as data_lib
 from proselflc.config import build_run_config
 from proselflc.trainables import SharedDataset, make_trainable
@@ -82,12 +82,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fake-gpus", type=int, default=0,
                    help="declare N GPUs to a local Ray (CPU-only machines: exercises the packing logic only)")
     args = p.parse_args(argv)
+    require_positive(p, args, "trials", "epochs")
     args.trials = args.trials or (4 if args.quick else 8)
     args.epochs = args.epochs or (2 if args.quick else 20)
     if not 0 < args.fraction <= 1:
         p.error(f"--fraction must be in (0, 1] (got {args.fraction})")
-    if args.trials < 1 or args.epochs < 1:
-        p.error(f"--trials and --epochs must be at least 1 (got {args.trials}, {args.epochs})")
     return args
 
 

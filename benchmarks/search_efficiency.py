@@ -40,6 +40,7 @@ from benchmarks._harness import (
     local_ray,
     quiet,
     read_experiment,
+    require_positive,
     table,
 )
 
@@ -286,10 +287,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="keep the grid and sweep directories here (default: a temporary directory, removed)")
     args = p.parse_args(argv)
-    for name in ("epochs", "seeds", "num_samples"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+    require_positive(p, args, "epochs", "seeds", "num_samples")
     return args
 
 

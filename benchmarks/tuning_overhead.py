@@ -32,7 +32,7 @@ from typing import Any
 
 from ray import tune
 
-from benchmarks._harness import DIGITS_BASE, load, local_ray, read_experiment, table
+from benchmarks._harness import DIGITS_BASE, load, local_ray, read_experiment, require_positive, table
 
 #: The trial that trains almost nothing: one epoch on the first 64 training examples.
 TINY_LIMIT = 64
@@ -279,10 +279,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--full-trials", type=int, default=None, help="full-size trials per measurement (default 12; quick 4)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of a full-size trial (default 18; quick 6)")
     args = p.parse_args(argv)
-    for name in ("trials", "full_trials", "epochs"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+    require_positive(p, args, "trials", "full_trials", "epochs")
     return args
 
 
