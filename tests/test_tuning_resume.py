@@ -44,6 +44,9 @@ def _full_length(search: Path) -> dict[Path, bytes]:
     return out
 
 
+SAMPLES = 8
+
+
 def test_interrupted_sweep_resumes_where_it_stopped(ray_session: Any, tmp_path: Path) -> None:
     raw = {
         **TINY_SWEEP,
@@ -51,7 +54,7 @@ def test_interrupted_sweep_resumes_where_it_stopped(ray_session: Any, tmp_path: 
         "storage_path": str(tmp_path / "results"),
         "noise": {"kind": "symmetric", "rates": [0.4]},
         "methods": {"proselflc": TINY_SWEEP["methods"]["proselflc"]},
-        "num_samples": 4,
+        "num_samples": SAMPLES,  # enough that the interrupt lands mid-study, after the first full-length trial
         "final_seeds": 0,
         "checkpoint_every": 1,
     }
@@ -88,7 +91,7 @@ def test_interrupted_sweep_resumes_where_it_stopped(ray_session: Any, tmp_path: 
     assert any("restoring the interrupted Tuner" in line for line in lines)
     assert {p: p.read_bytes() for p in done_before} == done_before  # finished trials were not re-run
     after = trial_results(search)
-    assert len(after) == 4  # the interrupted search was continued, not replaced by 4 new trials
+    assert len(after) == SAMPLES  # the interrupted search was continued, not replaced by new trials
     assert started <= {p.parent.name for p in search.glob("*/params.json")}
     assert max(rows[-1]["epoch"] for _, rows in after) == 3
     (entry,) = json.loads(manifest.read_text())["studies"]

@@ -20,13 +20,19 @@ def run(args: argparse.Namespace) -> int:
 
     from proselflc.analysis import summary
     from proselflc.tuning.config import load_sweep
+    from proselflc.tuning.manifest import SWEEP_FILE
     from proselflc.tuning.preflight import connect
-    from proselflc.tuning.sweep import run_sweep
+    from proselflc.tuning.sweep import SweepInterrupted, run_sweep
 
     sweep = load_sweep(args.sweep, args.set)
     started = connect()
     try:
         sweep_dir = run_sweep(sweep, resume=args.resume, verbose=1 if args.verbose else 0)
+    except KeyboardInterrupt as exc:
+        if not isinstance(exc, SweepInterrupted):  # Ctrl+C between two Tuner runs: the manifest is saved
+            print(f"sweep interrupted; continue with `proselflc tune {sweep.sweep_dir / SWEEP_FILE} --resume`",
+                  flush=True)
+        raise
     finally:
         if started:
             ray.shutdown()
