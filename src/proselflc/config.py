@@ -32,11 +32,16 @@ def closest(name: str, valid: tuple[str, ...] | list[str]) -> str:
     return f"valid: {', '.join(sorted(valid))}{hint}"
 
 
+def one_of(value: str, valid: tuple[str, ...] | list[str], what: str) -> str:
+    """`value` if it is in `valid`, else a ValueError naming it and listing the valid names."""
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; {closest(str(value), valid)}")
+    return value
+
+
 def check_noise_kind(kind: str) -> str:
     """A known noise kind, or a ValueError listing them (shared by run and sweep configs)."""
-    if kind not in NOISE_KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; {closest(kind, NOISE_KINDS)}")
-    return kind
+    return one_of(kind, NOISE_KINDS, "noise kind")
 
 
 def is_noise_rate(rate: float) -> bool:
@@ -70,9 +75,7 @@ class DataConfig(StrictModel):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        if value not in DATASETS:
-            raise ValueError(f"unknown dataset {value!r}; {closest(value, DATASETS)}")
-        return value
+        return one_of(value, DATASETS, "dataset")
 
     @model_validator(mode="after")
     def _root_needed(self) -> DataConfig:

@@ -12,9 +12,9 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from proselflc.config import closest
+from proselflc.config import NOISE_KINDS, one_of
 
-KINDS = ("symmetric", "pairflip", "cifar100_superclass", "matrix")
+KINDS = NOISE_KINDS
 
 #: CIFAR-100 fine label (index) -> coarse superclass, in torchvision's label order.
 CIFAR100_FINE_TO_COARSE: tuple[int, ...] = (
@@ -67,8 +67,7 @@ def corrupt(
     since the matrix alone sets the noise.
     """
     y = _check_labels(labels, num_classes)
-    if kind not in KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; {closest(str(kind), KINDS)}")
+    one_of(kind, KINDS, "noise kind")
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0.0 <= rate < 1.0:
         raise ValueError(f"noise.rate = {rate!r} is outside the allowed range [0, 1)")
     if allow_true_label and kind != "symmetric":

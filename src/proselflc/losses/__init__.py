@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from proselflc.config import closest
+from proselflc.config import closest, one_of
 from proselflc.losses.base import Loss
 from proselflc.losses.derivative_manipulation import DMIMAE
 from proselflc.losses.robust import GCE, MAE, MSE, SCE
@@ -95,9 +95,7 @@ NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def _spec(name: str) -> tuple[type[Loss], dict[str, _Param]]:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; {closest(str(name), NAMES)}")
-    return _REGISTRY[name]
+    return _REGISTRY[one_of(name, NAMES, "loss")]
 
 
 def hyperparameters(name: str) -> dict[str, Any]:

@@ -28,10 +28,10 @@ from proselflc.config import (
     StrictModel,
     build_run_config,
     check_noise_kind,
-    closest,
     deep_merge,
     format_validation_error,
     is_noise_rate,
+    one_of,
     parse_overrides,
     read_yaml,
 )
@@ -174,9 +174,7 @@ class SweepConfig(StrictModel):
     @field_validator("metric")
     @classmethod
     def _metric(cls, value: str) -> str:
-        if value not in METRIC_KEYS:
-            raise ValueError(f"unknown metric {value!r}; {closest(value, METRIC_KEYS)}")
-        return value
+        return one_of(value, METRIC_KEYS, "metric")
 
     @field_validator("methods")
     @classmethod
