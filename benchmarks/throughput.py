@@ -11,10 +11,13 @@ horizontal flip, normalisation) and the same precision (bf16 autocast and channe
              `torch.utils.data.DataLoader` with one worker per available core (persistent,
              pinned memory on CUDA), and a plain training loop.
 
-Each runs one warm-up epoch, then `--epochs` timed epochs; the systems take turns epoch by epoch (in
-rotating order) so that a machine whose load drifts slows them alike. samples/s is timed samples over timed wall time
-(for the Engine its own `samples_per_s`, which excludes evaluation). Also printed: the model alone
-on a fixed device batch, the compute-bound ceiling for both. No Ray needed.
+Each system runs in its own process, so that what one sets for its process (the Engine's CPU
+allocator thresholds, the reference's worker processes) cannot help or hurt another. Each runs one
+warm-up epoch, then `--epochs` timed epochs; the systems take turns epoch by epoch (in rotating order)
+so that a machine whose load drifts slows them alike. samples/s is timed samples over timed wall time
+(for the Engine its own `samples_per_s`, which excludes evaluation). Also printed: the model alone on
+a fixed device batch with the Engine's settings (channels_last, allocator), the Engine's compute-bound
+ceiling. No Ray needed.
 
     python -m benchmarks throughput [--quick] [--device cpu|cuda] [--samples N] [--workers W]
 """
@@ -22,11 +25,14 @@ on a fixed device batch, the compute-bound ceiling for both. No Ray needed.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 
 import numpy as np
 import torch
@@ -40,6 +46,7 @@ from proselflc import models
 from proselflc.config import build_run_config
 from proselflc.data.cifar import LAYOUTS, CifarDataset
 from proselflc.training import Engine, resolve_device
+from proselflc.training.cpu_memory import keep_freed_memory
 
 NUM_CLASSES = 100
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
@@ -105,10 +112,10 @@ class PILCifar(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def _model(device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
+def _model(device: torch.device, channels_last: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = models.build("resnet18", NUM_CLASSES, (3, 32, 32)).to(device)
-    if device.type == "cuda":
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     return model.train(), optimizer
@@ -144,7 +151,7 @@ def reference_epochs(images: np.ndarray, labels: np.ndarray, args: argparse.Name
         persistent_workers=args.workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
-    model, optimizer = _model(device)
+    model, optimizer = _model(device, channels_last=device.type == "cuda")  # the usual: NHWC on GPUs only
     amp = device.type == "cuda" and args.amp
     for _ in range(1 + args.epochs):
         start, seen = time.perf_counter(), 0
@@ -158,16 +165,17 @@ def reference_epochs(images: np.ndarray, labels: np.ndarray, args: argparse.Name
         yield seen / (time.perf_counter() - start)
 
 
-def model_only_epochs(args: argparse.Namespace) -> Iterator[float]:
-    """Forward + backward + step on one fixed device batch, as many batches as an epoch: no data pipeline."""
+def model_only_epochs(images: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> Iterator[float]:
+    """Forward + backward + step on one fixed device batch, as many batches as an epoch, with the Engine's
+    settings (channels_last; on CPU its allocator thresholds): its ceiling, no data pipeline."""
     device = resolve_device(args.device)
-    model, optimizer = _model(device)
-    x = torch.randn(args.batch_size, 3, 32, 32, device=device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    model, optimizer = _model(device, channels_last=True)
+    x = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
     amp = device.type == "cuda" and args.amp
-    steps = max(1, args.samples // args.batch_size)
+    steps = max(1, len(labels) // args.batch_size)
     for _ in range(1 + args.epochs):
         _sync(device)
         start = time.perf_counter()
@@ -177,23 +185,71 @@ def model_only_epochs(args: argparse.Namespace) -> Iterator[float]:
         yield steps * args.batch_size / (time.perf_counter() - start)
 
 
+SYSTEMS: dict[str, Callable[[np.ndarray, np.ndarray, argparse.Namespace], Iterator[float]]] = {
+    "engine": engine_epochs,
+    "reference": reference_epochs,
+    "model_only": model_only_epochs,
+}
+
+
+def _serve(name: str, args: argparse.Namespace, conn: Connection) -> None:
+    """In a process of its own: run one more epoch of system `name` per request, answer its samples/s."""
+    try:
+        images, labels = _images(args.samples, seed=0)
+        epochs = SYSTEMS[name](images, labels, args)
+        while conn.recv():
+            conn.send(("ok", next(epochs)))
+    except Exception:  # noqa: BLE001 - sent to the parent, which raises it under the system's name
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class _System:
+    """One system in a spawned process of its own, driven one epoch at a time over a pipe."""
+
+    def __init__(self, name: str, args: argparse.Namespace) -> None:
+        ctx = mp.get_context("spawn")  # a clean interpreter: no allocator or thread state inherited
+        self.name = name
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(name, args, child), name=f"throughput-{name}")
+        self.process.start()
+        child.close()
+
+    def epoch(self) -> float:
+        self.conn.send(True)
+        try:
+            status, value = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(f"the {self.name} process died (exit code {self.process.exitcode})") from None
+        if status != "ok":
+            raise RuntimeError(f"the {self.name} system failed:\n{value}")
+        return value
+
+    def close(self) -> None:
+        try:
+            self.conn.send(False)
+        except OSError:  # already gone
+            pass
+        self.process.join(timeout=60)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
 def measure(args: argparse.Namespace) -> dict[str, float]:
     """samples/s per system over the timed epochs, taken in turns so that drifting load hits all alike."""
-    images, labels = _images(args.samples, seed=0)
-    runs = {
-        "engine": engine_epochs(images, labels, args),
-        "reference": reference_epochs(images, labels, args),
-        "model_only": model_only_epochs(args),
-    }
-    speeds: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for epoch in range(1 + args.epochs):
-        for name in names[epoch % 3 :] + names[: epoch % 3]:  # rotate who goes first: no order bias
-            speed = next(runs[name])
-            if epoch > 0:
-                speeds[name].append(speed)
-    for epochs in runs.values():
-        epochs.close()
+    systems = [_System(name, args) for name in SYSTEMS]
+    speeds: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+    try:
+        for epoch in range(1 + args.epochs):
+            for system in systems[epoch % 3 :] + systems[: epoch % 3]:  # rotate who goes first: no order bias
+                speed = system.epoch()
+                if epoch > 0:
+                    speeds[system.name].append(speed)
+    finally:
+        for system in systems:
+            system.close()
     # equal samples per epoch: total samples / total time is the harmonic mean of the epoch speeds
     return {name: len(v) / sum(1.0 / s for s in v) for name, v in speeds.items()}
 
@@ -252,7 +308,7 @@ def main(argv: list[str]) -> int:
     labels = {
         "engine": "engine (on-device data and augmentation)",
         "reference": f"reference (DataLoader, {args.workers} workers, PIL)",
-        "model_only": "model only (fixed device batch)",
+        "model_only": "model only (fixed batch, engine settings)",
     }
     for key, label in labels.items():
         print(f"  {label:<44} {speeds[key]:>10.1f} samples/s")

@@ -94,3 +94,27 @@ def test_gpu_packing_smallest_runs_on_the_sessions_fake_gpus(ray_session, capsys
     assert "gpu=0.25" in out and "fake GPUs" in out
     ratio = float(out.split("ratio packed / one per GPU: ")[1].split("x")[0])
     assert ratio > 0
+
+
+def test_throughput_smallest_runs_each_system_in_its_own_process(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import throughput
+
+    argv = ["--device", "cpu", "--samples", "64", "--batch-size", "32", "--epochs", "1", "--workers", "1"]
+    assert throughput.main(argv) == 0
+    out = capsys.readouterr().out
+    speeds = {
+        key: float(re.search(rf"{key}.*?([\d.]+) samples/s", out).group(1))
+        for key in ("engine", "reference", "model only")
+    }
+    assert all(speed > 0 for speed in speeds.values()), out
+    ratio = float(re.search(r"ratio engine / reference: ([\d.]+)x", out).group(1))
+    assert ratio == pytest.approx(speeds["engine"] / speeds["reference"], abs=0.01)
+
+
+def test_throughput_names_the_system_that_failed() -> None:
+    from benchmarks import throughput
+
+    args = throughput.parse_args(["--device", "cpu", "--samples", "64", "--batch-size", "32", "--epochs", "1"])
+    args.workers = -1  # past parse_args' check: DataLoader itself rejects it, inside the reference's process
+    with pytest.raises(RuntimeError, match="the reference system failed"):
+        throughput.measure(args)

@@ -183,7 +183,7 @@ class TrainConfig(StrictModel):
     eval_batch_size: int = Field(1024, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on CPU")
-    channels_last: bool = Field(True, description="channels_last memory format for CNNs on CUDA")
+    channels_last: bool = Field(True, description="channels_last memory format for CNNs (faster on CPU and CUDA)")
     compile: bool = False
     seed: int = 0
     eval_every: int = Field(1, ge=1)

@@ -25,6 +25,7 @@ from proselflc import losses, models, noise
 from proselflc.config import ConfigError, OptimConfig, RunConfig
 from proselflc.data.base import Dataset
 from proselflc.io import atomic_write
+from proselflc.training.cpu_memory import keep_freed_memory
 from proselflc.training.metrics import NAN, fit_metrics, test_metrics
 from proselflc.training.run_dir import RunDirWriter
 from proselflc.training.schedule import lr_factor
@@ -69,6 +70,8 @@ class Engine:
         self.device = resolve_device(train.device)
         if train.threads is not None:
             torch.set_num_threads(train.threads)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         dataset = (dataset or data_lib.load(cfg.data)).limit(cfg.data.limit)
         self.num_classes = dataset.num_classes
         self._split_and_corrupt(dataset)
@@ -78,7 +81,7 @@ class Engine:
         model = models.build(
             cfg.model.name, dataset.num_classes, dataset.input_shape, **{**dataset.model_kwargs, **cfg.model.kwargs}
         ).to(self.device)
-        self.channels_last = self.device.type == "cuda" and train.channels_last and len(dataset.input_shape) == 3
+        self.channels_last = train.channels_last and len(dataset.input_shape) == 3  # faster for CNNs on CPU too
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
