@@ -89,8 +89,12 @@ def test_same_seed_gives_bit_identical_metrics():
     assert strip(a) != strip(c)
 
 
-def test_resume_from_a_checkpoint_ends_identical_to_an_uninterrupted_run(tmp_path):
-    raw = tiny(model={"name": "mlp", "hidden": 32, "dropout": 0.2},
+@pytest.mark.parametrize(
+    "model", [{"name": "mlp", "hidden": 32, "dropout": 0.2}, {"name": "cnn", "width": 8}], ids=["mlp", "cnn"]
+)
+def test_resume_from_a_checkpoint_ends_identical_to_an_uninterrupted_run(tmp_path, model):
+    """The CNN case also covers channels_last weights and momentum buffers going through a checkpoint."""
+    raw = tiny(model=model,
                loss={"name": "proselflc", "trust_mode": "max_p"}, optim={"accumulate_steps": 2})
     full = run(raw)
     first = Engine(build_run_config(raw))
