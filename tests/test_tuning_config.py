@@ -155,3 +155,24 @@ def test_preflight_fails_when_no_node_can_place_a_trial() -> None:
         check_placeable(4, 1, [{"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}])
     with pytest.raises(ConfigError, match="no alive nodes"):
         check_placeable(1, 0, [])
+
+
+@pytest.mark.parametrize(("argv", "expected"), [([], False), (["--verbose"], True)])
+def test_tune_cli_shows_trial_workers_output_only_when_verbose(
+    argv: list[str], expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local Ray started by `proselflc tune` forwards worker stdout/stderr only under --verbose."""
+    import ray
+
+    from proselflc.tuning import sweep as sweep_module
+
+    calls: list[dict] = []
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    stop = RuntimeError("stopped before Ray work")
+    monkeypatch.setattr(sweep_module, "run_sweep", lambda *a, **k: (_ for _ in ()).throw(stop))
+    with pytest.raises(RuntimeError, match="stopped before Ray work"):
+        main(["tune", str(CONFIGS / "quickstart.yaml"), *argv])
+    assert calls == [{"include_dashboard": False, "log_to_driver": expected}]

@@ -11,7 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue an interrupted sweep: finished studies are skipped, others restored")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a sweep field, e.g. --set num_samples=4 --set base.train.epochs=5")
-    parser.add_argument("--verbose", action="store_true", help="show Ray Tune's own progress tables")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show Ray Tune's progress tables and the trial workers' output"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from proselflc.tuning.sweep import SweepInterrupted, run_sweep
 
     sweep = load_sweep(args.sweep, args.set)
-    started = connect()
+    started = connect(log_to_driver=args.verbose)
     try:
         sweep_dir = run_sweep(sweep, resume=args.resume, verbose=1 if args.verbose else 0)
     except KeyboardInterrupt as exc:

@@ -10,17 +10,19 @@ import ray
 from proselflc.config import ConfigError
 
 
-def connect() -> bool:
+def connect(log_to_driver: bool = True) -> bool:
     """Use the Ray that is already initialised, the cluster at RAY_ADDRESS, or start a local one.
 
-    Returns True when this call started a local Ray (the caller then shuts it down).
+    `log_to_driver=False` keeps trial workers' stdout/stderr (e.g. Ray's own SIGTERM noise when it
+    retires a reused actor) out of the driver's console; a failed trial is still reported, with the
+    path of its error.txt. Returns True when this call started a local Ray (the caller shuts it down).
     """
     if ray.is_initialized():
         return False
     if os.environ.get("RAY_ADDRESS"):
-        ray.init()
+        ray.init(log_to_driver=log_to_driver)
         return False
-    ray.init(include_dashboard=False)
+    ray.init(include_dashboard=False, log_to_driver=log_to_driver)
     return True
 
 
