@@ -29,3 +29,12 @@ def trial_dirs(experiment: Path) -> list[Path]:
 def trial_results(experiment: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """(params, reported rows) of every trial of an experiment dir."""
     return [(json.loads((d / "params.json").read_text()), results(d)) for d in trial_dirs(experiment)]
+
+
+def final_trial_dirs(sweep_dir: Path, study: str) -> list[Path]:
+    """The final re-runs of `study`: trial dirs of the sweep's shared `final/` experiment that name it."""
+    return [
+        d
+        for d in trial_dirs(Path(sweep_dir) / "final")
+        if json.loads((d / "params.json").read_text())["final_run"]["study"] == study
+    ]

@@ -24,7 +24,7 @@ from proselflc.config import build_run_config
 from proselflc.io import atomic_write_text
 from proselflc.training import Engine
 from proselflc.tuning import build_sweep_config, run_sweep
-from sweep_files import results, trial_dirs
+from sweep_files import final_trial_dirs, results, trial_dirs
 
 pytestmark = [pytest.mark.faults, pytest.mark.ray]
 
@@ -154,13 +154,13 @@ def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, t
             driver.kill()
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
     statuses = {s["study"]: s["status"] for s in manifest["studies"]}
-    assert statuses["symmetric-0.4/crossentropy"] == "finished"
+    assert statuses["symmetric-0.4/crossentropy"] == "searched"  # final re-runs come after every search
     assert statuses["symmetric-0.4/labelsmoothing"] == "pending"
     first_study_trials = {p.name: len(results(p)) for p in trial_dirs(sweep_dir / "symmetric-0.4/crossentropy/search")}
 
     resumed = subprocess.run([*cli, "--resume"], check=False, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "finished earlier, skipped" in resumed.stdout
+    assert "searched earlier, skipped" in resumed.stdout
 
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
     assert all(s["status"] == "finished" for s in manifest["studies"])
@@ -169,7 +169,7 @@ def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, t
         assert len(search) == 3, f"{study}: {[p.name for p in search]}"
         params = [json.loads((p / "params.json").read_text()) for p in search]
         assert len({json.dumps(p, sort_keys=True) for p in params}) == 3, "a trial was duplicated"
-        assert len(trial_dirs(sweep_dir / "symmetric-0.4" / study / "final")) == 1
+        assert len(final_trial_dirs(sweep_dir, f"symmetric-0.4/{study}")) == 1
     after = {p.name: len(results(p)) for p in trial_dirs(sweep_dir / "symmetric-0.4/crossentropy/search")}
     assert after == first_study_trials, "a finished study was re-run"
 
@@ -197,8 +197,9 @@ def test_a_diverging_trial_is_recorded_and_the_sweep_and_analysis_carry_on(ray_s
     bad = trial_dirs(sweep_dir / "symmetric-0.4" / "absurd_lr" / "search")
     assert bad and all(results(t)[-1]["diverged"] for t in bad)
     assert all(results(t)[-1]["epoch"] < 5 for t in bad), "a diverged trial is stopped, not trained to the end"
-    good = trial_dirs(sweep_dir / "symmetric-0.4" / "crossentropy" / "final")
+    good = final_trial_dirs(sweep_dir, "symmetric-0.4/crossentropy")
     assert len(good) == 1 and results(good[0])[-1]["epoch"] == 5
+    assert not final_trial_dirs(sweep_dir, "symmetric-0.4/absurd_lr"), "no usable trial: nothing to re-run"
 
     from proselflc import analysis
 

@@ -19,7 +19,7 @@ from proselflc.config import ConfigError
 from proselflc.trainables import trial_resources
 from proselflc.training import METRIC_KEYS
 from proselflc.tuning import build_sweep_config, run_sweep
-from sweep_files import trial_results
+from sweep_files import final_trial_dirs, results, trial_dirs, trial_results
 
 pytestmark = pytest.mark.ray
 
@@ -40,7 +40,7 @@ def test_tiny_sweep_writes_the_documented_layout(tiny_sweep: Path) -> None:
     for entry in manifest["studies"]:
         assert entry["status"] == "finished"
         assert entry["dataset"] == "digits" and entry["model"] == "mlp" and entry["noise_kind"] == "symmetric"
-        assert entry["search_dir"] == f"{entry['study']}/search" and entry["final_dir"] == f"{entry['study']}/final"
+        assert entry["search_dir"] == f"{entry['study']}/search" and entry["final_dir"] == "final"
         trials = trial_results(tiny_sweep / entry["search_dir"])
         assert len(trials) == 3
         space = set(resolved["methods"][0 if entry["method"] == "crossentropy" else 1]["search"])
@@ -49,12 +49,19 @@ def test_tiny_sweep_writes_the_documented_layout(tiny_sweep: Path) -> None:
             assert rows and set(METRIC_KEYS) <= set(rows[-1]) and "training_iteration" in rows[-1]
             assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
         assert entry["best_params"] in [p for p, _ in trials]
-        finals = trial_results(tiny_sweep / entry["final_dir"])
+        finals = [
+            (params["final_run"], rows)
+            for params, rows in trial_results(tiny_sweep / entry["final_dir"])
+            if params["final_run"]["study"] == entry["study"]
+        ]
         assert sorted(p["train.seed"] for p, _ in finals) == [1, 2]
         for params, rows in finals:
-            assert {k: v for k, v in params.items() if k != "train.seed"} == entry["best_params"]
+            assert {k: v for k, v in params.items() if k not in ("study", "train.seed")} == entry["best_params"]
             assert rows[-1]["epoch"] == 3  # full length: no early stopping
-            assert any(p.name.startswith("checkpoint_") for p in (tiny_sweep / entry["final_dir"]).glob("*/*"))
+    # Every study's re-runs share one experiment (one Tuner): 4 studies x 2 seeds, each with a checkpoint.
+    final_dirs = trial_dirs(tiny_sweep / "final")
+    assert len(final_dirs) == 8
+    assert all(any(p.name.startswith("checkpoint_") for p in d.iterdir()) for d in final_dirs)
 
 
 def test_asha_stops_some_trials_early(tiny_sweep: Path) -> None:
@@ -64,12 +71,12 @@ def test_asha_stops_some_trials_early(tiny_sweep: Path) -> None:
 
 
 def test_fixed_hyperparameters_reach_the_trials(tiny_sweep: Path) -> None:
-    final = next(tiny_sweep.glob("symmetric-0.4/proselflc/final/*/result.json"))
-    rows = [json.loads(line) for line in final.read_text().splitlines()]
-    # ProSelfLC's epsilon is g * e > 0 once the run is under way; cross entropy's is 0.
-    assert rows[-1]["mean_epsilon"] > 0
-    ce = next(tiny_sweep.glob("symmetric-0.4/crossentropy/final/*/result.json"))
-    assert json.loads(ce.read_text().splitlines()[-1])["mean_epsilon"] == 0
+    # The shared final experiment trains each study's own base: ProSelfLC's epsilon is g * e > 0 once the
+    # run is under way; cross entropy's is 0.
+    (proselflc,) = final_trial_dirs(tiny_sweep, "symmetric-0.4/proselflc")[:1]
+    assert results(proselflc)[-1]["mean_epsilon"] > 0
+    (ce,) = final_trial_dirs(tiny_sweep, "symmetric-0.4/crossentropy")[:1]
+    assert results(ce)[-1]["mean_epsilon"] == 0
 
 
 def test_the_summary_printed_after_a_sweep_has_every_rate_and_method(tiny_sweep: Path) -> None:

@@ -34,14 +34,31 @@ def _wait_for(condition, timeout: float, proc: subprocess.Popen, log: Path) -> N
         time.sleep(0.1)
 
 
-def _full_length(search: Path) -> dict[Path, bytes]:
-    """result.json contents of the trials that have reported their last (3rd) epoch."""
+def _full_length(experiment: Path, epochs: int = 3) -> dict[Path, bytes]:
+    """result.json contents of the trials that have reported their last epoch."""
     out = {}
-    for path in search.glob("*/result.json"):
+    for path in experiment.glob("*/result.json"):
         lines = path.read_text().splitlines()
-        if lines and json.loads(lines[-1]).get("epoch") == 3:
+        if lines and json.loads(lines[-1]).get("epoch") == epochs:
             out[path] = path.read_bytes()
     return out
+
+
+def _interrupt_when(condition, sweep_file: Path, ray_session: Any, log: Path) -> str:
+    """Run `proselflc tune sweep_file` in its own driver process (connected to this session's Ray like a
+    cluster job), send it Ctrl+C once `condition()` holds, check it exits 130; its output."""
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "proselflc.cli", "tune", str(sweep_file)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(condition, 240, proc, log)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return log.read_text()
 
 
 SAMPLES = 8
@@ -64,20 +81,8 @@ def test_interrupted_sweep_resumes_where_it_stopped(ray_session: Any, tmp_path: 
     manifest = sweep_dir / "manifest.json"
     search = sweep_dir / "symmetric-0.4" / "proselflc" / "search"
 
-    # The sweep runs in its own driver process, connected to this session's Ray like a cluster job.
-    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    log = tmp_path / "sweep.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "proselflc.cli", "tune", str(sweep_file)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_for(lambda: bool(_full_length(search)), 240, proc, log)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) == 130, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert "--resume" in log.read_text()
+    output = _interrupt_when(lambda: bool(_full_length(search)), sweep_file, ray_session, tmp_path / "sweep.log")
+    assert "--resume" in output
 
     (entry,) = json.loads(manifest.read_text())["studies"]
     assert entry["status"] == "pending"
@@ -96,3 +101,45 @@ def test_interrupted_sweep_resumes_where_it_stopped(ray_session: Any, tmp_path: 
     assert max(rows[-1]["epoch"] for _, rows in after) == 3
     (entry,) = json.loads(manifest.read_text())["studies"]
     assert entry["status"] == "finished" and entry["best_params"] in [p for p, _ in after]
+
+
+def test_sweep_interrupted_during_the_final_runs_resumes_them(ray_session: Any, tmp_path: Path) -> None:
+    """Ctrl+C in the shared final-run Tuner: --resume restores it, keeps finished re-runs, runs the rest."""
+    seeds = 6
+    raw = {
+        **TINY_SWEEP,
+        "name": "resume-final",
+        "storage_path": str(tmp_path / "results"),
+        "base": {**TINY_SWEEP["base"], "train": {**TINY_SWEEP["base"]["train"], "epochs": 10}},
+        "noise": {"kind": "symmetric", "rates": [0.4]},
+        "methods": {"crossentropy": {"search": {}}, "labelsmoothing": {"search": {}}},  # one fixed trial each
+        "final_seeds": seeds,  # 12 re-runs of about a second: the interrupt lands among them
+        "max_concurrent_trials": 1,
+        "checkpoint_every": 1,
+    }
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(yaml.safe_dump(raw))
+    sweep_dir = tmp_path / "results" / "resume-final"
+    final = sweep_dir / "final"
+
+    full_length = lambda: _full_length(final, epochs=10)
+    output = _interrupt_when(lambda: bool(full_length()), sweep_file, ray_session, tmp_path / "sweep.log")
+    assert "sweep interrupted during the final runs" in output
+    statuses = [entry["status"] for entry in json.loads((sweep_dir / "manifest.json").read_text())["studies"]]
+    assert statuses == ["searched", "searched"]
+    done_before = full_length()
+    assert 0 < len(done_before) < 2 * seeds, "the interrupt must land mid-way through the final runs"
+
+    lines: list[str] = []
+    run_sweep(load_sweep(sweep_file), resume=True, log=lines.append)
+
+    assert sum("searched earlier, skipped" in line for line in lines) == 2
+    assert any("restoring the interrupted Tuner" in line for line in lines)
+    assert {p: p.read_bytes() for p in done_before} == done_before  # finished re-runs were not re-run
+    runs = [params["final_run"] for params, _ in trial_results(final)]
+    assert sorted((r["study"], r["train.seed"]) for r in runs) == sorted(
+        (f"symmetric-0.4/{method}", seed) for method in ("crossentropy", "labelsmoothing") for seed in range(1, 7)
+    )
+    assert all(rows[-1]["epoch"] == 10 for _, rows in trial_results(final))
+    statuses = [entry["status"] for entry in json.loads((sweep_dir / "manifest.json").read_text())["studies"]]
+    assert statuses == ["finished", "finished"]

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from proselflc.sweep_layout import FINAL_RUN, STUDY
+
 #: Columns that identify one study (one table cell): what `best_configs` groups by.
 GROUP_KEYS = ["dataset", "model", "noise_kind", "noise_rate", "method"]
 #: Columns that identify one trial inside a sweep.
@@ -112,6 +114,7 @@ def load_sweep(path: str | Path) -> pd.DataFrame:
     root = Path(path)
     manifest = read_manifest(root)
     frames: list[pd.DataFrame] = []
+    experiments: dict[Path, list[tuple[Path, str | None, pd.DataFrame]]] = {}
     for study in manifest.studies:
         for phase, key in (("search", "search_dir"), ("final", "final_dir")):
             rel = study.get(key)
@@ -120,8 +123,12 @@ def load_sweep(path: str | Path) -> pd.DataFrame:
             exp_dir = root / rel
             if not exp_dir.is_dir():
                 continue
-            for trial_dir in _trial_dirs(exp_dir):
-                frame = _load_trial(trial_dir, manifest.max_t)
+            if exp_dir not in experiments:  # the final experiment is shared by every study: read it once
+                experiments[exp_dir] = [(d, *_load_trial(d, manifest.max_t)) for d in _trial_dirs(exp_dir)]
+            for trial_dir, trial_study, loaded in experiments[exp_dir]:
+                if trial_study is not None and trial_study != study["study"]:
+                    continue
+                frame = loaded.copy()
                 frame.insert(0, "trial_dir", str(trial_dir.relative_to(root)))
                 frame.insert(0, "phase", phase)
                 for col in reversed(GROUP_KEYS):
@@ -196,9 +203,11 @@ def _trial_dirs(exp_dir: Path) -> list[Path]:
     return sorted(p for p in exp_dir.iterdir() if p.is_dir() and any((p / f).exists() for f in _TRIAL_FILES))
 
 
-def _load_trial(trial_dir: Path, max_t: int) -> pd.DataFrame:
+def _load_trial(trial_dir: Path, max_t: int) -> tuple[str | None, pd.DataFrame]:
+    """(the study a shared-experiment trial names, or None; one row per epoch with its params)."""
     results = _read_results(trial_dir)
     params = _read_params(trial_dir, results)
+    study = params.pop(STUDY, None)
     trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), trial_dir.name)
     rows = _dedupe_epochs([_metrics(r) for r in results])
     max_epochs = int(params.get("train.epochs") or max_t)
@@ -210,7 +219,7 @@ def _load_trial(trial_dir: Path, max_t: int) -> pd.DataFrame:
     frame.insert(0, "trial_id", trial_id)
     for name, value in params.items():
         frame[name] = [value] * len(frame)
-    return frame
+    return (None if study is None else str(study)), frame
 
 
 def _read_results(trial_dir: Path) -> list[dict[str, Any]]:
@@ -265,6 +274,8 @@ def _read_params(trial_dir: Path, results: list[dict[str, Any]]) -> dict[str, An
             )
     if not isinstance(raw, dict):
         raw = next((r["config"] for r in results if isinstance(r.get("config"), dict)), {})
+    if isinstance(raw.get(FINAL_RUN), dict):  # a final re-run: {FINAL_RUN: {STUDY: key, dotted params...}}
+        raw = raw[FINAL_RUN]
     return _flatten(raw)
 
 

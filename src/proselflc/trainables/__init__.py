@@ -21,9 +21,18 @@ from ray import tune
 from proselflc.config import build_run_config
 from proselflc.data.base import Dataset
 from proselflc.search_spaces import apply_params
+from proselflc.sweep_layout import FINAL_RUN, STUDY
 from proselflc.training import Engine
 
-__all__ = ["CHECKPOINT_FILE", "SharedDataset", "make_trainable", "train_engine", "trial_resources"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "SharedDataset",
+    "make_final_trainable",
+    "make_trainable",
+    "train_engine",
+    "train_final_run",
+    "trial_resources",
+]
 
 #: File name of the Engine state inside a Ray Tune checkpoint directory.
 CHECKPOINT_FILE = "engine.pt"
@@ -94,6 +103,35 @@ def make_trainable(
     """
     trainable = tune.with_parameters(
         train_engine, base=base, shared=shared, checkpoint_every=checkpoint_every, threads=max(1, int(cpu))
+    )
+    return tune.with_resources(trainable, trial_resources(cpu, gpu))
+
+
+def train_final_run(
+    config: dict[str, Any],
+    *,
+    bases: dict[str, dict[str, Any]],
+    shared: SharedDataset,
+    checkpoint_every: int = 0,
+    threads: int | None = None,
+) -> None:
+    """A final re-run of any study: `config[FINAL_RUN]` names the study (whose base it trains) and its params."""
+    run = dict(config[FINAL_RUN])
+    study = run.pop(STUDY)
+    train_engine(run, base=bases[study], shared=shared, checkpoint_every=checkpoint_every, threads=threads)
+
+
+def make_final_trainable(
+    bases: dict[str, dict[str, Any]],
+    shared: SharedDataset,
+    *,
+    checkpoint_every: int = 0,
+    cpu: float = 1.0,
+    gpu: float = 0.0,
+) -> Callable[[dict[str, Any]], None]:
+    """`train_final_run` bound to every study's base config ({study key: base}): one Tuner for all re-runs."""
+    trainable = tune.with_parameters(
+        train_final_run, bases=bases, shared=shared, checkpoint_every=checkpoint_every, threads=max(1, int(cpu))
     )
     return tune.with_resources(trainable, trial_resources(cpu, gpu))
 

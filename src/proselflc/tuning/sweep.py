@@ -29,7 +29,8 @@ from proselflc import data as data_lib
 from proselflc import search_spaces
 from proselflc.config import ConfigError
 from proselflc.io import atomic_write_text
-from proselflc.trainables import SharedDataset, make_trainable
+from proselflc.sweep_layout import FINAL_DIR, FINAL_RUN, STUDY
+from proselflc.trainables import SharedDataset, make_final_trainable, make_trainable
 from proselflc.tuning.config import MethodSpec, SweepConfig, rate_dir, validate_studies
 from proselflc.tuning.manifest import SWEEP_FILE, read_manifest, study_entry, write_manifest
 from proselflc.tuning.preflight import alive_nodes, check_placeable, connect
@@ -102,7 +103,7 @@ def new_manifest(sweep: SweepConfig, studies: Iterable[Study]) -> dict[str, Any]
                 "method": s.method.name,
                 "loss": s.method.loss,
                 "search_dir": f"{s.key}/search",
-                "final_dir": f"{s.key}/final" if sweep.final_seeds else None,
+                "final_dir": FINAL_DIR if sweep.final_seeds else None,
                 "status": "pending",
                 "best_params": None,
             }
@@ -135,18 +136,25 @@ def select_best(
 class _Progress(tune.Callback):
     """One line per finished trial instead of Ray's periodic tables."""
 
-    def __init__(self, study: str, metric: str, max_t: int, log: Log) -> None:
+    def __init__(self, study: str | None, metric: str, max_t: int, log: Log) -> None:
+        """`study` None: each trial names its own (the final re-runs of every study share a Tuner)."""
         self.study, self.metric, self.max_t, self.log = study, metric, max_t, log
+
+    def _label(self, trial: Any) -> str:
+        if self.study is not None:
+            return f"{self.study} {trial.trial_id}"
+        run = (trial.config or {}).get(FINAL_RUN, {})
+        return f"{run.get(STUDY, '?')} {trial.trial_id} (seed {run.get('train.seed', '?')})"
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
         epoch = last.get("epoch", 0)
         note = " diverged" if last.get("diverged") else (" stopped by ASHA" if epoch < self.max_t else "")
         value = last.get(self.metric, float("nan"))
-        self.log(f"  {self.study} {trial.trial_id}: epoch {epoch}/{self.max_t} {self.metric} {value:.4f}{note}")
+        self.log(f"  {self._label(trial)}: epoch {epoch}/{self.max_t} {self.metric} {value:.4f}{note}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.log(f"  {self.study} {trial.trial_id}: ERROR (see {trial.path}/error.txt)")
+        self.log(f"  {self._label(trial)}: ERROR (see {trial.path}/error.txt)")
 
 
 def _keyboard_interrupt(signum: int, frame: Any) -> None:
@@ -219,7 +227,11 @@ class SweepRunner:
     # -- running -----------------------------------------------------------------------------------
 
     def run(self, resume: bool = False) -> Path:
-        """Search every unfinished study, then re-run its best config with fresh seeds; returns the sweep dir."""
+        """Search every unfinished study, then re-run each one's best config with fresh seeds; returns the sweep dir.
+
+        The re-runs of all studies share one Tuner after the searches: one trial actor start-up instead
+        of one per study.
+        """
         sweep = self.sweep
         dataset = data_lib.load(sweep.base.data)  # missing or malformed data files fail here, before Ray
         connect()
@@ -232,32 +244,37 @@ class SweepRunner:
         self.log(f"sweep {sweep.name}: {len(self.studies)} studies -> {self.dir}")
         for index, study in enumerate(self.studies, 1):
             entry = study_entry(manifest, study.key)
-            if entry["status"] == "finished":
-                self.log(f"[{index}/{len(self.studies)}] {study.key}: finished earlier, skipped")
+            if entry["status"] != "pending":
+                self.log(f"[{index}/{len(self.studies)}] {study.key}: {entry['status']} earlier, skipped")
                 continue
-            if entry["status"] == "pending":
-                self.log(f"[{index}/{len(self.studies)}] {study.key}: searching")
-                grid = self._fit(self._search_tuner(study), study, self._num_samples(study))
-                best = select_best(((r.config, r.metrics) for r in grid if r.error is None), sweep.metric,
-                                   sweep.mode, sweep.max_t)
-                if best is None:
-                    # Every trial errored or diverged: record it and go on; one bad method must not sink a sweep.
-                    entry["status"] = "finished"
-                    self.log(f"    no trial reported a usable {sweep.metric} (all diverged or errored): "
-                             f"no final runs; see {self.dir / study.key / 'search'}")
-                else:
-                    entry["best_params"] = best[0]
-                    entry["status"] = "searched" if sweep.final_seeds else "finished"
-                    self.log(f"    best {sweep.metric} {best[1][sweep.metric]:.4f} with {best[0]}")
-                write_manifest(self.dir, manifest)
-            if entry["status"] == "searched":
-                self.log(f"[{index}/{len(self.studies)}] {study.key}: final runs, seeds {final_seeds(sweep)}")
-                self._fit(self._final_tuner(study, entry["best_params"]), study, self.sweep.final_seeds)
+            self.log(f"[{index}/{len(self.studies)}] {study.key}: searching")
+            grid = self._fit(self._search_tuner(study), study.key, self._num_samples(study))
+            best = select_best(((r.config, r.metrics) for r in grid if r.error is None), sweep.metric,
+                               sweep.mode, sweep.max_t)
+            if best is None:
+                # Every trial errored or diverged: record it and go on; one bad method must not sink a sweep.
                 entry["status"] = "finished"
-                write_manifest(self.dir, manifest)
+                self.log(f"    no trial reported a usable {sweep.metric} (all diverged or errored): "
+                         f"no final runs; see {self.dir / study.key / 'search'}")
+            else:
+                entry["best_params"] = best[0]
+                entry["status"] = "searched" if sweep.final_seeds else "finished"
+                self.log(f"    best {sweep.metric} {best[1][sweep.metric]:.4f} with {best[0]}")
+            write_manifest(self.dir, manifest)
+        searched = [study_entry(manifest, study.key) for study in self.studies]
+        searched = [entry for entry in searched if entry["status"] == "searched"]
+        if searched:
+            seeds = final_seeds(sweep)
+            self.log(f"final runs: the best config of {len(searched)} studies, seeds {seeds}")
+            for entry in searched:
+                entry["final_dir"] = FINAL_DIR  # (a sweep begun by an older version named one per study)
+            self._fit(self._final_tuner(searched), "the final runs", len(searched) * len(seeds))
+            for entry in searched:
+                entry["status"] = "finished"
+            write_manifest(self.dir, manifest)
         return self.dir
 
-    def _fit(self, tuner: tune.Tuner, study: Study, expected: int) -> tune.ResultGrid:
+    def _fit(self, tuner: tune.Tuner, what: str, expected: int) -> tune.ResultGrid:
         """Fit, and turn Tune's graceful stop on Ctrl+C into SweepInterrupted.
 
         Tune returns normally when interrupted; the tell-tale is a trial left unfinished or, between
@@ -269,7 +286,7 @@ class SweepRunner:
         short = self.sweep.time_budget_s is None and len(grid) < expected
         if interrupted or unfinished or short:
             message = (
-                f"sweep interrupted during {study.key}; its state is saved: continue with `proselflc tune "
+                f"sweep interrupted during {what}; its state is saved: continue with `proselflc tune "
                 f"{self.dir / SWEEP_FILE} --resume`"
             )
             self.log(message)
@@ -305,28 +322,29 @@ class SweepRunner:
         return make_trainable(study.base, self._shared, checkpoint_every=self.sweep.checkpoint_every,
                               cpu=res.cpu, gpu=res.gpu)
 
-    def _run_config(self, study: Study, name: str) -> tune.RunConfig:
+    def _run_config(self, study: Study | None, name: str) -> tune.RunConfig:
+        """Search experiments live in `<study>/search`; the shared final experiment in `FINAL_DIR`."""
         return tune.RunConfig(
             name=name,
-            storage_path=str(self.dir / study.rate_dir / study.method.name),
+            storage_path=str(self.dir if study is None else self.dir / study.rate_dir / study.method.name),
             failure_config=tune.FailureConfig(max_failures=self.sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[_Progress(study.key, self.sweep.metric, self.sweep.max_t, self.log)],
+            callbacks=[_Progress(None if study is None else study.key, self.sweep.metric, self.sweep.max_t, self.log)],
             verbose=self.verbose,
         )
 
-    def _restored(self, path: Path, study: Study) -> tune.Tuner | None:
+    def _restored(self, path: Path, trainable: Any) -> tune.Tuner | None:
         if not tune.Tuner.can_restore(str(path)):
             if path.exists():
                 # Interrupted before Ray saved any experiment state: nothing to restore, start it afresh.
                 shutil.rmtree(path)
             return None
         self.log(f"    restoring the interrupted Tuner at {path}")
-        return tune.Tuner.restore(str(path), trainable=self._trainable(study), resume_errored=True)
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
 
     def _search_tuner(self, study: Study) -> tune.Tuner:
         sweep = self.sweep
-        restored = self._restored(self.dir / study.key / "search", study)
+        restored = self._restored(self.dir / study.key / "search", self._trainable(study))
         if restored is not None:
             return restored
         searcher = None
@@ -360,13 +378,26 @@ class SweepRunner:
             run_config=self._run_config(study, "search"),
         )
 
-    def _final_tuner(self, study: Study, best_params: dict[str, Any]) -> tune.Tuner:
-        restored = self._restored(self.dir / study.key / "final", study)
+    def _final_trainable(self) -> Any:
+        assert self._shared is not None, "run() puts the dataset into the object store first"
+        res = self.sweep.resources
+        return make_final_trainable({study.key: study.base for study in self.studies}, self._shared,
+                                    checkpoint_every=self.sweep.checkpoint_every, cpu=res.cpu, gpu=res.gpu)
+
+    def _final_tuner(self, entries: list[dict[str, Any]]) -> tune.Tuner:
+        """One Tuner re-running every searched study's best config with each final seed, full length."""
+        trainable = self._final_trainable()
+        restored = self._restored(self.dir / FINAL_DIR, trainable)
         if restored is not None:
             return restored
+        runs = [
+            {STUDY: entry["study"], **entry["best_params"], "train.seed": seed}
+            for entry in entries
+            for seed in final_seeds(self.sweep)
+        ]
         return tune.Tuner(
-            self._trainable(study),
-            param_space={**best_params, "train.seed": tune.grid_search(final_seeds(self.sweep))},
+            trainable,
+            param_space={FINAL_RUN: tune.grid_search(runs)},
             tune_config=tune.TuneConfig(
                 metric=self.sweep.metric,
                 mode=self.sweep.mode,
@@ -374,7 +405,7 @@ class SweepRunner:
                 trial_dirname_creator=_dirname,
                 reuse_actors=True,
             ),
-            run_config=self._run_config(study, "final"),
+            run_config=self._run_config(None, FINAL_DIR),
         )
 
 
