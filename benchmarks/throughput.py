@@ -90,7 +90,7 @@ def engine_epochs(images: np.ndarray, labels: np.ndarray, args: argparse.Namespa
             "loss": {"name": "crossentropy"},
             "optim": {"lr": LR, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "schedule": "constant"},
             "train": {"epochs": 1 + args.epochs, "batch_size": args.batch_size, "eval_batch_size": 1024,
-                      "device": args.device, "amp": args.amp, "channels_last": True, "seed": 0,
+                      "device": args.device, "amp": args.amp, "channels_last": True, "compile": args.compile, "seed": 0,
                       "progress": False, "eval_every": 1},
         })  # fmt: skip
         for row in Engine(cfg, dataset=dataset).epochs():
@@ -122,7 +122,11 @@ def _model(device: torch.device, channels_last: bool) -> tuple[nn.Module, torch.
 
 
 def _train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool
+    model: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    amp: bool,
 ) -> None:
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         logits = model(x)
@@ -175,12 +179,13 @@ def model_only_epochs(images: np.ndarray, labels: np.ndarray, args: argparse.Nam
     x = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
     amp = device.type == "cuda" and args.amp
+    forward = torch.compile(model) if args.compile else model
     steps = max(1, len(labels) // args.batch_size)
     for _ in range(1 + args.epochs):
         _sync(device)
         start = time.perf_counter()
         for _ in range(steps):
-            _train_step(model, optimizer, x, y, amp)
+            _train_step(forward, optimizer, x, y, amp)
         _sync(device)
         yield steps * args.batch_size / (time.perf_counter() - start)
 
@@ -272,6 +277,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--workers", type=int, default=_cores(), help="reference DataLoader workers (default: all cores)"
     )
     p.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA for both systems")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the engine's model (train.compile) and the model-only ceiling; the reference stays eager",
+    )
     args = p.parse_args(argv)
     try:
         cuda = resolve_device(args.device).type == "cuda"
@@ -300,7 +310,8 @@ def main(argv: list[str]) -> int:
     print(
         f"throughput: ResNet-18 (CIFAR stem), {args.samples} CIFAR-shaped images, batch {args.batch_size}, "
         f"1 warm-up + {args.epochs} timed epoch(s), {device.type} ({name}), {_cores()} cores, "
-        f"torch {torch.__version__}, amp={'bf16' if device.type == 'cuda' and args.amp else 'off'}"
+        f"torch {torch.__version__}, amp={'bf16' if device.type == 'cuda' and args.amp else 'off'}, "
+        f"compile={'on' if args.compile else 'off'}"
     )
     speeds = measure(args)
     one, five, _ = os.getloadavg()
