@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from proselflc.tuning.sweep import SweepInterrupted, run_sweep
 
     sweep = load_sweep(args.sweep, args.set)
+    if not args.verbose:
+        # Ray Tune's new console output prints a configuration box and two path lines per Tuner even at
+        # verbose=0; the sweep's own one-line-per-trial log says what matters.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = connect(log_to_driver=args.verbose)
     try:
         sweep_dir = run_sweep(sweep, resume=args.resume, verbose=1 if args.verbose else 0)

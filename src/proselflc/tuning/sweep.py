@@ -241,6 +241,7 @@ class SweepRunner:
         manifest = self.prepare(resume)
         if not self.verbose:
             logging.getLogger("ray.tune").setLevel(logging.WARNING)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created" once per study
         self.log(f"sweep {sweep.name}: {len(self.studies)} studies -> {self.dir}")
         for index, study in enumerate(self.studies, 1):
             entry = study_entry(manifest, study.key)
