@@ -262,8 +262,7 @@ class SweepRunner:
                 entry["status"] = "searched" if sweep.final_seeds else "finished"
                 self.log(f"    best {sweep.metric} {best[1][sweep.metric]:.4f} with {best[0]}")
             write_manifest(self.dir, manifest)
-        searched = [study_entry(manifest, study.key) for study in self.studies]
-        searched = [entry for entry in searched if entry["status"] == "searched"]
+        searched = [entry for entry in manifest["studies"] if entry["status"] == "searched"]
         if searched:
             seeds = final_seeds(sweep)
             self.log(f"final runs: the best config of {len(searched)} studies, seeds {seeds}")
