@@ -344,3 +344,25 @@ def test_bad_sweep_directories_name_the_problem(tmp_path: Path, sweep_dir: Path)
     (sweep_dir / "manifest.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_manifest(sweep_dir)
+
+
+def test_tied_trials_go_to_the_one_the_sweep_created_first(tmp_path: Path) -> None:
+    """Trial ids are random for searched trials, so a tie broken by id would change from run to run; the
+    manifest's trial_order (Ray's creation order, which `proselflc tune` breaks ties by) decides instead."""
+    from proselflc.analysis import best_configs
+
+    trials = [
+        Trial({"optim.lr": lr, "train.seed": 0}, {"val_accuracy": [0.5, 0.7], "test_accuracy": [0.5, test]})
+        for lr, test in ((0.1, 0.80), (0.2, 0.90))
+    ]
+    sweep = write_sweep(tmp_path, [Study("symmetric", 0.4, "crossentropy", trials)], max_t=2)
+    assert best_configs(load_sweep(sweep)).iloc[0]["optim.lr"] == 0.1  # no order recorded: the smaller id
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    search = sweep / manifest["studies"][0]["search_dir"]
+    first, second = sorted(p.name for p in search.iterdir() if (p / "params.json").exists())
+    manifest["studies"][0]["trial_order"] = [second, first]  # the larger id was created first
+    (sweep / "manifest.json").write_text(json.dumps(manifest))
+    df = load_sweep(sweep)
+    assert sorted(df.groupby("trial_id")["trial_order"].first()) == [0, 1]
+    best = best_configs(df).iloc[0]
+    assert best["optim.lr"] == 0.2 and best["test_accuracy"] == 0.90

@@ -43,6 +43,8 @@ def test_tiny_sweep_writes_the_documented_layout(tiny_sweep: Path) -> None:
         assert entry["search_dir"] == f"{entry['study']}/search" and entry["final_dir"] == "final"
         trials = trial_results(tiny_sweep / entry["search_dir"])
         assert len(trials) == 3
+        # Ray's creation order, the tie-break of the driver's choice, recorded for the analysis:
+        assert sorted(entry["trial_order"]) == [d.name for d in trial_dirs(tiny_sweep / entry["search_dir"])]
         space = set(resolved["methods"][0 if entry["method"] == "crossentropy" else 1]["search"])
         for params, rows in trials:
             assert set(params) == space  # only the sampled dotted keys

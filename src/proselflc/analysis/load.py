@@ -105,7 +105,9 @@ def load_sweep(path: str | Path) -> pd.DataFrame:
     """One tidy row per (study, phase, trial, epoch) of the sweep at `path`.
 
     Columns: sweep, study, the GROUP_KEYS, phase ("search" or "final": the final-seed re-runs),
-    trial_id, trial_dir, status (completed / stopped by ASHA / errored / diverged / pending),
+    trial_id, trial_dir, trial_order (a search trial's place in its study's creation order, which
+    breaks ties in selection as `proselflc tune` does; NaN where unknown), status (completed /
+    stopped by ASHA / errored / diverged / pending),
     max_epochs (the epochs a full run of the trial has), seed, epoch, every reported metric,
     and one column per sampled hyperparameter under its dotted config path ("loss.exp_base").
     Dotted column names are hyperparameters, plain ones are not. A trial that reported nothing
@@ -125,10 +127,12 @@ def load_sweep(path: str | Path) -> pd.DataFrame:
                 continue
             if exp_dir not in experiments:  # the final experiment is shared by every study: read it once
                 experiments[exp_dir] = [(d, *_load_trial(d, manifest.max_t)) for d in _trial_dirs(exp_dir)]
+            order = {name: i for i, name in enumerate(study.get("trial_order") or [])} if phase == "search" else {}
             for trial_dir, trial_study, loaded in experiments[exp_dir]:
                 if trial_study is not None and trial_study != study["study"]:
                     continue
                 frame = loaded.copy()
+                frame.insert(0, "trial_order", order.get(trial_dir.name, math.nan))
                 frame.insert(0, "trial_dir", str(trial_dir.relative_to(root)))
                 frame.insert(0, "phase", phase)
                 for col in reversed(GROUP_KEYS):
@@ -334,6 +338,7 @@ def _column_order(columns: pd.Index) -> list[str]:
         "phase",
         "trial_id",
         "trial_dir",
+        "trial_order",
         "status",
         "max_epochs",
         "seed",

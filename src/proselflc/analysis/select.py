@@ -36,13 +36,15 @@ def check_select_by(df: pd.DataFrame, select_by: str) -> None:
 
 
 def pick(rows: pd.DataFrame, metric: str, mode: Literal["max", "min"] = "max") -> pd.Series | None:
-    """The best (trial, epoch) row by `metric`; ties go to the earlier epoch, then the smaller trial id."""
+    """The best (trial, epoch) row by `metric`; ties go to the earlier epoch, then the trial created first
+    (as in `proselflc tune`'s own choice; `trial_order`, where the manifest records it), then the smaller id."""
     values = pd.to_numeric(rows[metric], errors="coerce")
     finite = rows[np.isfinite(values.to_numpy(dtype=float))]
     if finite.empty:
         return None
+    keys = ["_v", "epoch", *(["trial_order"] if "trial_order" in finite.columns else []), "trial_id"]
     ordered = finite.assign(_v=pd.to_numeric(finite[metric])).sort_values(
-        ["_v", "epoch", "trial_id"], ascending=[mode == "min", True, True], kind="mergesort"
+        keys, ascending=[mode == "min", *[True] * (len(keys) - 1)], kind="mergesort"
     )
     return ordered.iloc[0].drop("_v")
 
@@ -58,7 +60,8 @@ def best_configs(
     scope="last" (default, the rule `proselflc tune` uses to pick the config its final seeds re-run):
     each search trial is scored by `select_by` at its last epoch, among trials that ran the full length
     (all non-errored, non-diverged ones if none did). scope="all": every (trial, epoch) competes, as
-    when keeping the best checkpoint. Ties go to the earlier epoch, then the smaller trial id.
+    when keeping the best checkpoint. Ties go to the earlier epoch, then the trial created first, then
+    the smaller trial id.
     Reported: the clean test accuracy at the selected epoch and at the trial's end, the memorisation
     figures there, the trial's hyperparameters (dotted columns), the final-seed re-runs' test accuracy
     at their last epoch (final_mean, final_std with ddof=1, final_n) and whether they ran the selected

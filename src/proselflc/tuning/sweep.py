@@ -250,6 +250,8 @@ class SweepRunner:
                 continue
             self.log(f"[{index}/{len(self.studies)}] {study.key}: searching")
             grid = self._fit(self._search_tuner(study), study.key, self._num_samples(study))
+            # Creation order breaks ties in select_best (the first best wins); the analysis reads it from here.
+            entry["trial_order"] = [Path(result.path).name for result in grid if result.path]
             best = select_best(((r.config, r.metrics) for r in grid if r.error is None), sweep.metric,
                                sweep.mode, sweep.max_t)
             if best is None:
