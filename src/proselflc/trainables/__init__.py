@@ -101,10 +101,7 @@ def make_trainable(
 
     Torch uses as many intra-op threads as the trial reserves CPUs, so packed trials do not oversubscribe.
     """
-    trainable = tune.with_parameters(
-        train_engine, base=base, shared=shared, checkpoint_every=checkpoint_every, threads=max(1, int(cpu))
-    )
-    return tune.with_resources(trainable, trial_resources(cpu, gpu))
+    return _bound(train_engine, shared, checkpoint_every, cpu, gpu, base=base)
 
 
 def train_final_run(
@@ -130,8 +127,15 @@ def make_final_trainable(
     gpu: float = 0.0,
 ) -> Callable[[dict[str, Any]], None]:
     """`train_final_run` bound to every study's base config ({study key: base}): one Tuner for all re-runs."""
+    return _bound(train_final_run, shared, checkpoint_every, cpu, gpu, bases=bases)
+
+
+def _bound(
+    function: Callable[..., None], shared: SharedDataset, checkpoint_every: int, cpu: float, gpu: float, **study: Any
+) -> Callable[[dict[str, Any]], None]:
+    """`function` with the dataset, the study config(s) and its threads bound, reserving cpu/gpu per trial."""
     trainable = tune.with_parameters(
-        train_final_run, bases=bases, shared=shared, checkpoint_every=checkpoint_every, threads=max(1, int(cpu))
+        function, shared=shared, checkpoint_every=checkpoint_every, threads=max(1, int(cpu)), **study
     )
     return tune.with_resources(trainable, trial_resources(cpu, gpu))
 

@@ -318,11 +318,14 @@ class SweepRunner:
         """Trials of a search: one when the space is empty (nothing to search, one fixed-config run)."""
         return self.sweep.num_samples if study.space else 1
 
-    def _trainable(self, study: Study) -> Any:
+    def _trainable(self, study: Study | None) -> Any:
+        """A study's search trainable; for None, the final-run trainable that serves every study."""
         assert self._shared is not None, "run() puts the dataset into the object store first"
         res = self.sweep.resources
-        return make_trainable(study.base, self._shared, checkpoint_every=self.sweep.checkpoint_every,
-                              cpu=res.cpu, gpu=res.gpu)
+        options = {"checkpoint_every": self.sweep.checkpoint_every, "cpu": res.cpu, "gpu": res.gpu}
+        if study is None:
+            return make_final_trainable({s.key: s.base for s in self.studies}, self._shared, **options)
+        return make_trainable(study.base, self._shared, **options)
 
     def _run_config(self, study: Study | None, name: str) -> tune.RunConfig:
         """Search experiments live in `<study>/search`; the shared final experiment in `FINAL_DIR`."""
@@ -346,7 +349,8 @@ class SweepRunner:
 
     def _search_tuner(self, study: Study) -> tune.Tuner:
         sweep = self.sweep
-        restored = self._restored(self.dir / study.key / "search", self._trainable(study))
+        trainable = self._trainable(study)  # with_parameters puts its arguments into the object store: once
+        restored = self._restored(self.dir / study.key / "search", trainable)
         if restored is not None:
             return restored
         searcher = None
@@ -364,7 +368,7 @@ class SweepRunner:
             brackets=sweep.asha.brackets,
         )
         return tune.Tuner(
-            self._trainable(study),
+            trainable,
             param_space=search_spaces.to_tune(study.space),
             tune_config=tune.TuneConfig(
                 metric=sweep.metric,
@@ -380,15 +384,9 @@ class SweepRunner:
             run_config=self._run_config(study, "search"),
         )
 
-    def _final_trainable(self) -> Any:
-        assert self._shared is not None, "run() puts the dataset into the object store first"
-        res = self.sweep.resources
-        return make_final_trainable({study.key: study.base for study in self.studies}, self._shared,
-                                    checkpoint_every=self.sweep.checkpoint_every, cpu=res.cpu, gpu=res.gpu)
-
     def _final_tuner(self, entries: list[dict[str, Any]]) -> tune.Tuner:
         """One Tuner re-running every searched study's best config with each final seed, full length."""
-        trainable = self._final_trainable()
+        trainable = self._trainable(None)
         restored = self._restored(self.dir / FINAL_DIR, trainable)
         if restored is not None:
             return restored
