@@ -16,17 +16,12 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.importance import BaseImportanceEvaluator, FanovaImportanceEvaluator
 from optuna.trial import TrialState
 
-from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
+from proselflc.analysis.distributions import search_distributions, trial_params
+from proselflc.analysis.load import GROUP_KEYS
 from proselflc.analysis.select import check_select_by
-
-#: Not a hyperparameter: seeds vary by design and carry no transferable signal.
-_NOT_SEARCHED = ("train.seed",)
-#: A positive float range spanning this factor or more is treated as log-scaled (lr, weight decay).
-_LOG_SPAN = 100.0
 
 
 def importance(
@@ -80,19 +75,15 @@ def study_from_trials(
     Errored trials enter as FAIL (their score says nothing about the config); diverged ones as
     COMPLETE with their best score before diverging, since divergence is an outcome of the config.
     """
-    trials = group.groupby("trial_id", sort=False)
-    params = [p for p in hyperparameter_columns(group) if p not in _NOT_SEARCHED and _varies(trials, p)]
-    if not params:
+    distributions = search_distributions(group, space, varying_only=True)
+    if not distributions:
         return None
-    space = space or {}
-    distributions = {p: _distribution(trials[p].first(), space.get(p)) for p in params}
     frozen = []
-    for _, rows in trials:
+    for _, rows in group.groupby("trial_id", sort=False):
         values = pd.to_numeric(rows[select_by], errors="coerce").to_numpy(dtype=float)
         finite = values[np.isfinite(values)]
-        first = rows.iloc[0]
-        trial_params = {p: _native(first[p], distributions[p]) for p in params}
-        if any(v is None for v in trial_params.values()):
+        params = trial_params(rows.iloc[0], distributions)
+        if len(params) < len(distributions):
             continue
         if rows["status"].iloc[0] == "errored":
             state, value = TrialState.FAIL, None
@@ -102,7 +93,7 @@ def study_from_trials(
             state, value = TrialState.FAIL, None
         frozen.append(
             optuna.trial.create_trial(
-                state=state, value=value, params=trial_params, distributions=distributions
+                state=state, value=value, params=params, distributions=distributions
             )
         )
     if sum(t.state == TrialState.COMPLETE for t in frozen) < 2:
@@ -166,62 +157,3 @@ def search_cost(df: pd.DataFrame) -> pd.DataFrame:
         "final_epochs",
     ]
     return pd.DataFrame(rows, columns=columns)
-
-
-def _varies(trials: Any, param: str) -> bool:
-    return trials[param].first().nunique(dropna=True) > 1
-
-
-def _distribution(values: pd.Series, spec: dict[str, Any] | None = None) -> BaseDistribution:
-    """The searched domain from `spec` when it holds every sampled value, else the narrowest one that does."""
-    present = values.dropna()
-    recorded = _from_spec(spec) if spec else None
-    if recorded is not None and all(_holds(recorded, v) for v in present):
-        return recorded
-    if pd.api.types.is_bool_dtype(present) or not pd.api.types.is_numeric_dtype(present):
-        return CategoricalDistribution(sorted({_choice(v) for v in present}, key=str))
-    if pd.api.types.is_integer_dtype(present):
-        return IntDistribution(int(present.min()), int(present.max()))
-    low, high = float(present.min()), float(present.max())
-    return FloatDistribution(low, high, log=low > 0 and high / low >= _LOG_SPAN)
-
-
-def _from_spec(spec: dict[str, Any]) -> BaseDistribution | None:
-    """A sweep.yaml domain as an Optuna distribution (Ray's randint/lograndint exclude `high`)."""
-    kind = spec.get("type")
-    try:
-        if kind in ("uniform", "quniform", "loguniform", "qloguniform"):
-            return FloatDistribution(float(spec["low"]), float(spec["high"]), log="log" in kind)
-        if kind in ("randint", "lograndint"):
-            return IntDistribution(int(spec["low"]), int(spec["high"]) - 1, log=kind == "lograndint")
-        if kind == "qrandint":
-            return IntDistribution(int(spec["low"]), int(spec["high"]))
-        if kind == "choice":
-            return CategoricalDistribution(list(spec["values"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-    return None
-
-
-def _holds(distribution: BaseDistribution, value: Any) -> bool:
-    if isinstance(distribution, CategoricalDistribution):
-        return _choice(value) in distribution.choices
-    if isinstance(distribution, IntDistribution):
-        return float(value).is_integer() and distribution.low <= value <= distribution.high
-    if isinstance(distribution, FloatDistribution):
-        return isinstance(value, (int, float, np.number)) and distribution.low <= value <= distribution.high
-    return False
-
-
-def _choice(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _native(value: Any, distribution: BaseDistribution) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(distribution, IntDistribution):
-        return int(value)
-    if isinstance(distribution, FloatDistribution):
-        return float(value)
-    return _choice(value)
