@@ -46,12 +46,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "re-runs) or let every (trial, epoch) compete",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF figures")
+    parser.add_argument(
+        "--optuna-storage",
+        metavar="URL",
+        default=None,
+        help="also write every study's search trials into this Optuna RDB storage "
+        "(e.g. sqlite:///optuna.db) for `optuna-dashboard URL`; re-exporting replaces the sweep's studies",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the report and print the main table; errors surface as ValueError for the CLI to format."""
     from proselflc.analysis.report import write_report  # deferred: matplotlib/optuna only when reporting
 
+    storage = None
+    if args.optuna_storage:
+        from proselflc.analysis.optuna_export import open_storage
+
+        storage = open_storage(args.optuna_storage)  # a bad URL fails before any file is written
     report = write_report(
         args.sweep_dir,
         out=args.out,
@@ -66,4 +78,9 @@ def run(args: argparse.Namespace) -> int:
     print(report.table.to_markdown())
     out = report.files[0].parent if report.files else args.out
     print(f"\nwrote {len(report.files)} file(s) to {out}")
+    if storage is not None:
+        from proselflc.analysis.optuna_export import export_optuna
+
+        names = export_optuna(args.sweep_dir, storage, select_by=args.select_by, mode=args.mode)
+        print(f"exported {len(names)} Optuna stud{'y' if len(names) == 1 else 'ies'} to {args.optuna_storage}")
     return 0
