@@ -71,6 +71,9 @@ class DataConfig(StrictModel):
     image_size: int = Field(224, ge=32, description="clothing1m/food101n: side of the training crop")
     limit: int | None = Field(None, ge=1, description="use only the first N training examples (smoke runs)")
     augment: bool = True
+    rotation_degrees: float = Field(
+        0.0, ge=0.0, le=180.0, description="cifar10/cifar100: random rotation in [-d, d] degrees after crop and flip"
+    )
 
     @field_validator("name")
     @classmethod
@@ -79,6 +82,11 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _root_needed(self) -> DataConfig:
+        if self.rotation_degrees and self.name not in ("cifar10", "cifar100"):
+            raise ValueError(
+                f"data.rotation_degrees = {self.rotation_degrees} is only implemented for cifar10 and cifar100 "
+                f"(got dataset {self.name!r}); set it to 0"
+            )
         if self.name != "digits" and self.root is None:
             raise ValueError(f"dataset {self.name!r} needs data.root (the directory holding its files)")
         return self
@@ -164,6 +172,9 @@ class OptimConfig(StrictModel):
     schedule: Literal["multistep", "cosine", "constant"] = "multistep"
     warmup_epochs: int = Field(0, ge=0)
     milestones: list[int] = Field(default_factory=list)
+    milestones_unit: Literal["epochs", "iterations"] = Field(
+        "epochs", description="iterations: training batches counted from 1, as the ProSelfLC code counts them"
+    )
     gamma: float = Field(0.1, gt=0.0, le=1.0)
     accumulate_steps: int = Field(1, ge=1, description="gradient accumulation: optimiser step every N batches")
 
@@ -171,7 +182,7 @@ class OptimConfig(StrictModel):
     @classmethod
     def _increasing(cls, value: list[int]) -> list[int]:
         if any(b <= a for a, b in itertools.pairwise(value)) or any(m < 1 for m in value):
-            raise ValueError(f"milestones {value} must be strictly increasing epochs >= 1")
+            raise ValueError(f"milestones {value} must be strictly increasing numbers >= 1")
         return value
 
 
@@ -180,6 +191,10 @@ class TrainConfig(StrictModel):
 
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
+    sampler: Literal["uniform", "class_balanced"] = Field(
+        "uniform", description="class_balanced: classes_per_batch classes x batch_size/classes_per_batch examples, by noisy label"
+    )
+    classes_per_batch: int | None = Field(None, ge=1, description="class_balanced sampler only")
     eval_batch_size: int = Field(1024, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on CPU")
@@ -190,6 +205,19 @@ class TrainConfig(StrictModel):
     checkpoint_every: int = Field(0, ge=0, description="epochs between checkpoints in the run dir; 0: only the last")
     progress: bool = True
     threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU (default: torch's)")
+
+    @model_validator(mode="after")
+    def _balanced_batches(self) -> TrainConfig:
+        if self.sampler == "uniform":
+            if self.classes_per_batch is not None:
+                raise ValueError("train.classes_per_batch is only used with train.sampler 'class_balanced'")
+            return self
+        if self.classes_per_batch is None or self.batch_size % self.classes_per_batch:
+            raise ValueError(
+                f"train.sampler 'class_balanced' needs train.classes_per_batch dividing train.batch_size = "
+                f"{self.batch_size} (got classes_per_batch {self.classes_per_batch}), e.g. 64 for 64 classes x 2"
+            )
+        return self
 
 
 class RunConfig(StrictModel):
@@ -211,7 +239,8 @@ class RunConfig(StrictModel):
             )
         if self.noise.kind == "cifar100_superclass" and self.data.name != "cifar100":
             raise ValueError(f"noise kind 'cifar100_superclass' needs data.name 'cifar100' (got {self.data.name!r})")
-        if self.optim.milestones and self.optim.milestones[-1] > self.train.epochs:
+        epoch_milestones = self.optim.milestones_unit == "epochs"
+        if epoch_milestones and self.optim.milestones and self.optim.milestones[-1] > self.train.epochs:
             raise ValueError(
                 f"optim.milestones {self.optim.milestones} go past train.epochs = {self.train.epochs}"
             )

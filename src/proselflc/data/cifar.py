@@ -72,14 +72,17 @@ PAD = 4
 
 @dataclass
 class CifarDataset(Dataset):
-    """uint8 (N, 3, H, W) images; `prepare` crops, flips and normalises a batch where it lives."""
+    """uint8 (N, 3, H, W) images; `prepare` crops, flips (rotates) and normalises a batch where it lives."""
 
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    rotation_degrees: float = 0.0
 
     def prepare(self, x: torch.Tensor, *, augment: bool, generator: torch.Generator | None) -> torch.Tensor:
         if augment:
             x = random_crop_flip(x, PAD, generator)
+            if self.rotation_degrees:
+                x = random_rotate(x, self.rotation_degrees, generator)
         return normalize(x, self.mean, self.std)
 
 
@@ -100,6 +103,25 @@ def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator | Non
     rows = torch.arange(h, device=device) + dy[:, None]  # (n, h)
     batch = torch.arange(n, device=device)[:, None, None]
     return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def random_rotate(x: torch.Tensor, degrees: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Per-image rotation by an angle uniform in [-degrees, degrees] about the centre, nearest pixel, black fill.
+
+    torchvision's `RandomRotation(degrees)` (the ProSelfLC code's CIFAR augmentation) for a whole batch in
+    one `grid_sample`: same sign (positive is counter-clockwise), centre and fill as
+    `torchvision.transforms.v2.functional.rotate` with NEAREST; returns float pixels in [0, 255].
+    """
+    n, _, h, w = x.shape
+    angle = torch.deg2rad((torch.rand(n, device=x.device, generator=generator) * 2.0 - 1.0) * degrees)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(cos)
+    # output -> input map in grid_sample's normalised coordinates (x right, y down, each in [-1, 1]).
+    theta = torch.stack(
+        [torch.stack([cos, -sin * h / w, zero], 1), torch.stack([sin * w / h, cos, zero], 1)], 1
+    )
+    grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
 def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -162,4 +184,5 @@ def load(cfg: DataConfig) -> Dataset:
         classes=classes,
         mean=layout.mean,
         std=layout.std,
+        rotation_degrees=cfg.rotation_degrees,
     )

@@ -17,6 +17,7 @@ from proselflc.losses.base import Loss
 from proselflc.losses.derivative_manipulation import DMIMAE
 from proselflc.losses.robust import GCE, MAE, MSE, SCE
 from proselflc.losses.target_modification import (
+    CP_DEFINITIONS,
     TRUST_MODES,
     ConfidencePenalty,
     CrossEntropy,
@@ -25,7 +26,7 @@ from proselflc.losses.target_modification import (
     ProSelfLC,
 )
 
-__all__ = ["NAMES", "TRUST_MODES", "Loss", "build", "check", "hyperparameters"]
+__all__ = ["CP_DEFINITIONS", "NAMES", "TRUST_MODES", "Loss", "build", "check", "hyperparameters"]
 
 
 @dataclass(frozen=True)
@@ -67,20 +68,31 @@ class _Param:
 
 
 _EPSILON = _Param(0.1, 0.0, 1.0)
+_LOGIT_TEMPERATURE = _Param(1.0, 0.0, low_open=True)
 
 _REGISTRY: dict[str, tuple[type[Loss], dict[str, _Param]]] = {
     "crossentropy": (CrossEntropy, {}),
     "labelsmoothing": (LabelSmoothing, {"epsilon": _EPSILON}),
-    "confidencepenalty": (ConfidencePenalty, {"epsilon": _EPSILON}),
+    "confidencepenalty": (
+        ConfidencePenalty,
+        {
+            "epsilon": _EPSILON,
+            "definition": _Param("entropy", choices=CP_DEFINITIONS),
+            "logit_temperature": _LOGIT_TEMPERATURE,
+        },
+    ),
     # Reed et al.'s soft bootstrapping keeps beta = 0.95 of the label: epsilon = 0.05.
-    "labelcorrection": (LabelCorrection, {"epsilon": _Param(0.05, 0.0, 1.0)}),
+    "labelcorrection": (
+        LabelCorrection,
+        {"epsilon": _Param(0.05, 0.0, 1.0), "logit_temperature": _LOGIT_TEMPERATURE},
+    ),
     "proselflc": (
         ProSelfLC,
         {
             "exp_base": _Param(16.0, 0.0),
             "transit_time_ratio": _Param(0.5, 0.0, 1.0),
             "trust_mode": _Param("global", choices=TRUST_MODES),
-            "logit_temperature": _Param(1.0, 0.0, low_open=True),
+            "logit_temperature": _LOGIT_TEMPERATURE,
         },
     ),
     "dm_imae": (DMIMAE, {"beta": _Param(2.0, 0.0), "lambda": _Param(0.0, 0.0, arg="lam")}),
@@ -120,8 +132,11 @@ def _validated(name: str, hp: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(name: str, **hp: Any) -> None:
-    """Raise ValueError (same messages as `build`) if `name` or any hyperparameter is invalid."""
-    _validated(name, hp)
+    """Raise ValueError (same messages as `build`) if `name` or any hyperparameter is invalid.
+
+    Builds the loss (cheap: no parameters) so checks across hyperparameters run here too.
+    """
+    build(name, 2, **hp)
 
 
 def build(name: str, num_classes: int, **hp: Any) -> Loss:

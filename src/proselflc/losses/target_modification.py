@@ -13,6 +13,9 @@ from torch import Tensor
 from proselflc.losses.base import Loss, Step, entropy, normalised_entropy, soft_cross_entropy, time_ratio
 
 TRUST_MODES = ("global", "entropy", "max_p")
+#: Confidence penalty: `entropy` is Pereyra et al.'s (1 - eps) CE - eps H(p) (ProSelfLC-AT's code);
+#: `detached` is the ProSelfLC code's CE against the detached target (1 - eps) y - eps p_T.
+CP_DEFINITIONS = ("entropy", "detached")
 
 
 class CrossEntropy(Loss):
@@ -53,23 +56,62 @@ class LabelSmoothing(_FixedEpsilon):
         return soft_cross_entropy(log_p, q)
 
 
-class ConfidencePenalty(_FixedEpsilon):
-    """(1 - epsilon) CE(y, p) - epsilon H(p): penalises confident (low-entropy) outputs (Pereyra et al.)."""
+class _SelfTarget(_FixedEpsilon):
+    """A fixed-epsilon loss whose target uses the detached, temperature-softened prediction p_T = softmax(z / T)."""
+
+    def __init__(self, num_classes: int, epsilon: float, logit_temperature: float = 1.0) -> None:
+        super().__init__(num_classes, epsilon)
+        self.logit_temperature = float(logit_temperature)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, logit_temperature={self.logit_temperature}"
+
+    def compute(self, logits: Tensor, targets: Tensor, step: Step, total_steps: Step) -> Tensor:
+        self.stats = {"mean_epsilon": self._constant(self.epsilon, logits)}
+        p_t = F.log_softmax(logits.detach() / self.logit_temperature, dim=1).exp()  # at T = 1: exactly p
+        return self.per_example_self(F.log_softmax(logits, dim=1), targets, p_t).mean()
+
+    def per_example_self(self, log_p: Tensor, targets: Tensor, p_t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class ConfidencePenalty(_SelfTarget):
+    """Penalises confident outputs; `definition` picks which of the two published forms (see CP_DEFINITIONS).
+
+    `entropy`: (1 - eps) CE(y, p) - eps H(p), gradient (1 - eps)(p - y) + eps p (log p + H(p)) per example.
+    `detached`: CE(q, p) with q = (1 - eps) y - eps p_T held constant, gradient (1 - 2 eps) p - (1 - eps) y
+    + eps p_T; at T = 1 that is (1 - eps)(p - y), cross entropy scaled by 1 - eps.
+    """
 
     name = "confidencepenalty"
 
-    def per_example(self, log_p: Tensor, targets: Tensor) -> Tensor:
+    def __init__(
+        self, num_classes: int, epsilon: float, definition: str = "entropy", logit_temperature: float = 1.0
+    ) -> None:
+        if definition == "entropy" and logit_temperature != 1.0:
+            raise ValueError(
+                f"loss.logit_temperature = {logit_temperature} (loss 'confidencepenalty') only applies with "
+                "definition 'detached'; the 'entropy' definition penalises H(p) itself"
+            )
+        super().__init__(num_classes, epsilon, logit_temperature)
+        self.definition = definition
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, definition={self.definition!r}"
+
+    def per_example_self(self, log_p: Tensor, targets: Tensor, p_t: Tensor) -> Tensor:
+        if self.definition == "detached":
+            return soft_cross_entropy(log_p, (1.0 - self.epsilon) * targets - self.epsilon * p_t)
         return (1.0 - self.epsilon) * soft_cross_entropy(log_p, targets) - self.epsilon * entropy(log_p)
 
 
-class LabelCorrection(_FixedEpsilon):
-    """Soft bootstrapping (Reed et al.): q = (1 - epsilon) y + epsilon p, with p detached."""
+class LabelCorrection(_SelfTarget):
+    """Soft bootstrapping (Reed et al.): q = (1 - epsilon) y + epsilon p_T, p_T = softmax(z / T) detached."""
 
     name = "labelcorrection"
 
-    def per_example(self, log_p: Tensor, targets: Tensor) -> Tensor:
-        q = (1.0 - self.epsilon) * targets + self.epsilon * log_p.detach().exp()
-        return soft_cross_entropy(log_p, q)
+    def per_example_self(self, log_p: Tensor, targets: Tensor, p_t: Tensor) -> Tensor:
+        return soft_cross_entropy(log_p, (1.0 - self.epsilon) * targets + self.epsilon * p_t)
 
 
 class ProSelfLC(Loss):

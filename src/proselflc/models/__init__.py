@@ -22,6 +22,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "resnet18": ("vision", "resnet18"),
     "preactresnet18": ("vision", "preactresnet18"),
     "shufflenetv2": ("vision", "shufflenetv2"),
+    "shufflenetv2_proselflc": ("vision", "shufflenetv2_proselflc"),
     "resnet50": ("vision", "resnet50"),
     "protein_transformer": ("protein", "protein_transformer"),
 }

@@ -56,6 +56,89 @@ def shufflenetv2(
     return model
 
 
+#: ShuffleNetV2 width multiplier -> output channels of stages 2, 3, 4 and conv5 (Ma et al., Table 5).
+_SHUFFLE_CHANNELS = {
+    0.5: (48, 96, 192, 1024),
+    1.0: (116, 232, 464, 1024),
+    1.5: (176, 352, 704, 1024),
+    2.0: (244, 488, 976, 2048),
+}
+
+
+def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True) -> list[nn.Module]:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups),
+        nn.BatchNorm2d(out_ch),
+    ]
+    return [*layers, nn.ReLU(inplace=True)] if relu else layers
+
+
+class _ShuffleUnit(nn.Module):
+    """The ProSelfLC code's ShuffleNetV2 unit: biased convolutions; stride 1 and equal widths split the channels."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.split = stride == 1 and in_ch == out_ch
+        if self.split:
+            half = in_ch // 2
+            self.shortcut = nn.Sequential()
+            self.residual = nn.Sequential(
+                *_conv_bn(half, half, 1), *_conv_bn(half, half, 3, stride, groups=half, relu=False),
+                *_conv_bn(half, half, 1),
+            )
+        else:
+            half = out_ch // 2
+            self.residual = nn.Sequential(
+                *_conv_bn(in_ch, in_ch, 1), *_conv_bn(in_ch, in_ch, 3, stride, groups=in_ch, relu=False),
+                *_conv_bn(in_ch, half, 1),
+            )
+            self.shortcut = nn.Sequential(
+                *_conv_bn(in_ch, in_ch, 3, stride, groups=in_ch, relu=False), *_conv_bn(in_ch, half, 1)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut, residual = x.chunk(2, dim=1) if self.split else (x, x)
+        out = torch.cat([self.shortcut(shortcut), self.residual(residual)], dim=1)
+        n, c, h, w = out.shape
+        return out.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)  # channel shuffle, 2 groups
+
+
+class ShuffleNetV2Cifar(nn.Module):
+    """ShuffleNetV2 as the ProSelfLC code defines it for CIFAR (`slices/networks/shufflenetv2.py`).
+
+    Unlike torchvision's: a biased 3x3 stride-1 stem with BatchNorm and no ReLU, no max-pool, biased
+    convolutions throughout, 3 + 7 + 3 repeated units after each stage's stride-2 unit (4/8/4 units),
+    and a stride-2 unit whose shortcut branch is depthwise-BN-pointwise-BN-ReLU on all input channels.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: float = 1.0) -> None:
+        super().__init__()
+        c2, c3, c4, c5 = _SHUFFLE_CHANNELS[width]
+        self.pre = nn.Sequential(*_conv_bn(in_channels, 24, 3, relu=False))
+        self.stage2 = self._stage(24, c2, 3)
+        self.stage3 = self._stage(c2, c3, 7)
+        self.stage4 = self._stage(c3, c4, 3)
+        self.conv5 = nn.Sequential(*_conv_bn(c4, c5, 1))
+        self.fc = nn.Linear(c5, num_classes)
+
+    @staticmethod
+    def _stage(in_ch: int, out_ch: int, repeat: int) -> nn.Sequential:
+        return nn.Sequential(_ShuffleUnit(in_ch, out_ch, 2), *(_ShuffleUnit(out_ch, out_ch, 1) for _ in range(repeat)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv5(self.stage4(self.stage3(self.stage2(self.pre(x)))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def shufflenetv2_proselflc(
+    num_classes: int, input_shape: tuple[int, ...] = (3, 32, 32), width: float = 1.0
+) -> nn.Module:
+    """The ProSelfLC papers' CIFAR ShuffleNetV2 (their code builds width 1.0; 0.5/1.5/2.0 as in their class)."""
+    if width not in _SHUFFLE_CHANNELS:
+        raise ValueError(f"model.width: {width!r} is not a ShuffleNetV2 width; allowed: 0.5, 1.0, 1.5, 2.0")
+    return ShuffleNetV2Cifar(num_classes, in_channels=_channels(input_shape), width=width)
+
+
 class _PreActBlock(nn.Module):
     """BN-ReLU-conv twice with an identity (or 1x1 projection) shortcut taken after the first BN-ReLU."""
 

@@ -24,6 +24,7 @@ from proselflc import data as data_lib
 from proselflc import losses, models, noise
 from proselflc.config import ConfigError, OptimConfig, RunConfig
 from proselflc.data.base import Dataset
+from proselflc.data.sampler import class_balanced_order
 from proselflc.io import atomic_write
 from proselflc.training.cpu_memory import keep_freed_memory
 from proselflc.training.metrics import NAN, fit_metrics, test_metrics
@@ -93,9 +94,14 @@ class Engine:
         self.batches_per_epoch = self._num_batches(n_train)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.optim.accumulate_steps)
         self.total_steps = train.epochs * self.batches_per_epoch
+        if cfg.optim.milestones_unit == "iterations" and cfg.optim.milestones[-1:] > [self.total_steps]:
+            raise ConfigError(
+                f"optim.milestones {cfg.optim.milestones} (iterations) go past the run's {self.total_steps} "
+                f"iterations ({train.epochs} epochs x {self.batches_per_epoch} batches)"
+            )
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_factor(cfg.optim, train.epochs, self.steps_per_epoch)
+            self.optimizer, lr_factor(cfg.optim, train.epochs, self.batches_per_epoch)
         )
         self.shuffle_rng = torch.Generator().manual_seed(train.seed)
         self.augment_rng = torch.Generator(device=self.device).manual_seed(train.seed + 1)
@@ -137,9 +143,31 @@ class Engine:
         self.test_labels = as_tensor(dataset.test_labels)
 
     def _num_batches(self, n: int) -> int:
-        """Full batches plus the last partial one, unless it would hold a single example (BatchNorm can't)."""
+        """Full batches plus the last partial one, unless it would hold a single example (BatchNorm can't).
+
+        Class-balanced batches are all full, n // batch_size of them, as in the ProSelfLC code's sampler.
+        """
         full, rest = divmod(n, self.cfg.train.batch_size)
+        if self.cfg.train.sampler == "class_balanced":
+            if full == 0:
+                raise ConfigError(
+                    f"train.batch_size = {self.cfg.train.batch_size} is larger than the {n} training examples; "
+                    "the class_balanced sampler needs at least one full batch"
+                )
+            return full
         return full + (1 if rest > 1 or full == 0 else 0)
+
+    def _epoch_order(self) -> torch.Tensor:
+        """This epoch's training indices, batch after batch: a seeded permutation, or class-balanced batches."""
+        train = self.cfg.train
+        if train.sampler == "class_balanced":
+            per_class = train.batch_size // train.classes_per_batch
+            positions = class_balanced_order(
+                self.noisy_labels[self.train_index], train.classes_per_batch, per_class, self.batches_per_epoch,
+                self.shuffle_rng,
+            )
+            return self.train_index[positions]
+        return self.train_index[torch.randperm(len(self.train_index), generator=self.shuffle_rng).to(self.device)]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
@@ -155,7 +183,7 @@ class Engine:
         cfg = self.cfg
         self.model.train()
         bs, accumulate = cfg.train.batch_size, cfg.optim.accumulate_steps
-        order = self.train_index[torch.randperm(len(self.train_index), generator=self.shuffle_rng).to(self.device)]
+        order = self._epoch_order()
         loss_sum = torch.zeros((), device=self.device)
         eps_sum = torch.zeros((), device=self.device)
         seen = 0
