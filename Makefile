@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev,cluster,notebook]'
+	$(BIN)/pip install --quiet -e '.[dev,cluster,notebook,tracking]'
 	touch $(STAMP)
 
 demo: $(STAMP)
