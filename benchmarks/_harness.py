@@ -19,6 +19,8 @@ from typing import Any
 
 from typing_extensions import Self
 
+from proselflc.sweep_contract import PHASE, STUDY
+
 #: The study both benchmarks measure: the quickstart's digits recipe at 40% symmetric noise, ProSelfLC.
 DIGITS_BASE: dict[str, Any] = {
     "name": "bench",
@@ -105,6 +107,15 @@ class TrialRecord:
         return int(self.last.get("epoch", 0))
 
 
+#: The study name a benchmark's single-study Tuner gives its trials (the sweep trainable serves studies).
+BENCH_STUDY = "bench"
+
+
+def one_study(space: dict[str, Any]) -> dict[str, Any]:
+    """A plain Tuner's param_space for the platform's trainable: every trial searches study BENCH_STUDY."""
+    return {STUDY: BENCH_STUDY, PHASE: "search", **space}
+
+
 def read_experiment(exp_dir: str | Path) -> list[TrialRecord]:
     """Every trial of a Ray Tune experiment directory, in trial-id order (grid order for grid searches)."""
     exp_dir = Path(exp_dir)
@@ -114,6 +125,7 @@ def read_experiment(exp_dir: str | Path) -> list[TrialRecord]:
         rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         params_file = trial_dir / "params.json"
         params = json.loads(params_file.read_text()) if params_file.is_file() else {}
+        params = {k: v for k, v in params.items() if k not in (STUDY, PHASE)}
         times = row_times(rows)
         trial_id = str(rows[0]["trial_id"]) if rows else trial_dir.name
         trials.append(TrialRecord(trial_id, params, rows, times, (trial_dir / "error.txt").exists()))

@@ -19,7 +19,16 @@ from typing import Any
 import torch
 from ray import tune
 
-from benchmarks._harness import DIGITS_BASE, TrialRecord, load, read_experiment, require_positive, table
+from benchmarks._harness import (
+    BENCH_STUDY,
+    DIGITS_BASE,
+    TrialRecord,
+    load,
+    one_study,
+    read_experiment,
+    require_positive,
+    table,
+)
 from proselflc import data as data_lib
 from proselflc.config import build_run_config
 from proselflc.trainables import SharedDataset, make_trainable
@@ -57,8 +66,8 @@ def fit(
     """Wall seconds for `trials` identical trials (seeds 0..trials-1) at `gpu` each, and the most seen at once."""
     name = f"packing-gpu{gpu:g}-{time.time_ns()}"
     tuner = tune.Tuner(
-        make_trainable(base, shared, cpu=1.0, gpu=gpu),
-        param_space={"train.seed": tune.grid_search(list(range(trials)))},
+        make_trainable({BENCH_STUDY: base}, shared, cpu=1.0, gpu=gpu),
+        param_space=one_study({"train.seed": tune.grid_search(list(range(trials)))}),
         tune_config=tune.TuneConfig(reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0),
     )

@@ -33,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._harness import (
+    BENCH_STUDY,
     DIGITS_BASE,
     Stopwatch,
     TrialRecord,
     load,
     local_ray,
+    one_study,
     quiet,
     read_experiment,
     require_positive,
@@ -138,8 +140,8 @@ def run_grid(plan: Plan, storage: Path) -> tuple[list[TrialRecord], float]:
     with Stopwatch() as watch:
         shared = SharedDataset.put(data_lib.load(sweep.base.data))
         tuner = tune.Tuner(
-            make_trainable(base, shared, cpu=1),
-            param_space=param_space,
+            make_trainable({BENCH_STUDY: base}, shared, cpu=1),
+            param_space=one_study(param_space),
             tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, reuse_actors=True),
             run_config=tune.RunConfig(name="grid", storage_path=str(storage), verbose=0),
         )
@@ -149,13 +151,13 @@ def run_grid(plan: Plan, storage: Path) -> tuple[list[TrialRecord], float]:
 
 def run_sweep_seed(plan: Plan, seed: int, storage: Path) -> tuple[list[TrialRecord], float, float]:
     """The platform's sweep for one searcher seed; (trials, wall seconds, start time)."""
-    from proselflc.tuning import build_sweep_config, rate_dir, run_sweep
+    from proselflc.sweep_contract import EXPERIMENT_DIR
+    from proselflc.tuning import build_sweep_config, run_sweep
 
     sweep = build_sweep_config(sweep_raw(plan, seed, storage))
     with Stopwatch() as watch:
         sweep_dir = run_sweep(sweep, log=quiet)
-    study = f"{rate_dir(sweep.noise.kind, sweep.noise.rates[0])}/{sweep.methods[0].name}"
-    return read_experiment(sweep_dir / study / "search"), watch.seconds, watch.start
+    return read_experiment(sweep_dir / EXPERIMENT_DIR), watch.seconds, watch.start
 
 
 def grid_best(trials: list[TrialRecord], max_t: int) -> TrialRecord:

@@ -32,7 +32,16 @@ from typing import Any
 
 from ray import tune
 
-from benchmarks._harness import DIGITS_BASE, load, local_ray, read_experiment, require_positive, table
+from benchmarks._harness import (
+    BENCH_STUDY,
+    DIGITS_BASE,
+    load,
+    local_ray,
+    one_study,
+    read_experiment,
+    require_positive,
+    table,
+)
 
 #: The trial that trains almost nothing: one epoch on the first 64 training examples.
 TINY_LIMIT = 64
@@ -61,7 +70,7 @@ class LoadPerTrial:
         return data_lib.load(build_run_config(self.base).data)
 
 
-def train_without_checkpoint(config: dict[str, Any], *, base: dict[str, Any], shared: Any) -> None:
+def train_without_checkpoint(config: dict[str, Any], *, base: dict[str, Any], shared: Any, **_: Any) -> None:
     """The platform's `train_engine` minus its checkpoint at the last epoch: every row reported plainly."""
     from proselflc.config import build_run_config
     from proselflc.search_spaces import apply_params
@@ -158,7 +167,7 @@ def ray_fit(
     start = time.perf_counter()
     tuner = tune.Tuner(
         variant.trainable,
-        param_space={"train.seed": tune.grid_search(list(range(n))), **(extra or {})},
+        param_space=one_study({"train.seed": tune.grid_search(list(range(n))), **(extra or {})}),
         tune_config=tune.TuneConfig(reuse_actors=variant.reuse_actors, max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0, callbacks=[clock]),
     )
@@ -179,16 +188,16 @@ def variants(base: dict[str, Any], checkpoint_every: int = 0) -> dict[str, RayVa
 
     shared = SharedDataset.put(data_lib.load(build_run_config(base).data))
     one_cpu = {"cpu": 1, "gpu": 0}
-    platform = make_trainable(base, shared, checkpoint_every=checkpoint_every, cpu=1)
+    platform = make_trainable({BENCH_STUDY: base}, shared, checkpoint_every=checkpoint_every, cpu=1)
     return {
         "platform": RayVariant("platform", platform),
         "reuse_actors=False": RayVariant("reuse_actors=False", platform, reuse_actors=False),
         "dataset loaded per trial": RayVariant(
-            "dataset loaded per trial", make_trainable(base, LoadPerTrial(base), cpu=1)  # type: ignore[arg-type]
+            "dataset loaded per trial", make_trainable({BENCH_STUDY: base}, LoadPerTrial(base), cpu=1)  # type: ignore[arg-type]
         ),
         "no checkpoint at the end": RayVariant(
             "no checkpoint at the end",
-            tune.with_resources(tune.with_parameters(train_without_checkpoint, base=base, shared=shared), one_cpu),
+            make_trainable({BENCH_STUDY: base}, shared, cpu=1, run=train_without_checkpoint),
         ),
         "trains nothing (Ray floor)": RayVariant("trains nothing (Ray floor)", tune.with_resources(train_nothing, one_cpu)),
     }

@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+#: The sweep's one Ray Tune experiment, and the keys every trial's config carries (the sweep contract).
+EXPERIMENT = "trials"
+ROUTING = ("study", "phase")
+
 
 def results(trial_dir: Path) -> list[dict[str, Any]]:
     """The JSON rows of a trial's result.json, skipping a line torn by a kill."""
@@ -26,15 +30,26 @@ def trial_dirs(experiment: Path) -> list[Path]:
     return sorted(p for p in Path(experiment).glob("*") if p.is_dir() and (p / "params.json").exists())
 
 
-def trial_results(experiment: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """(params, reported rows) of every trial of an experiment dir."""
-    return [(json.loads((d / "params.json").read_text()), results(d)) for d in trial_dirs(experiment)]
+def config(trial_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(trial_dir) / "params.json").read_text())
+
+
+def study_trial_dirs(sweep_dir: Path, study: str, phase: str = "search") -> list[Path]:
+    """The trial dirs of one study's search (or final re-runs) in the sweep's shared experiment."""
+    return [
+        d for d in trial_dirs(Path(sweep_dir) / EXPERIMENT)
+        if config(d).get("study") == study and config(d).get("phase") == phase
+    ]
+
+
+def study_trials(sweep_dir: Path, study: str, phase: str = "search") -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """(params without the routing keys, reported rows) of one study's search or final trials."""
+    return [
+        ({k: v for k, v in config(d).items() if k not in ROUTING}, results(d))
+        for d in study_trial_dirs(sweep_dir, study, phase)
+    ]
 
 
 def final_trial_dirs(sweep_dir: Path, study: str) -> list[Path]:
-    """The final re-runs of `study`: trial dirs of the sweep's shared `final/` experiment that name it."""
-    return [
-        d
-        for d in trial_dirs(Path(sweep_dir) / "final")
-        if json.loads((d / "params.json").read_text())["final_run"]["study"] == study
-    ]
+    """The final re-runs of `study`."""
+    return study_trial_dirs(sweep_dir, study, "final")

@@ -14,12 +14,12 @@ import yaml
 from ray import tune
 
 from conftest import TINY_SWEEP
-from proselflc.analysis import summary
+from proselflc.analysis import best_configs, load_sweep, summary
 from proselflc.config import ConfigError
 from proselflc.trainables import trial_resources
 from proselflc.training import METRIC_KEYS
 from proselflc.tuning import build_sweep_config, run_sweep
-from sweep_files import final_trial_dirs, results, trial_dirs, trial_results
+from sweep_files import final_trial_dirs, results, study_trial_dirs, study_trials, trial_dirs
 
 pytestmark = pytest.mark.ray
 
@@ -30,6 +30,7 @@ def studies(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 
 def test_tiny_sweep_writes_the_documented_layout(tiny_sweep: Path) -> None:
     manifest = json.loads((tiny_sweep / "manifest.json").read_text())
+    assert manifest["version"] == 2 and manifest["final_seeds"] == [1, 2]
     assert manifest["sweep"] == "tiny" and manifest["metric"] == "val_accuracy" and manifest["mode"] == "max"
     assert manifest["max_t"] == 3
     assert [s["study"] for s in manifest["studies"]] == [
@@ -37,38 +38,46 @@ def test_tiny_sweep_writes_the_documented_layout(tiny_sweep: Path) -> None:
     ]
     resolved = yaml.safe_load((tiny_sweep / "sweep.yaml").read_text())
     assert resolved["name"] == "tiny" and resolved["base"]["data"]["limit"] == 600
+    # ONE experiment for the whole sweep: 4 studies x (3 search trials + 2 final re-runs), nothing else.
+    assert sorted(p.name for p in tiny_sweep.iterdir()) == ["manifest.json", "sweep.yaml", "trials"]
+    assert len(trial_dirs(tiny_sweep / "trials")) == 4 * (3 + 2)
     for entry in manifest["studies"]:
         assert entry["status"] == "finished"
         assert entry["dataset"] == "digits" and entry["model"] == "mlp" and entry["noise_kind"] == "symmetric"
-        assert entry["search_dir"] == f"{entry['study']}/search" and entry["final_dir"] == "final"
-        trials = trial_results(tiny_sweep / entry["search_dir"])
+        assert entry["search_dir"] == "trials" and entry["final_dir"] == "trials"
+        trials = study_trials(tiny_sweep, entry["study"])
         assert len(trials) == 3
-        # Ray's creation order, the tie-break of the driver's choice, recorded for the analysis:
-        assert sorted(entry["trial_order"]) == [d.name for d in trial_dirs(tiny_sweep / entry["search_dir"])]
+        dirs = study_trial_dirs(tiny_sweep, entry["study"])
+        # The searcher's creation order (the tie-break of the choice), recorded for the analysis:
+        assert sorted(entry["trial_order"]) == [d.name for d in dirs]
+        assert all(d.name.startswith(entry["study"].replace("/", "_") + "_search_") for d in dirs)
         space = set(resolved["methods"][0 if entry["method"] == "crossentropy" else 1]["search"])
         for params, rows in trials:
             assert set(params) == space  # only the sampled dotted keys
             assert rows and set(METRIC_KEYS) <= set(rows[-1]) and "training_iteration" in rows[-1]
             assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
-        assert entry["best_params"] in [p for p, _ in trials]
-        finals = [
-            (params["final_run"], rows)
-            for params, rows in trial_results(tiny_sweep / entry["final_dir"])
-            if params["final_run"]["study"] == entry["study"]
-        ]
+        best = dict(zip([d.name for d in dirs], [p for p, _ in trials]))[entry["best_trial"]]
+        assert entry["best_params"] == best
+        finals = study_trials(tiny_sweep, entry["study"], "final")
+        assert sorted(d.name for d in final_trial_dirs(tiny_sweep, entry["study"])) == sorted(entry["final_trials"])
         assert sorted(p["train.seed"] for p, _ in finals) == [1, 2]
         for params, rows in finals:
-            assert {k: v for k, v in params.items() if k not in ("study", "train.seed")} == entry["best_params"]
+            assert {k: v for k, v in params.items() if k != "train.seed"} == entry["best_params"]
             assert rows[-1]["epoch"] == 3  # full length: no early stopping
-    # Every study's re-runs share one experiment (one Tuner): 4 studies x 2 seeds, each with a checkpoint.
-    final_dirs = trial_dirs(tiny_sweep / "final")
-    assert len(final_dirs) == 8
-    assert all(any(p.name.startswith("checkpoint_") for p in d.iterdir()) for d in final_dirs)
+        assert all(
+            any(p.name.startswith("checkpoint_") for p in d.iterdir()) for d in final_trial_dirs(tiny_sweep, entry["study"])
+        )
+
+
+def test_the_runner_and_the_analysis_select_the_same_trial(tiny_sweep: Path) -> None:
+    chosen = best_configs(load_sweep(tiny_sweep)).set_index("study")
+    for study, entry in studies(tiny_sweep).items():
+        assert entry["best_trial"].endswith("_" + chosen.loc[study, "trial_id"]), study
+        assert chosen.loc[study, "selected_score"] == pytest.approx(entry["best_value"])
 
 
 def test_asha_stops_some_trials_early(tiny_sweep: Path) -> None:
-    epochs = [rows[-1]["epoch"] for s in studies(tiny_sweep).values()
-              for _, rows in trial_results(tiny_sweep / s["search_dir"])]
+    epochs = [rows[-1]["epoch"] for study in studies(tiny_sweep) for _, rows in study_trials(tiny_sweep, study)]
     assert min(epochs) < 3 and max(epochs) == 3
 
 
@@ -100,7 +109,7 @@ def test_rerunning_a_finished_sweep_without_resume_is_refused(tiny_sweep: Path) 
     before = sorted(p.name for p in tiny_sweep.rglob("result.json"))
     lines: list[str] = []
     run_sweep(sweep, resume=True, log=lines.append)
-    assert sum("finished earlier, skipped" in line for line in lines) == 4
+    assert lines == [f"sweep tiny: 4 studies (0 to do) -> {tiny_sweep}"]
     assert sorted(p.name for p in tiny_sweep.rglob("result.json")) == before
 
 
@@ -126,7 +135,7 @@ def test_a_diverging_trial_is_recorded_and_stopped(ray_session: Any, tmp_path: P
     }
     lines: list[str] = []
     sweep_dir = run_sweep(build_sweep_config(raw), log=lines.append)
-    ((params, rows),) = trial_results(sweep_dir / "symmetric-0.2/crossentropy/search")
+    ((params, rows),) = study_trials(sweep_dir, "symmetric-0.2/crossentropy")
     assert params == {}
     assert rows[-1]["diverged"] is True and rows[-1]["epoch"] < 3
     entry = studies(sweep_dir)["symmetric-0.2/crossentropy"]

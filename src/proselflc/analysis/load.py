@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from proselflc.sweep_layout import FINAL_RUN, STUDY
+from proselflc import sweep_contract as contract
+from proselflc.sweep_contract import LEGACY_FINAL_RUN, PHASE, STUDY, Manifest
 
 #: Columns that identify one study (one table cell): what `best_configs` groups by.
 GROUP_KEYS = ["dataset", "model", "noise_kind", "noise_rate", "method"]
@@ -53,52 +54,9 @@ _RAY_KEYS = frozenset(
 _TRIAL_FILES = ("params.json", "result.json", "progress.csv", "error.txt")
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """The parts of manifest.json the loader needs: where each study lives and what ASHA's budget was."""
-
-    sweep: str
-    metric: str
-    mode: str
-    max_t: int
-    studies: list[dict[str, Any]]
-
-
 def read_manifest(sweep_dir: str | Path) -> Manifest:
-    """Parse `<sweep>/manifest.json`, naming the sweep directory and the bad field on failure."""
-    root = Path(sweep_dir)
-    if not root.is_dir():
-        raise ValueError(f"sweep directory {str(root)!r} does not exist")
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise ValueError(
-            f"{str(root)!r} is not a sweep directory: manifest.json is missing "
-            "(pass the directory `proselflc tune` wrote, <storage_path>/<sweep name>)"
-        )
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(raw).__name__}")  # noqa: TRY004 (CLI reports ValueError)
-    studies = raw.get("studies")
-    if not isinstance(studies, list):
-        raise ValueError(f"{str(path)!r}: field 'studies' must be a list of study objects, got {studies!r}")  # noqa: TRY004
-    needed = ("study", "search_dir", *GROUP_KEYS)
-    for i, study in enumerate(studies):
-        missing = [k for k in needed if not isinstance(study, dict) or k not in study]
-        if missing:
-            raise ValueError(f"{str(path)!r}: studies[{i}] lacks field(s) {', '.join(missing)}")
-    mode = raw.get("mode", "max")
-    if mode not in ("max", "min"):
-        raise ValueError(f"{str(path)!r}: field 'mode' is {mode!r}; valid: max, min")
-    return Manifest(
-        sweep=str(raw.get("sweep", root.name)),
-        metric=str(raw.get("metric", "val_accuracy")),
-        mode=mode,
-        max_t=int(raw.get("max_t", 0)),
-        studies=studies,
-    )
+    """Parse `<sweep>/manifest.json` (the sweep contract's model), naming the file and the bad field."""
+    return contract.read_manifest(sweep_dir)
 
 
 def load_sweep(path: str | Path) -> pd.DataFrame:
@@ -112,32 +70,36 @@ def load_sweep(path: str | Path) -> pd.DataFrame:
     and one column per sampled hyperparameter under its dotted config path ("loss.exp_base").
     Dotted column names are hyperparameters, plain ones are not. A trial that reported nothing
     keeps one row with epoch NaN so that its status still counts.
+    Where the manifest lists a study's trial directories (sweeps of this version), only those count:
+    a trial Ray started but the study never dealt (a killed driver's leftover) is not the study's.
     """
     root = Path(path)
     manifest = read_manifest(root)
     frames: list[pd.DataFrame] = []
-    experiments: dict[Path, list[tuple[Path, str | None, pd.DataFrame]]] = {}
+    experiments: dict[Path, list[_Trial]] = {}
     for study in manifest.studies:
-        for phase, key in (("search", "search_dir"), ("final", "final_dir")):
-            rel = study.get(key)
-            if not rel:
+        for phase, rel, listed in (
+            ("search", study.search_dir, study.trial_order),
+            ("final", study.final_dir, study.final_trials),
+        ):
+            if not rel or not (root / rel).is_dir():
                 continue
             exp_dir = root / rel
-            if not exp_dir.is_dir():
-                continue
-            if exp_dir not in experiments:  # the final experiment is shared by every study: read it once
-                experiments[exp_dir] = [(d, *_load_trial(d, manifest.max_t)) for d in _trial_dirs(exp_dir)]
-            order = {name: i for i, name in enumerate(study.get("trial_order") or [])} if phase == "search" else {}
-            for trial_dir, trial_study, loaded in experiments[exp_dir]:
-                if trial_study is not None and trial_study != study["study"]:
+            if exp_dir not in experiments:  # an experiment shared by many studies is read once
+                experiments[exp_dir] = [_load_trial(d, manifest.max_t) for d in _trial_dirs(exp_dir)]
+            order = {name: i for i, name in enumerate(study.trial_order)} if phase == "search" else {}
+            for trial in experiments[exp_dir]:
+                if trial.study not in (None, study.study) or trial.phase not in (None, phase):
                     continue
-                frame = loaded.copy()
-                frame.insert(0, "trial_order", order.get(trial_dir.name, math.nan))
-                frame.insert(0, "trial_dir", str(trial_dir.relative_to(root)))
+                if manifest.version >= 2 and trial.path.name not in listed:
+                    continue
+                frame = trial.frame.copy()
+                frame.insert(0, "trial_order", order.get(trial.path.name, math.nan))
+                frame.insert(0, "trial_dir", str(trial.path.relative_to(root)))
                 frame.insert(0, "phase", phase)
                 for col in reversed(GROUP_KEYS):
-                    frame.insert(0, col, study[col])
-                frame.insert(0, "study", study["study"])
+                    frame.insert(0, col, getattr(study, col))
+                frame.insert(0, "study", study.study)
                 frame.insert(0, "sweep", manifest.sweep)
                 frames.append(frame)
     if not frames:
@@ -207,11 +169,21 @@ def _trial_dirs(exp_dir: Path) -> list[Path]:
     return sorted(p for p in exp_dir.iterdir() if p.is_dir() and any((p / f).exists() for f in _TRIAL_FILES))
 
 
-def _load_trial(trial_dir: Path, max_t: int) -> tuple[str | None, pd.DataFrame]:
-    """(the study a shared-experiment trial names, or None; one row per epoch with its params)."""
+@dataclass(frozen=True)
+class _Trial:
+    """A trial directory as read: the study and phase its config names (None: not named), its rows."""
+
+    path: Path
+    study: str | None
+    phase: str | None
+    frame: pd.DataFrame
+
+
+def _load_trial(trial_dir: Path, max_t: int) -> _Trial:
     results = _read_results(trial_dir)
     params = _read_params(trial_dir, results)
     study = params.pop(STUDY, None)
+    phase = params.pop(PHASE, None)
     trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), trial_dir.name)
     rows = _dedupe_epochs([_metrics(r) for r in results])
     max_epochs = int(params.get("train.epochs") or max_t)
@@ -223,7 +195,7 @@ def _load_trial(trial_dir: Path, max_t: int) -> tuple[str | None, pd.DataFrame]:
     frame.insert(0, "trial_id", trial_id)
     for name, value in params.items():
         frame[name] = [value] * len(frame)
-    return (None if study is None else str(study)), frame
+    return _Trial(trial_dir, None if study is None else str(study), None if phase is None else str(phase), frame)
 
 
 def _read_results(trial_dir: Path) -> list[dict[str, Any]]:
@@ -278,8 +250,8 @@ def _read_params(trial_dir: Path, results: list[dict[str, Any]]) -> dict[str, An
             )
     if not isinstance(raw, dict):
         raw = next((r["config"] for r in results if isinstance(r.get("config"), dict)), {})
-    if isinstance(raw.get(FINAL_RUN), dict):  # a final re-run: {FINAL_RUN: {STUDY: key, dotted params...}}
-        raw = raw[FINAL_RUN]
+    if isinstance(raw.get(LEGACY_FINAL_RUN), dict):  # an earlier version's final re-run, params nested
+        raw = {PHASE: "final", **raw[LEGACY_FINAL_RUN]}
     return _flatten(raw)
 
 

@@ -14,16 +14,15 @@ import pandas as pd
 
 from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
 from proselflc.config import closest
+from proselflc.sweep_contract import select_best, uses_clean_labels
 
-#: Metrics computed with the true labels: selecting on them would leak clean information.
-CLEAN_LABEL_METRICS = ("clean_fit", "noisy_corrected")
 #: Final re-runs that ran to their end (a diverged run is a real outcome of the config, so it counts).
 FINISHED = ("completed", "diverged")
 
 
 def check_select_by(df: pd.DataFrame, select_by: str) -> None:
     """Refuse a selection metric that is missing or that looks at clean labels."""
-    if select_by.startswith("test_") or select_by in CLEAN_LABEL_METRICS:
+    if uses_clean_labels(select_by):
         raise ValueError(
             f"select_by={select_by!r} is computed with clean labels; selection must use the noisy "
             "validation split (e.g. 'val_accuracy'); the oracle columns show the best by test accuracy"
@@ -121,6 +120,18 @@ def candidates(search: pd.DataFrame, select_by: str, scope: str) -> pd.DataFrame
     return full if not full.empty else usable
 
 
+def choose_last(pool: pd.DataFrame, select_by: str, mode: str) -> pd.Series | None:
+    """The trial `proselflc tune` re-runs: THE selection rule (`sweep_contract.select_best`) applied to
+    each candidate trial's last row, in the study's trial creation order."""
+    if pool.empty:
+        return None
+    keys = [c for c in ("trial_order", "trial_id") if c in pool.columns]
+    ordered = pool.sort_values(keys, kind="mergesort", na_position="last")
+    max_t = int(pd.to_numeric(ordered["max_epochs"], errors="coerce").max())
+    best = select_best(((index, row.to_dict()) for index, row in ordered.iterrows()), select_by, mode, max_t)
+    return None if best is None else ordered.loc[best[0]]
+
+
 def _selected(
     search: pd.DataFrame, select_by: str, mode: str, scope: str, params: list[str]
 ) -> dict[str, object]:
@@ -129,7 +140,7 @@ def _selected(
     out: dict[str, object] = {"select_by": select_by, "scope": scope, "n_trials": len(trials)}
     out.update({f"n_{s}": int(counts.get(s, 0)) for s in ("completed", "stopped", "errored", "diverged")})
     pool = candidates(search, select_by, scope)
-    chosen = pick(pool, select_by, mode)
+    chosen = pick(pool, select_by, mode) if scope == "all" else choose_last(pool, select_by, mode)
     oracle = pick(pool, "test_accuracy", "max")
     if chosen is None:
         return out

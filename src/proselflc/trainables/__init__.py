@@ -1,8 +1,8 @@
 """The Engine as a Ray Tune function trainable: report every epoch, checkpoint, restore exactly.
 
-A trial's config is the flat dict of sampled hyperparameters (dotted RunConfig paths, what Ray writes
-to params.json); the study's base run config and the dataset arrive through `tune.with_parameters`,
-so a dataset is put into the object store once per sweep and shared by every trial of every study.
+A trial's config names its study and phase and holds its dotted RunConfig params (what Ray writes to
+params.json); every study's base run config and the dataset arrive through `tune.with_parameters`, so
+a dataset is put into the object store once per sweep and shared by every trial of every study.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from ray import tune
 from proselflc.config import build_run_config
 from proselflc.data.base import Dataset
 from proselflc.search_spaces import apply_params
-from proselflc.sweep_layout import FINAL_RUN, STUDY
+from proselflc.sweep_contract import PHASE, STUDY
 from proselflc.training import Engine
 
 __all__ = [
     "CHECKPOINT_FILE",
     "SharedDataset",
-    "make_final_trainable",
+    "TrialFunction",
     "make_trainable",
     "train_engine",
-    "train_final_run",
+    "train_study_trial",
     "trial_resources",
 ]
 
@@ -94,48 +94,51 @@ def train_engine(
             return
 
 
-def make_trainable(
-    base: dict[str, Any], shared: SharedDataset, *, checkpoint_every: int = 0, cpu: float = 1.0, gpu: float = 0.0
-) -> Callable[[dict[str, Any]], None]:
-    """`train_engine` bound to a study's base config and the shared dataset, reserving cpu/gpu per trial.
-
-    Torch uses as many intra-op threads as the trial reserves CPUs, so packed trials do not oversubscribe.
-    """
-    return _bound(train_engine, shared, checkpoint_every, cpu, gpu, base=base)
+#: What runs one trial: (its dotted params, base run config dict, shared dataset, checkpoint_every, threads).
+TrialFunction = Callable[..., None]
 
 
-def train_final_run(
+def train_study_trial(
     config: dict[str, Any],
     *,
     bases: dict[str, dict[str, Any]],
     shared: SharedDataset,
     checkpoint_every: int = 0,
     threads: int | None = None,
+    run: TrialFunction = train_engine,
 ) -> None:
-    """A final re-run of any study: `config[FINAL_RUN]` names the study (whose base it trains) and its params."""
-    run = dict(config[FINAL_RUN])
-    study = run.pop(STUDY)
-    train_engine(run, base=bases[study], shared=shared, checkpoint_every=checkpoint_every, threads=threads)
+    """A trial of any study of the sweep: `config[STUDY]` names the study whose base config it trains.
+
+    The rest of `config` (minus its phase) is the trial's dotted params, applied onto that base: for a
+    search trial the sampled values, for a final re-run the selected values and its `train.seed`.
+    """
+    params = {k: v for k, v in config.items() if k not in (STUDY, PHASE)}
+    study = config[STUDY]
+    run(params, base=bases[study], shared=shared, checkpoint_every=checkpoint_every, threads=threads)
 
 
-def make_final_trainable(
+def make_trainable(
     bases: dict[str, dict[str, Any]],
     shared: SharedDataset,
     *,
     checkpoint_every: int = 0,
     cpu: float = 1.0,
     gpu: float = 0.0,
+    run: TrialFunction = train_engine,
 ) -> Callable[[dict[str, Any]], None]:
-    """`train_final_run` bound to every study's base config ({study key: base}): one Tuner for all re-runs."""
-    return _bound(train_final_run, shared, checkpoint_every, cpu, gpu, bases=bases)
+    """The sweep's one trainable: `train_study_trial` bound to every study's base config ({study: base})
+    and the shared dataset, reserving cpu/gpu per trial.
 
-
-def _bound(
-    function: Callable[..., None], shared: SharedDataset, checkpoint_every: int, cpu: float, gpu: float, **study: Any
-) -> Callable[[dict[str, Any]], None]:
-    """`function` with the dataset, the study config(s) and its threads bound, reserving cpu/gpu per trial."""
+    Torch uses as many intra-op threads as the trial reserves CPUs, so packed trials do not
+    oversubscribe. `run` replaces the Engine only in benchmarks that time the platform around it.
+    """
     trainable = tune.with_parameters(
-        function, shared=shared, checkpoint_every=checkpoint_every, threads=max(1, int(cpu)), **study
+        train_study_trial,
+        bases=bases,
+        shared=shared,
+        checkpoint_every=checkpoint_every,
+        threads=max(1, int(cpu)),
+        run=run,
     )
     return tune.with_resources(trainable, trial_resources(cpu, gpu))
 

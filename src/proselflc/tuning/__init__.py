@@ -1,8 +1,9 @@
-"""Sweeps of Ray Tune studies (ASHA + seeded Optuna TPE) across noise rates and methods, with resume."""
+"""Sweeps across noise rates and methods: every study side by side in one Ray Tune Tuner, with resume."""
 
+from proselflc.sweep_contract import select_best
 from proselflc.tuning.config import SweepConfig, build_sweep_config, load_sweep, rate_dir
-from proselflc.tuning.preflight import check_placeable, connect
-from proselflc.tuning.sweep import SweepInterrupted, SweepRunner, run_sweep, select_best
+from proselflc.tuning.preflight import check_placeable, connect, trial_slots
+from proselflc.tuning.sweep import SweepInterrupted, SweepRunner, run_sweep
 
 __all__ = [
     "SweepConfig",
@@ -15,4 +16,5 @@ __all__ = [
     "rate_dir",
     "run_sweep",
     "select_best",
+    "trial_slots",
 ]

@@ -22,8 +22,8 @@ def run(args: argparse.Namespace) -> int:
     import ray
 
     from proselflc.analysis import summary
+    from proselflc.sweep_contract import SWEEP_FILE
     from proselflc.tuning.config import load_sweep
-    from proselflc.tuning.manifest import SWEEP_FILE
     from proselflc.tuning.preflight import connect
     from proselflc.tuning.sweep import SweepInterrupted, run_sweep
 

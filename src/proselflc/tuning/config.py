@@ -35,6 +35,7 @@ from proselflc.config import (
     parse_overrides,
     read_yaml,
 )
+from proselflc.sweep_contract import SELECTABLE_METRICS, rate_dir, uses_clean_labels
 from proselflc.training import METRIC_KEYS
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -132,11 +133,21 @@ class SweepConfig(StrictModel):
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
     num_samples: int = Field(8, ge=1)
-    time_budget_s: float | None = Field(None, gt=0, description="per study search time limit in seconds")
+    time_budget_s: float | None = Field(
+        None, gt=0, description="per study: no new search trial once its search has run this many seconds"
+    )
     asha: AshaSpec = Field(default_factory=AshaSpec)
     searcher: SearcherSpec = Field(default_factory=SearcherSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    max_concurrent_trials: int | None = Field(None, ge=1)
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="trials at once in the whole sweep; default: as many as the cluster holds at start"
+    )
+    max_concurrent_studies: int | None = Field(
+        None, ge=1, description="studies searching or re-running at once; default: all; 1: one after another"
+    )
+    per_study_concurrency: int | None = Field(
+        None, ge=1, description="a study's search trials in flight at once; default: its sampler's startup trials"
+    )
     storage_path: Path = Path("results")
     final_seeds: int = Field(3, ge=0)
     checkpoint_every: int = Field(0, ge=0, description="epochs between trial checkpoints; 0: only the last epoch")
@@ -174,7 +185,13 @@ class SweepConfig(StrictModel):
     @field_validator("metric")
     @classmethod
     def _metric(cls, value: str) -> str:
-        return one_of(value, METRIC_KEYS, "metric")
+        value = one_of(value, METRIC_KEYS, "metric")
+        if uses_clean_labels(value):
+            raise ValueError(
+                f"metric {value!r} is computed with the clean labels, which a noisy-label study must not select "
+                f"on; choose one computed on the noisy labels: {', '.join(SELECTABLE_METRICS)}"
+            )
+        return value
 
     @field_validator("methods")
     @classmethod
@@ -205,6 +222,18 @@ class SweepConfig(StrictModel):
     def sweep_dir(self) -> Path:
         return self.storage_path / self.name
 
+    @property
+    def n_startup_trials(self) -> int:
+        """Random trials before TPE models a study's results (its default: a third of the study, >= 2)."""
+        if self.searcher.n_startup_trials is not None:
+            return self.searcher.n_startup_trials
+        return max(2, self.num_samples // 3)
+
+    @property
+    def study_concurrency(self) -> int:
+        """A study's search trials in flight: few enough that its sampler learns from finished ones."""
+        return self.per_study_concurrency or max(1, min(self.num_samples, self.n_startup_trials))
+
     def study_config(self, rate: float, method: MethodSpec) -> dict[str, Any]:
         """The base run config (as a dict) of the study (rate, method): the dict trials apply their params onto."""
         raw = self.base.to_dict()
@@ -220,11 +249,6 @@ class SweepConfig(StrictModel):
         for method in out["methods"]:
             method["search"] = {k: d.model_dump() for k, d in spaces[method["name"]].items()}
         return out
-
-
-def rate_dir(kind: str, rate: float) -> str:
-    """Directory name of a noise rate, e.g. symmetric-0.4, symmetric-0 (shared with the analysis)."""
-    return f"{kind}-{rate:g}"
 
 
 def _nested(overrides: Any) -> dict[str, Any]:

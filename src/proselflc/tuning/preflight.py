@@ -56,3 +56,18 @@ def check_placeable(cpu: float, gpu: float, nodes: Sequence[dict[str, float]]) -
         f"no trial can ever be placed: {' and '.join(needs)}, but the Ray cluster has {have}. "
         "Connect to a bigger cluster with RAY_ADDRESS or ask for less per trial."
     )
+
+
+def trial_slots(cpu: float, gpu: float, nodes: Sequence[dict[str, float]]) -> int:
+    """How many trials the cluster's alive nodes hold at once (each trial on one node); at least 1.
+
+    The sweep's default `max_concurrent_trials`: that many trials are queued for placement at a time,
+    so every free GPU gets a trial without the searcher suggesting far ahead of the results.
+    """
+    total = 0
+    for node in nodes:
+        fits = [node.get("CPU", 0.0) / cpu] if cpu > 0 else []
+        if gpu > 0:
+            fits.append(node.get("GPU", 0.0) / gpu)
+        total += int(min(fits) + 1e-9) if fits else 0
+    return max(1, total)

@@ -1,0 +1,148 @@
+"""What a running sweep tells the user and the disk: a line per finished trial, a status line, the manifest.
+
+`SweepMonitor` is a Ray Tune callback of the sweep's one Tuner. It keeps `manifest.json` in step with
+the `StudySearcher` (statuses, the selected configurations, which trial directories belong to which
+study), prints one line per finished trial and, every `status_every_s`, one line saying how far the
+sweep is and what share of the cluster its trials hold. It finds the sweep directory from the trials'
+experiment path, so a sweep directory that was moved or copied is updated where it now lives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.experiment import Trial
+
+from proselflc.sweep_contract import PHASE, STUDY, read_manifest, write_manifest
+from proselflc.tuning.studies import StudySearcher
+
+Log = Callable[[str], None]
+
+
+def echo(message: str) -> None:
+    """The default log: stdout, flushed (a module function, so Tuner state that holds it pickles)."""
+    print(message, flush=True)
+
+
+class SweepMonitor(tune.Callback):
+    """Manifest, per-trial lines and a periodic status line for the sweep's one Tuner."""
+
+    def __init__(
+        self, searcher: StudySearcher, *, metric: str, max_t: int, log: Log = echo, status_every_s: float = 30.0
+    ) -> None:
+        self.searcher = searcher
+        self.metric, self.max_t, self.log = metric, max_t, log
+        self.status_every_s = status_every_s
+        self._written = -1
+        self._last_status = 0.0
+        self._reconciled = False
+        self._sweep_dir: Path | None = None
+
+    def setup(self, **info: Any) -> None:
+        """Called by every fit, fresh or restored: check the searcher against the restored trials once."""
+        self._reconciled = False
+        self._written = -1
+        self._last_status = time.monotonic()
+
+    # -- Tune's hooks ------------------------------------------------------------------------------
+
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if not self._reconciled:
+            self._reconcile(trials)
+            self._reconciled = True
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self._sync(trials)
+        now = time.monotonic()
+        if self.status_every_s > 0 and now - self._last_status >= self.status_every_s:
+            self._last_status = now
+            self.log(self.status_line(trials))
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        last = trial.last_result or {}
+        epoch = last.get("epoch", 0)
+        if last.get("diverged"):
+            note = " diverged"
+        elif epoch < self.max_t:
+            note = " stopped by ASHA"
+        else:
+            note = ""
+        value = last.get(self.metric, float("nan"))
+        self.log(f"  {_label(trial)}: epoch {epoch}/{self.max_t} {self.metric} {value:.4f}{note}")
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.log(f"  {_label(trial)}: ERROR (see {trial.path}/error.txt)")
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self._sync(trials)
+
+    # -- what it does ------------------------------------------------------------------------------
+
+    def _reconcile(self, trials: list[Trial]) -> None:
+        """After a restore: trials the experiment state has as ended but the searcher (saved a moment
+        earlier) still has in flight are ended in the searcher too, so no study waits for them forever."""
+        ended = {t.trial_id: t for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)}
+        for study in self.searcher.studies.values():
+            for trial_id in sorted(study.in_flight & set(ended)):
+                trial = ended[trial_id]
+                self.searcher.on_trial_complete(trial_id, trial.last_result or None, error=trial.status == Trial.ERROR)
+
+    def _sync(self, trials: list[Trial]) -> None:
+        """Print the searcher's notes and rewrite the manifest when the searcher's state moved."""
+        for note in self.searcher.notes:
+            self.log(f"    {note}")
+        self.searcher.notes.clear()
+        if self.searcher.revision == self._written:
+            return
+        sweep_dir = next((Path(t.remote_experiment_path).parent for t in trials), self._sweep_dir)
+        if sweep_dir is None:
+            return
+        self._sweep_dir = sweep_dir
+        manifest = read_manifest(sweep_dir)
+        for entry in manifest.studies:
+            study = self.searcher.studies.get(entry.study)
+            if study is None:
+                continue
+            entry.status = study.status  # type: ignore[assignment]
+            entry.trial_order = [self.searcher.dirname(t) for t in study.search_trials]
+            entry.final_trials = [self.searcher.dirname(t) for t in study.final_trials]
+            entry.best_params = study.best_params
+            entry.best_value = study.best_value
+            entry.best_trial = None if study.best_trial is None else self.searcher.dirname(study.best_trial)
+        write_manifest(sweep_dir, manifest)
+        self._written = self.searcher.revision
+
+    def status_line(self, trials: list[Trial]) -> str:
+        """'status: 3/12 studies finished, 8 running; 6 trials running, holding 6/8 GPUs (75%), 6/16 CPUs (38%)'."""
+        studies = self.searcher.studies.values()
+        finished = sum(s.status == "finished" for s in studies)
+        running = [t for t in trials if t.status == Trial.RUNNING]
+        held: dict[str, float] = {"CPU": 0.0, "GPU": 0.0}
+        for trial in running:
+            for name, amount in trial.placement_group_factory.required_resources.items():
+                if name in held:
+                    held[name] += amount
+        total = ray.cluster_resources() if ray.is_initialized() else {}
+        shares = [
+            f"{held[name]:g}/{total[name]:g} {name}s ({held[name] / total[name]:.0%})"
+            for name in ("GPU", "CPU")
+            if total.get(name)
+        ]
+        holding = f", holding {', '.join(shares)}" if shares else ""
+        active = sum(s.active for s in studies)
+        return (
+            f"status: {finished}/{len(self.searcher.studies)} studies finished, {active} running; "
+            f"{len(running)} trials running{holding}"
+        )
+
+
+def _label(trial: Trial) -> str:
+    config = trial.config or {}
+    phase = config.get(PHASE, "?")
+    seed = f", seed {config['train.seed']}" if phase == "final" and "train.seed" in config else ""
+    return f"{config.get(STUDY, '?')} {phase} {trial.trial_id}{seed}"

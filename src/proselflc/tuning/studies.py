@@ -1,0 +1,315 @@
+"""Many studies in one Ray Tune Tuner: a searcher and a scheduler that keep each study to itself.
+
+A sweep is a set of (noise rate, method) studies. Running them side by side in ONE Tuner keeps a
+cluster busy (no study waits for another's ASHA tail, one trial-actor start-up for the whole sweep),
+but each study must still search and early-stop on its own:
+
+- `StudySearcher` multiplexes one seeded Optuna sampler per study (Ray Tune's `OptunaSearch`, each
+  told only about its own study's trials), deals new trials out across studies, caps each study's
+  trials in flight so its sampler sees results before it suggests more, and hands out a study's
+  final re-runs (its best configuration x the final seeds, full length) as soon as its search ends.
+- `StudyScheduler` routes every trial to its own study's ASHA, so a rung compares trials of one study
+  only: a 60%-noise study's low val_accuracy is never judged against a 0%-noise study's. Final
+  re-runs are never stopped early.
+
+The searcher's state (every sub-searcher, what each study dealt and learnt) is saved and restored by
+Ray Tune with the experiment, so `Tuner.restore` resumes the whole sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from proselflc.sweep_contract import PHASE, STUDY, select_best, trial_dirname
+
+SamplerFactory = Callable[[], optuna.samplers.BaseSampler]
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What one study searches: its key, its Optuna distributions ({} = one fixed-config trial)."""
+
+    key: str
+    distributions: dict[str, optuna.distributions.BaseDistribution]
+
+
+@dataclass
+class StudyProgress:
+    """A study's state inside the searcher (pickled with it)."""
+
+    key: str
+    status: str = "pending"
+    search: OptunaSearch | None = None
+    started_at: float | None = None
+    search_trials: list[str] = field(default_factory=list)  # trial ids, creation order
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errored: set[str] = field(default_factory=set)
+    search_done: set[str] = field(default_factory=set)
+    final_trials: list[str] = field(default_factory=list)
+    final_done: set[str] = field(default_factory=set)
+    in_flight: set[str] = field(default_factory=set)
+    best_trial: str | None = None
+    best_params: dict[str, Any] | None = None
+    best_value: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("searching", "searched")
+
+
+class StudySearcher(Searcher):
+    """One Optuna sampler per study behind one Ray Tune searcher; see the module docstring.
+
+    Trials are dealt in this order: a searched study's final re-runs first (they are the longest
+    trials, so starting them early shortens the sweep's tail), then a search trial of the study with
+    the fewest trials in flight (ties: the study listed first). With `max_concurrent_studies` = k, a
+    study starts only while fewer than k are active; 1 runs the studies one after another.
+    """
+
+    def __init__(
+        self,
+        plans: Sequence[StudyPlan],
+        *,
+        metric: str,
+        mode: str,
+        max_t: int,
+        num_samples: int,
+        final_seeds: Sequence[int],
+        sampler: SamplerFactory,
+        per_study_concurrency: int,
+        max_concurrent_studies: int | None = None,
+        time_budget_s: float | None = None,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.max_t = max_t
+        self.num_samples = num_samples
+        self.final_seeds = list(final_seeds)
+        self.per_study_concurrency = per_study_concurrency
+        self.max_concurrent_studies = max_concurrent_studies or len(plans)
+        self.time_budget_s = time_budget_s
+        self.order = [plan.key for plan in plans]
+        self.studies: dict[str, StudyProgress] = {}
+        for plan in plans:
+            progress = StudyProgress(plan.key)
+            if plan.distributions:
+                progress.search = OptunaSearch(
+                    space=dict(plan.distributions), metric=metric, mode=mode, sampler=sampler()
+                )
+            self.studies[plan.key] = progress
+        self.trial_study: dict[str, tuple[str, str]] = {}  # trial id -> (study, phase)
+        #: Bumped on every trial dealt or ended; the sweep monitor rewrites the manifest when it moves.
+        self.revision = 0
+        #: Human-readable events (a study searched, its choice) for the monitor to print.
+        self.notes: list[str] = []
+
+    # -- dealing ----------------------------------------------------------------------------------
+
+    def _samples(self, study: StudyProgress) -> int:
+        return self.num_samples if study.search is not None else 1
+
+    def _search_open(self, study: StudyProgress) -> bool:
+        """Whether the study may still start search trials (budget of trials and of time)."""
+        if len(study.search_trials) >= self._samples(study):
+            return False
+        if self.time_budget_s is not None and study.started_at is not None:
+            return time.time() - study.started_at < self.time_budget_s
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        for study in self.studies.values():
+            # A time budget can close a search after its last trial ended: end it here.
+            if study.status == "searching" and not self._search_open(study) and not study.in_flight:
+                self._end_search(study)
+        if all(study.status == "finished" for study in self.studies.values()):
+            return Searcher.FINISHED
+        for study in self._by_priority():
+            if study.status == "searched" and len(study.final_trials) < len(self.final_seeds):
+                seed = self.final_seeds[len(study.final_trials)]
+                study.final_trials.append(trial_id)
+                return self._dealt(trial_id, study, "final", {**(study.best_params or {}), "train.seed": seed})
+        for study in sorted(self._by_priority(), key=lambda s: len(s.in_flight)):
+            if study.status not in ("pending", "searching") or len(study.in_flight) >= self.per_study_concurrency:
+                continue
+            if study.status == "pending":
+                if sum(s.active for s in self.studies.values()) >= self.max_concurrent_studies:
+                    continue
+                self._set_status(study, "searching")
+                study.started_at = time.time()
+            if not self._search_open(study):
+                continue
+            params = study.search.suggest(trial_id) if study.search is not None else {}
+            study.search_trials.append(trial_id)
+            study.params[trial_id] = dict(params)
+            return self._dealt(trial_id, study, "search", params)
+        return None
+
+    def _by_priority(self) -> list[StudyProgress]:
+        """Studies in plan order (noise rates outermost), the ones already running first."""
+        studies = [self.studies[key] for key in self.order]
+        return [s for s in studies if s.active] + [s for s in studies if s.status == "pending"]
+
+    def _dealt(self, trial_id: str, study: StudyProgress, phase: str, params: dict[str, Any]) -> dict[str, Any]:
+        study.in_flight.add(trial_id)
+        self.trial_study[trial_id] = (study.key, phase)
+        self.revision += 1
+        return {STUDY: study.key, PHASE: phase, **params}
+
+    # -- learning ---------------------------------------------------------------------------------
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        where = self.trial_study.get(trial_id)
+        if where is None:
+            return
+        study = self.studies[where[0]]
+        if where[1] == "search" and trial_id not in study.search_done:
+            study.last[trial_id] = _row(result)
+            if study.search is not None and _finite(result.get(self.metric)):
+                study.search.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        where = self.trial_study.get(trial_id)
+        if where is None:
+            return  # a trial this searcher never dealt (e.g. restored from a newer experiment state)
+        key, phase = where
+        study = self.studies[key]
+        study.in_flight.discard(trial_id)
+        self.revision += 1
+        if phase == "final":
+            study.final_done.add(trial_id)
+            if study.status == "searched" and len(study.final_done) >= len(self.final_seeds):
+                self._set_status(study, "finished")
+            return
+        if trial_id in study.search_done:
+            return  # an errored trial that a resume ran again: its study has moved on
+        study.search_done.add(trial_id)
+        if result:
+            study.last[trial_id] = _row(result)
+        if error:
+            study.errored.add(trial_id)
+        if study.search is not None:
+            usable = _finite((result or {}).get(self.metric))
+            study.search.on_trial_complete(trial_id, result if usable else None, error=error or not usable)
+        if not self._search_open(study) and len(study.search_done) == len(study.search_trials):
+            self._end_search(study)
+
+    def _end_search(self, study: StudyProgress) -> None:
+        """Select the study's configuration with THE selection rule and queue its final re-runs."""
+        candidates = ((tid, study.last.get(tid)) for tid in study.search_trials if tid not in study.errored)
+        best = select_best(candidates, self.metric, self.mode, self.max_t)
+        if best is None:
+            self.notes.append(
+                f"{study.key}: no search trial reported a usable {self.metric} (all diverged or errored): "
+                "no final runs"
+            )
+            self._set_status(study, "finished")
+            return
+        trial_id, last = best
+        study.best_trial, study.best_params = trial_id, study.params[trial_id]
+        study.best_value = float(last[self.metric])
+        self.notes.append(f"{study.key}: best {self.metric} {study.best_value:.4f} with {study.best_params}")
+        self._set_status(study, "searched" if self.final_seeds else "finished")
+
+    def _set_status(self, study: StudyProgress, status: str) -> None:
+        study.status = status
+        self.revision += 1
+
+    def dirname(self, trial_id: str) -> str:
+        key, phase = self.trial_study[trial_id]
+        return trial_dirname(key, phase, trial_id)
+
+    # -- persistence (Ray Tune saves the searcher with the experiment state) ------------------------
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__dict__, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.__dict__.update(pickle.load(handle))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _row(result: dict[str, Any]) -> dict[str, Any]:
+    """The scalar part of a reported result: what selection reads."""
+    return {k: v for k, v in result.items() if isinstance(v, bool | int | float | str) or v is None}
+
+
+class StudyScheduler(FIFOScheduler):
+    """Routes each trial to its own study's ASHA; final re-runs run to the end (FIFO).
+
+    ASHA's rungs are per study, so its quantile cut-offs compare trials that share a noise rate and a
+    method. Sub-schedulers are made on a study's first trial with the same settings.
+    """
+
+    def __init__(
+        self, *, metric: str, mode: str, max_t: int, grace_period: int, reduction_factor: float, brackets: int
+    ) -> None:
+        super().__init__()
+        self._metric, self._mode = metric, mode
+        self.settings = {
+            "time_attr": "epoch",
+            "metric": metric,
+            "mode": mode,
+            "max_t": max_t,
+            "grace_period": grace_period,
+            "reduction_factor": reduction_factor,
+            "brackets": brackets,
+        }
+        self.studies: dict[str, ASHAScheduler] = {}
+        self.members: dict[str, str] = {}  # search trial id -> study, from on_trial_add until it ends
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return metric in (None, self._metric) and mode in (None, self._mode)
+
+    def _member(self, trial: Trial) -> ASHAScheduler | None:
+        key = self.members.get(trial.trial_id)
+        return None if key is None else self.studies[key]
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        config = trial.config or {}
+        if config.get(PHASE) != "search" or trial.trial_id in self.members:
+            return
+        key = str(config.get(STUDY))
+        if key not in self.studies:
+            self.studies[key] = ASHAScheduler(**self.settings)
+        self.studies[key].on_trial_add(tune_controller, trial)
+        self.members[trial.trial_id] = key
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        asha = self._member(trial)
+        if asha is None:
+            return TrialScheduler.CONTINUE
+        return asha.on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
+        asha = self._member(trial)
+        if asha is not None:
+            asha.on_trial_complete(tune_controller, trial, result)
+            self.members.pop(trial.trial_id, None)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self.on_trial_remove(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        asha = self._member(trial)
+        if asha is not None:
+            asha.on_trial_remove(tune_controller, trial)
+            self.members.pop(trial.trial_id, None)
+
+    def debug_string(self) -> str:
+        return f"Per-study ASHA for {len(self.studies)} studies"
