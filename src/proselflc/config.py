@@ -9,11 +9,23 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import math
+import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from proselflc import safe_yaml
 
 DATASETS = ("digits", "cifar10", "cifar100", "deeploc", "clothing1m", "food101n")
 NOISE_KINDS = ("symmetric", "pairflip", "cifar100_superclass", "matrix")
@@ -49,10 +61,55 @@ def is_noise_rate(rate: float) -> bool:
     return 0.0 <= rate < 1.0
 
 
-class StrictModel(BaseModel):
-    """A config section that rejects unknown keys (typos) instead of ignoring them."""
+#: Run and sweep names become directory names: no path separators, no '..', nothing hidden.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+def check_safe_name(value: str, what: str) -> str:
+    """`value` if it is a plain directory name, else a ValueError (nothing may be written outside its parent)."""
+    if not SAFE_NAME.match(value):
+        raise ValueError(f"{what} {value!r} must be a plain directory name (letters, digits, '_', '-', '.')")
+    return value
+
+
+def _admits_bool(annotation: Any) -> bool:
+    """Whether a field's type accepts true/false anywhere (bool, bool | None, Literal[True] ...)."""
+    if annotation is bool:
+        return True
+    return any(arg is bool or isinstance(arg, bool) or _admits_bool(arg) for arg in typing.get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, list | tuple) and any(_holds_bool(v) for v in value))
+
+
+class StrictModel(BaseModel):
+    """A config section that rejects unknown keys (typos), non-finite floats and true/false for numbers.
+
+    pydantic would otherwise read `epochs: true` as 1 and `lr: .inf` as a valid positive rate.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _holds_bool(value) and not _admits_bool(field.annotation):
+            raise ValueError(f"expected {typing_name(field.annotation)}, got a boolean (true/false)")
+        return value
+
+
+def check_finite(values: dict[str, Any], section: str) -> None:
+    """A ValueError naming the first inf/nan among free-form keyword values (model/loss extras)."""
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{section}.{key} = {value}: must be a finite number")
+
+
+def typing_name(annotation: Any) -> str:
+    """A short readable name of a field type for error messages (int, float, list[int] ...)."""
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 class DataConfig(StrictModel):
@@ -138,6 +195,7 @@ class ModelConfig(BaseModel):
     def _known_model(self) -> ModelConfig:
         from proselflc import models
 
+        check_finite(self.kwargs, "model")
         models.check(self.name, **self.kwargs)
         return self
 
@@ -157,6 +215,7 @@ class LossConfig(BaseModel):
     def _valid_loss(self) -> LossConfig:
         from proselflc import losses
 
+        check_finite(self.hyperparameters, "loss")
         losses.check(self.name, **self.hyperparameters)
         return self
 
@@ -231,6 +290,11 @@ class RunConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_safe_name(value, "run name")
+
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
         if self.data.name in REAL_NOISE_DATASETS and self.noise.rate > 0:
@@ -272,7 +336,10 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form section.key=value (e.g. noise.rate=0.4)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = safe_yaml.load_text(raw, source=f"override {item!r}") if raw.strip() else ""
+        except safe_yaml.YamlRefused as exc:
+            raise ConfigError(str(exc)) from None
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -295,19 +362,15 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Safe-load a YAML mapping, with a clear error for a missing file or a non-mapping document."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+    """A config file's top-level mapping, through the one hardened loader (`proselflc.safe_yaml`).
+
+    Refused with a ConfigError naming the file (and line): a missing, empty, oversized or non-UTF-8
+    file, invalid YAML, aliases, duplicate keys, a document that is not a mapping.
+    """
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
-    return data
+        return safe_yaml.read_mapping(path)
+    except safe_yaml.YamlRefused as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def build_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
