@@ -24,7 +24,7 @@ from proselflc.config import build_run_config
 from proselflc.io import atomic_write_text
 from proselflc.training import Engine
 from proselflc.tuning import build_sweep_config, run_sweep
-from sweep_files import final_trial_dirs, results, trial_dirs
+from sweep_files import final_trial_dirs, results, study_trial_dirs, trial_dirs
 
 pytestmark = [pytest.mark.faults, pytest.mark.ray]
 
@@ -82,7 +82,7 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_and_ends_identical
     slow = {**BASE, "data": {"name": "digits"}, "model": {"name": "mlp", "hidden": 64},
             "train": {**BASE["train"], "epochs": EPOCHS}}
     sweep = build_sweep_config(sweep_dict(tmp_path, "worker-kill", base=slow))
-    experiment = sweep.sweep_dir / "symmetric-0.4" / "crossentropy" / "search"
+    experiment = sweep.sweep_dir / "trials"
     killed: list[int] = []
 
     def killer() -> None:
@@ -120,6 +120,9 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_and_ends_identical
 
 
 def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, tmp_path):
+    """Two studies side by side (two trials at once), the driver SIGKILLed while trials of both train:
+    --resume restores the one Tuner and every study ends with exactly its trials, none re-run."""
+    studies = ("symmetric-0.4/crossentropy", "symmetric-0.4/labelsmoothing")
     raw = sweep_dict(
         tmp_path,
         "driver-kill",
@@ -130,6 +133,8 @@ def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, t
         num_samples=3,
         final_seeds=1,
         checkpoint_every=1,
+        max_concurrent_trials=2,
+        per_study_concurrency=1,  # so the second slot goes to the other study
     )
     raw["base"] = {**BASE, "train": {**BASE["train"], "epochs": 4}}
     sweep_file = tmp_path / "sweep.yaml"
@@ -138,13 +143,13 @@ def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, t
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     cli = [sys.executable, "-m", "proselflc.cli", "tune", str(sweep_file)]
     driver = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    second_study = sweep_dir / "symmetric-0.4" / "labelsmoothing" / "search"
+
+    def reported(study: str) -> bool:
+        return any(results(d) for d in study_trial_dirs(sweep_dir, study)) if (sweep_dir / "trials").exists() else False
+
     try:
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and driver.poll() is None:
-            dirs = trial_dirs(second_study) if second_study.exists() else []
-            if dirs and results(dirs[0]):
-                break
+        while time.monotonic() < deadline and driver.poll() is None and not all(map(reported, studies)):
             time.sleep(0.1)
         assert driver.poll() is None, f"the driver ended before it could be killed:\n{driver.stdout.read()}"
         driver.send_signal(signal.SIGKILL)
@@ -153,30 +158,31 @@ def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, t
         if driver.poll() is None:
             driver.kill()
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
-    statuses = {s["study"]: s["status"] for s in manifest["studies"]}
-    assert statuses["symmetric-0.4/crossentropy"] == "searched"  # final re-runs come after every search
-    assert statuses["symmetric-0.4/labelsmoothing"] == "pending"
-    first_study_trials = {p.name: len(results(p)) for p in trial_dirs(sweep_dir / "symmetric-0.4/crossentropy/search")}
+    assert not all(s["status"] == "finished" for s in manifest["studies"])
+    before = {d.name: results(d) for study in studies for d in study_trial_dirs(sweep_dir, study)
+              if results(d) and results(d)[-1]["epoch"] == 4}
 
     resumed = subprocess.run([*cli, "--resume"], check=False, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "searched earlier, skipped" in resumed.stdout
+    assert "restoring the interrupted sweep's Tuner" in resumed.stdout
 
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
     assert all(s["status"] == "finished" for s in manifest["studies"])
-    for study in ("crossentropy", "labelsmoothing"):
-        search = trial_dirs(sweep_dir / "symmetric-0.4" / study / "search")
-        assert len(search) == 3, f"{study}: {[p.name for p in search]}"
+    for entry in manifest["studies"]:
+        search = study_trial_dirs(sweep_dir, entry["study"])
+        assert sorted(d.name for d in search) == sorted(entry["trial_order"])
+        assert len(search) == 3, f"{entry['study']}: {[p.name for p in search]}"
         params = [json.loads((p / "params.json").read_text()) for p in search]
         assert len({json.dumps(p, sort_keys=True) for p in params}) == 3, "a trial was duplicated"
-        assert len(final_trial_dirs(sweep_dir, f"symmetric-0.4/{study}")) == 1
-    after = {p.name: len(results(p)) for p in trial_dirs(sweep_dir / "symmetric-0.4/crossentropy/search")}
-    assert after == first_study_trials, "a finished study was re-run"
+        assert len(final_trial_dirs(sweep_dir, entry["study"])) == 1
+    for name, rows in before.items():
+        assert results(sweep_dir / "trials" / name) == rows, f"{name} had finished but was run again"
 
     from proselflc import analysis
 
-    table = analysis.summary(str(sweep_dir))
-    assert "crossentropy" in table and "labelsmoothing" in table
+    df = analysis.load_sweep(sweep_dir)
+    counts = df.drop_duplicates(["study", "phase", "trial_id"]).groupby(["study", "phase"]).size().to_dict()
+    assert counts == {(s, "search"): 3 for s in studies} | {(s, "final"): 1 for s in studies}
 
 
 def test_a_diverging_trial_is_recorded_and_the_sweep_and_analysis_carry_on(ray_session, tmp_path):
@@ -194,7 +200,7 @@ def test_a_diverging_trial_is_recorded_and_the_sweep_and_analysis_carry_on(ray_s
         checkpoint_every=0,
     )
     sweep_dir = run_sweep(build_sweep_config(raw))
-    bad = trial_dirs(sweep_dir / "symmetric-0.4" / "absurd_lr" / "search")
+    bad = study_trial_dirs(sweep_dir, "symmetric-0.4/absurd_lr")
     assert bad and all(results(t)[-1]["diverged"] for t in bad)
     assert all(results(t)[-1]["epoch"] < 5 for t in bad), "a diverged trial is stopped, not trained to the end"
     good = final_trial_dirs(sweep_dir, "symmetric-0.4/crossentropy")
@@ -208,7 +214,8 @@ def test_a_diverging_trial_is_recorded_and_the_sweep_and_analysis_carry_on(ray_s
     assert set(statuses) == {"diverged"}
     best = analysis.best_configs(df)
     assert set(best["method"]) >= {"crossentropy"}
-    assert "absurd_lr" in analysis.summary(str(sweep_dir)) or "crossentropy" in analysis.summary(str(sweep_dir))
+    table = analysis.summary(str(sweep_dir))
+    assert "crossentropy" in table and "absurd_lr" in table
 
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_crashes(tmp_path):

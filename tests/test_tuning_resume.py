@@ -1,6 +1,6 @@
 """Resume: a sweep interrupted by Ctrl+C in another process continues with `--resume`, restoring the
-interrupted study's Tuner (its finished trials kept, not re-run) and finishing the study.
-(Skipping whole finished studies on resume is covered in test_tuning.py.)"""
+sweep's one Tuner (its finished trials kept, not re-run) and finishing every study.
+(Resuming a finished sweep is covered in test_tuning.py.)"""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import yaml
 
 from conftest import TINY_SWEEP
 from proselflc.tuning import load_sweep, run_sweep
-from sweep_files import trial_results
+from sweep_files import study_trials
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -34,10 +34,10 @@ def _wait_for(condition, timeout: float, proc: subprocess.Popen, log: Path) -> N
         time.sleep(0.1)
 
 
-def _full_length(experiment: Path, epochs: int = 3) -> dict[Path, bytes]:
-    """result.json contents of the trials that have reported their last epoch."""
+def _full_length(experiment: Path, epochs: int = 3, pattern: str = "*") -> dict[Path, bytes]:
+    """result.json contents of the trials (dirs matching `pattern`) that have reported their last epoch."""
     out = {}
-    for path in experiment.glob("*/result.json"):
+    for path in experiment.glob(f"{pattern}/result.json"):
         lines = path.read_text().splitlines()
         if lines and json.loads(lines[-1]).get("epoch") == epochs:
             out[path] = path.read_bytes()
@@ -79,13 +79,13 @@ def test_interrupted_sweep_resumes_where_it_stopped(ray_session: Any, tmp_path: 
     sweep_file.write_text(yaml.safe_dump(raw))
     sweep_dir = tmp_path / "results" / "resume"
     manifest = sweep_dir / "manifest.json"
-    search = sweep_dir / "symmetric-0.4" / "proselflc" / "search"
+    search = sweep_dir / "trials"
 
     output = _interrupt_when(lambda: bool(_full_length(search)), sweep_file, ray_session, tmp_path / "sweep.log")
     assert "--resume" in output
 
     (entry,) = json.loads(manifest.read_text())["studies"]
-    assert entry["status"] == "pending"
+    assert entry["status"] == "searching"
     done_before = _full_length(search)
     started = {p.parent.name for p in search.glob("*/params.json")}
     assert started
@@ -93,9 +93,9 @@ def test_interrupted_sweep_resumes_where_it_stopped(ray_session: Any, tmp_path: 
     lines: list[str] = []
     run_sweep(load_sweep(sweep_file), resume=True, log=lines.append)
 
-    assert any("restoring the interrupted Tuner" in line for line in lines)
+    assert any("restoring the interrupted sweep's Tuner" in line for line in lines)
     assert {p: p.read_bytes() for p in done_before} == done_before  # finished trials were not re-run
-    after = trial_results(search)
+    after = study_trials(sweep_dir, "symmetric-0.4/proselflc")
     assert len(after) == SAMPLES  # the interrupted search was continued, not replaced by new trials
     assert started <= {p.parent.name for p in search.glob("*/params.json")}
     assert max(rows[-1]["epoch"] for _, rows in after) == 3
@@ -120,26 +120,27 @@ def test_sweep_interrupted_during_the_final_runs_resumes_them(ray_session: Any, 
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text(yaml.safe_dump(raw))
     sweep_dir = tmp_path / "results" / "resume-final"
-    final = sweep_dir / "final"
+    experiment = sweep_dir / "trials"
+    studies = [f"symmetric-0.4/{method}" for method in ("crossentropy", "labelsmoothing")]
 
-    full_length = lambda: _full_length(final, epochs=10)
+    full_length = lambda: _full_length(experiment, epochs=10, pattern="*_final_*")
     output = _interrupt_when(lambda: bool(full_length()), sweep_file, ray_session, tmp_path / "sweep.log")
-    assert "sweep interrupted during the final runs" in output
+    assert "sweep interrupted; its state is saved" in output
     statuses = [entry["status"] for entry in json.loads((sweep_dir / "manifest.json").read_text())["studies"]]
-    assert statuses == ["searched", "searched"]
+    # One trial at a time: the first study re-runs (its finals are dealt first) before the second starts.
+    assert statuses == ["searched", "pending"]
     done_before = full_length()
     assert 0 < len(done_before) < 2 * seeds, "the interrupt must land mid-way through the final runs"
 
     lines: list[str] = []
     run_sweep(load_sweep(sweep_file), resume=True, log=lines.append)
 
-    assert sum("searched earlier, skipped" in line for line in lines) == 2
-    assert any("restoring the interrupted Tuner" in line for line in lines)
+    assert any("restoring the interrupted sweep's Tuner" in line for line in lines)
     assert {p: p.read_bytes() for p in done_before} == done_before  # finished re-runs were not re-run
-    runs = [params["final_run"] for params, _ in trial_results(final)]
-    assert sorted((r["study"], r["train.seed"]) for r in runs) == sorted(
-        (f"symmetric-0.4/{method}", seed) for method in ("crossentropy", "labelsmoothing") for seed in range(1, 7)
+    runs = [(study, params["train.seed"], rows) for study in studies for params, rows in study_trials(sweep_dir, study, "final")]
+    assert sorted((study, seed) for study, seed, _ in runs) == sorted(
+        (study, seed) for study in studies for seed in range(1, 7)
     )
-    assert all(rows[-1]["epoch"] == 10 for _, rows in trial_results(final))
+    assert all(rows[-1]["epoch"] == 10 for _, _, rows in runs)
     statuses = [entry["status"] for entry in json.loads((sweep_dir / "manifest.json").read_text())["studies"]]
     assert statuses == ["finished", "finished"]
