@@ -8,6 +8,14 @@ trials in its HParams tab.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +89,49 @@ def test_every_trial_declares_its_final_metrics(trials: pd.DataFrame) -> None:
             assert tag is not None, f"{trial['trial_dir']}: HParams metrics lack {metric}"
             # The HParams tab shows a metric's last scalar: it must be the trial's final value.
             assert record["scalars"][tag] == pytest.approx(trial[metric], rel=1e-6)
+
+
+def test_tensorboard_hparams_tab_lists_every_trial(tiny_sweep: Path, trials: pd.DataFrame, tmp_path: Path) -> None:
+    """A real `tensorboard --logdir <sweep>` serves one HParams session group per trial dir."""
+    exe = Path(sys.executable).parent / "tensorboard"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = subprocess.Popen(
+        [str(exe), "--logdir", str(tiny_sweep), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path)},  # TensorBoard keeps its instance info under HOME
+    )
+    query = {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [],
+        "startIndex": 0,
+        "sliceSize": 1000,
+    }
+    try:
+        groups: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while len(groups) < len(trials) and time.monotonic() < deadline:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/data/plugin/hparams/session_groups",
+                    data=json.dumps(query).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    groups = json.loads(response.read())["sessionGroups"]
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, f"tensorboard exited: {server.stderr.read() if server.stderr else ''}"
+            if len(groups) < len(trials):
+                time.sleep(0.5)  # TensorBoard loads event files in the background
+        assert sorted(g["name"] for g in groups) == sorted(trials["trial_dir"])
+        by_name = {g["name"]: g for g in groups}
+        for _, trial in trials.iterrows():
+            shown = {m["name"]["tag"].rsplit("/", 1)[-1]: m["value"] for m in by_name[trial["trial_dir"]]["metricValues"]}
+            assert shown["val_accuracy"] == pytest.approx(trial["val_accuracy"], rel=1e-6)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
