@@ -11,7 +11,7 @@ import yaml
 from proselflc.cli import main
 from proselflc.config import ConfigError
 from proselflc.tuning import build_sweep_config, check_placeable, load_sweep, select_best
-from proselflc.tuning.sweep import final_seeds, plan_studies
+from proselflc.tuning.sweep import SweepRunner, final_seeds
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -51,13 +51,16 @@ def test_defaults_studies_and_resolved_round_trip(tmp_path: Path) -> None:
     from proselflc.tuning.config import validate_studies
 
     spaces = validate_studies(cfg)
-    studies = plan_studies(cfg, spaces)
-    assert [s.key for s in studies] == ["symmetric-0/crossentropy", "symmetric-0/ls",
-                                        "symmetric-0.4/crossentropy", "symmetric-0.4/ls"]
-    ls = studies[3]
-    assert ls.base["loss"] == {"name": "labelsmoothing", "epsilon": 0.2}
-    assert ls.base["noise"]["rate"] == 0.4 and ls.base["train"]["epochs"] == 4
-    assert set(ls.space) == {"loss.epsilon", "optim.lr", "optim.weight_decay"}  # the labelsmoothing preset
+    runner = SweepRunner(cfg)
+    plans = runner.plans()
+    keys = ["symmetric-0/crossentropy", "symmetric-0/ls", "symmetric-0.4/crossentropy", "symmetric-0.4/ls"]
+    assert [p.key for p in plans] == list(runner.bases) == keys
+    ls = runner.bases["symmetric-0.4/ls"]
+    assert ls["loss"] == {"name": "labelsmoothing", "epsilon": 0.2}
+    assert ls["noise"]["rate"] == 0.4 and ls["train"]["epochs"] == 4
+    # the labelsmoothing preset, as Optuna distributions
+    assert set(plans[3].distributions) == {"loss.epsilon", "optim.lr", "optim.weight_decay"}
+    assert cfg.n_startup_trials == 2 and cfg.study_concurrency == 2  # num_samples 6 // 3
     resolved = cfg.resolved(spaces)
     again = build_sweep_config(yaml.safe_load(yaml.safe_dump(resolved)))
     assert again.resolved(validate_studies(again)) == resolved
@@ -100,6 +103,10 @@ def test_base_from_a_run_file_with_overrides_and_set(tmp_path: Path) -> None:
         ({"resources": {"cpu": 0}}, "resources.cpu"),
         ({"num_samples": 0}, "num_samples"),
         ({"final_seeds": -1}, "final_seeds"),
+        ({"metric": "test_accuracy"}, "computed with the clean labels"),
+        ({"metric": "noisy_corrected"}, "computed with the clean labels"),
+        ({"max_concurrent_studies": 0}, "max_concurrent_studies"),
+        ({"per_study_concurrency": 0}, "per_study_concurrency"),
         ({"searcher": {"sampler": "cmaes"}}, "searcher.sampler"),
         ({"budget": 3}, "budget: unknown key"),
         ({"base": "missing.yaml"}, "does not exist"),

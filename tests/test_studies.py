@@ -1,0 +1,151 @@
+"""The one-Tuner searcher and scheduler driven directly, as Ray Tune's controller drives them: dealing across
+studies, per-study caps, final re-runs as soon as a study's search ends, per-study ASHA rungs, persistence.
+
+These call the real StudySearcher (real Optuna samplers behind Ray Tune's OptunaSearch) and StudyScheduler
+(real ASHAScheduler per study) with Ray's own Trial objects, in the order Tune's controller would; the
+end-to-end behaviour on a live Ray is in test_tuning.py."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
+
+LR = {"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)}
+
+
+def searcher(keys: list[str], **changes: Any) -> StudySearcher:
+    options: dict[str, Any] = {
+        "metric": "val_accuracy",
+        "mode": "max",
+        "max_t": 3,
+        "num_samples": 3,
+        "final_seeds": [1, 2],
+        "sampler": lambda: optuna.samplers.TPESampler(seed=0, n_startup_trials=2),
+        "per_study_concurrency": 1,
+    }
+    options.update(changes)
+    return StudySearcher([StudyPlan(key, dict(LR)) for key in keys], **options)
+
+
+def finish(s: StudySearcher, trial_id: str, value: float, epoch: int = 3) -> None:
+    s.on_trial_result(trial_id, {"val_accuracy": value, "epoch": epoch, "training_iteration": epoch})
+    s.on_trial_complete(trial_id, {"val_accuracy": value, "epoch": epoch, "training_iteration": epoch})
+
+
+def test_trials_are_dealt_across_studies_and_capped_per_study() -> None:
+    s = searcher(["a", "b"])
+    first, second = s.suggest("t1"), s.suggest("t2")
+    assert (first["study"], second["study"]) == ("a", "b")  # the cap of 1 sends the second trial to study b
+    assert first["phase"] == second["phase"] == "search" and set(first) == {"study", "phase", "optim.lr"}
+    assert s.suggest("t3") is None  # both studies at their cap: nothing until a result arrives
+    finish(s, "t1", 0.5)
+    assert s.suggest("t3")["study"] == "a"
+
+
+def test_one_study_at_a_time_runs_searches_and_final_runs_in_order() -> None:
+    s = searcher(["a", "b"], max_concurrent_studies=1)
+    order = []
+    for n in range(10):
+        config = s.suggest(f"t{n}")
+        assert config not in (None, Searcher.FINISHED)
+        order.append((config["study"], config["phase"]))
+        finish(s, f"t{n}", 0.1 * n)
+    assert order == [("a", "search")] * 3 + [("a", "final")] * 2 + [("b", "search")] * 3 + [("b", "final")] * 2
+    assert s.suggest("t10") == Searcher.FINISHED
+    assert [s.studies[k].status for k in "ab"] == ["finished", "finished"]
+
+
+def test_final_runs_start_as_soon_as_a_study_search_ends_with_the_selected_config() -> None:
+    s = searcher(["a", "b"], per_study_concurrency=3)
+    configs = {f"t{n}": s.suggest(f"t{n}") for n in range(6)}
+    study_a = [t for t, c in configs.items() if c["study"] == "a"]
+    assert len(study_a) == 3
+    for trial_id, value in zip(study_a, [0.2, 0.9, 0.4]):  # its second trial is its best
+        finish(s, trial_id, value)
+    assert s.studies["a"].status == "searched" and s.studies["b"].status == "searching"
+    best = configs[study_a[1]]
+    assert s.studies["a"].best_params == {"optim.lr": best["optim.lr"]}
+    final = s.suggest("f1")  # b's trials are still out: a's re-runs go first
+    assert final == {"study": "a", "phase": "final", "optim.lr": best["optim.lr"], "train.seed": 1}
+    assert s.suggest("f2")["train.seed"] == 2
+
+
+def test_ties_go_to_the_trial_created_first_and_stopped_trials_only_when_none_ran_full_length() -> None:
+    s = searcher(["a"], per_study_concurrency=3)
+    configs = [s.suggest(f"t{n}") for n in range(3)]
+    finish(s, "t0", 0.99, epoch=1)  # stopped early by ASHA
+    finish(s, "t1", 0.7)
+    finish(s, "t2", 0.7)
+    assert s.studies["a"].best_trial == "t1"
+    assert s.studies["a"].best_params == {"optim.lr": configs[1]["optim.lr"]}
+
+
+def test_a_study_whose_trials_all_errored_finishes_without_final_runs() -> None:
+    s = searcher(["a"], per_study_concurrency=3, num_samples=2)
+    s.suggest("t0"), s.suggest("t1")
+    s.on_trial_complete("t0", None, error=True)
+    s.on_trial_complete("t1", {"val_accuracy": float("nan"), "epoch": 2, "diverged": True}, error=False)
+    assert s.studies["a"].status == "finished" and s.studies["a"].best_params is None
+    assert "no search trial reported a usable val_accuracy" in s.notes[-1]
+    assert s.suggest("t2") == Searcher.FINISHED
+
+
+def test_a_time_budget_closes_a_study_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    import proselflc.tuning.studies as studies
+
+    clock = [1000.0]
+    monkeypatch.setattr(studies.time, "time", lambda: clock[0])
+    s = searcher(["a"], num_samples=10, time_budget_s=60)
+    s.suggest("t0")
+    clock[0] += 61
+    finish(s, "t0", 0.5)
+    assert s.studies["a"].status == "searched" and len(s.studies["a"].search_trials) == 1
+
+
+def test_the_searcher_state_survives_save_and_restore(tmp_path: Path) -> None:
+    s = searcher(["a", "b"])
+    s.suggest("t1"), s.suggest("t2")
+    finish(s, "t1", 0.5)
+    s.save(str(tmp_path / "state.pkl"))
+    fresh = searcher(["a", "b"])
+    fresh.restore(str(tmp_path / "state.pkl"))
+    assert fresh.studies["a"].search_done == {"t1"} and fresh.studies["b"].in_flight == {"t2"}
+    assert fresh.dirname("t2") == "b_search_t2"
+    # Each study's sampler is restored too: it goes on from the same state as the original.
+    assert fresh.suggest("t3") == s.suggest("t3")
+    pickle.dumps(fresh)
+
+
+def make_trial(study: str, phase: str = "search") -> Trial:
+    return Trial("train", config={"study": study, "phase": phase}, stub=True)
+
+
+def test_each_study_has_its_own_asha_rungs_and_final_runs_are_never_stopped() -> None:
+    scheduler = StudyScheduler(
+        metric="val_accuracy", mode="max", max_t=4, grace_period=1, reduction_factor=2, brackets=1
+    )
+    high = [make_trial("symmetric-0/ce") for _ in range(3)]
+    low = [make_trial("symmetric-0.6/ce") for _ in range(3)]
+    final = make_trial("symmetric-0.6/ce", "final")
+    for trial in [*high, *low, final]:
+        scheduler.on_trial_add(None, trial)
+
+    def report(trial: Trial, value: float) -> str:
+        return scheduler.on_trial_result(None, trial, {"epoch": 1, "val_accuracy": value, "training_iteration": 1})
+
+    assert [report(t, 0.9 + 0.01 * i) for i, t in enumerate(high)] == [TrialScheduler.CONTINUE] * 3
+    # Far below every 0%-noise value, yet the 60%-noise study's first trial is judged against its own rung only.
+    assert report(low[0], 0.10) == TrialScheduler.CONTINUE
+    assert report(low[1], 0.12) == TrialScheduler.CONTINUE
+    assert report(low[2], 0.01) == TrialScheduler.STOP  # below its own study's rung cut-off
+    assert report(final, 0.0) == TrialScheduler.CONTINUE
+    assert set(scheduler.studies) == {"symmetric-0/ce", "symmetric-0.6/ce"}
