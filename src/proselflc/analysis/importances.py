@@ -110,6 +110,14 @@ def study_from_trials(
     return study
 
 
+def cost_sentence(cost: pd.DataFrame) -> str | None:
+    """One sentence for a `search_cost` frame: epochs trained of the full budget and what ASHA saved."""
+    trained, full = float(cost["epochs_trained"].sum()), float(cost["epochs_full"].sum())
+    if not full:
+        return None
+    return f"Search cost: {trained:g} of {full:g} epochs trained ({1 - trained / full:.0%} saved by ASHA)."
+
+
 def search_cost(df: pd.DataFrame) -> pd.DataFrame:
     """Per study: epochs the search trained vs. the epochs the same trials would run without early stopping.
 

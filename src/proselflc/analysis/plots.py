@@ -1,4 +1,4 @@
-"""Figures for a sweep: accuracy vs. noise rate, learning curves of the selected trials, importances.
+"""Figures for a sweep: accuracy vs. noise rate, learning and memorisation curves, importances.
 
 Figures are built with matplotlib's object API (no pyplot), so they render with Agg in a headless
 process without touching the global backend, and a notebook shows them with `display(fig)`.
@@ -12,11 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from proselflc.analysis.load import GROUP_KEYS
 from proselflc.analysis.tables import ResultsTable
 
 CURVE_METRICS = ("test_accuracy", "noisy_fit", "noisy_corrected", "mean_epsilon")
+#: Per-study panels: learning (noisy validation vs. clean test) and memorisation of the noisy subset.
+STUDY_METRICS = (("val_accuracy", "test_accuracy"), ("noisy_fit", "noisy_corrected"))
 PANEL = ["dataset", "model", "noise_kind"]
 
 
@@ -48,7 +51,7 @@ def learning_curves(
 
     Returns (file stem, figure) pairs; metrics a sweep does not report are left out.
     """
-    present = [m for m in metrics if m in df.columns and df[m].notna().any()]
+    present = [m for m in metrics if _reported(df, m)]
     chosen = best.dropna(subset=["trial_id"]) if "trial_id" in best else best.iloc[0:0]
     figures = []
     row_keys = [k for k in GROUP_KEYS if k != "method"]
@@ -81,6 +84,44 @@ def learning_curves(
     return figures
 
 
+def study_curves(dynamics: pd.DataFrame) -> list[tuple[str, Figure]]:
+    """Per study: learning (noisy val vs. clean test accuracy) and memorisation (noisy_fit vs. noisy_corrected).
+
+    Solid lines follow the selected search trial; dashed lines the mean of the final-seed re-runs,
+    with their min-max band. Takes `Report.dynamics`; returns (study key, figure) pairs.
+    """
+    panels = [
+        ("learning", [m for m in STUDY_METRICS[0] if _reported(dynamics, m)]),
+        ("memorisation of noisy labels", [m for m in STUDY_METRICS[1] if _reported(dynamics, m)]),
+    ]
+    panels = [(title, metrics) for title, metrics in panels if metrics]
+    figures = []
+    for study, rows in dynamics.dropna(subset=["epoch"]).groupby("study", sort=False):
+        fig = Figure(figsize=(4.2 * max(len(panels), 1), 3.0), layout="constrained")
+        axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
+        search = rows[rows["phase"] == "search"].sort_values("epoch")
+        final = rows[rows["phase"] == "final"].groupby("epoch")
+        for ax, (title, metrics) in zip(axes, panels):
+            for i, metric in enumerate(metrics):
+                color = f"C{i}"
+                if search[metric].notna().any():
+                    ax.plot(search["epoch"], search[metric], color=color, label=f"{metric} (selected)")
+                if len(final) and rows.loc[rows["phase"] == "final", metric].notna().any():
+                    stats = final[metric].agg(["mean", "min", "max"])
+                    ax.plot(stats.index, stats["mean"], color=color, linestyle="--", label=f"{metric} (final mean)")
+                    ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15)
+            ax.set(title=title, xlabel="epoch", ylim=(0, 1))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="x-small")
+            else:  # e.g. noisy_fit at noise rate 0: there is no noisy subset to measure
+                ax.text(0.5, 0.5, "not measured in this study", ha="center", va="center", transform=ax.transAxes)
+        fig.suptitle(str(study))
+        figures.append((str(study), fig))
+    return figures
+
+
 def importance_bars(imp: pd.DataFrame) -> Figure | None:
     """Horizontal fANOVA importance bars, one panel per (noise rate, method); None when nothing was scored."""
     if imp.empty:
@@ -110,6 +151,10 @@ def save(fig: Figure, out: str | Path, stem: str) -> list[Path]:
     for path in paths:
         fig.savefig(path, dpi=150)
     return paths
+
+
+def _reported(df: pd.DataFrame, metric: str) -> bool:
+    return metric in df.columns and df[metric].notna().any()
 
 
 def _panels(index: pd.Index) -> list[tuple[str, list]]:

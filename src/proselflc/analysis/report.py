@@ -9,8 +9,9 @@ from typing import Literal
 import pandas as pd
 
 from proselflc.analysis import plots
-from proselflc.analysis.importances import importance, search_cost
+from proselflc.analysis.importances import cost_sentence, importance, search_cost
 from proselflc.analysis.load import load_sweep
+from proselflc.analysis.page import write_page
 from proselflc.analysis.select import best_configs, trial_summary
 from proselflc.analysis.tables import FORMATS, ResultsTable, results_table
 from proselflc.config import closest
@@ -121,8 +122,6 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
         report = build_report(sweep_dir, select_by)
     except NoResults as exc:
         return str(exc)
-    cost = report.cost
-    trained, full = cost["epochs_trained"].sum(), cost["epochs_full"].sum()
     lines = [report.table.caption(), "", report.table.to_markdown(), ""]
     if "gap" in report.best and report.best["gap"].notna().any():
         scale = 100.0 if report.table.percent else 1.0
@@ -130,10 +129,9 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
             f"Oracle gap (best by test minus selected, search trials): "
             f"mean {report.best['gap'].mean() * scale:.2f}, max {report.best['gap'].max() * scale:.2f}."
         )
-    if full:
-        lines.append(
-            f"Search cost: {trained:g} of {full:g} epochs trained ({1 - trained / full:.0%} saved by ASHA)."
-        )
+    cost = cost_sentence(report.cost)
+    if cost:
+        lines.append(cost)
     return "\n".join(lines)
 
 
@@ -183,6 +181,7 @@ def _write_tex(report: Report, out: Path) -> list[Path]:
 
 
 def _write_html(report: Report, out: Path) -> list[Path]:
+    """results.html (the tables alone) and report.html (the whole sweep on one self-contained page)."""
     path = out / "results.html"
     body = [
         "<h2>Results</h2>",
@@ -201,7 +200,7 @@ def _write_html(report: Report, out: Path) -> list[Path]:
         + "\n".join(body)
         + "\n</body></html>\n"
     )
-    return [path]
+    return [path, write_page(report, out / "report.html")]
 
 
 def _write_xlsx(report: Report, out: Path) -> list[Path]:
