@@ -338,8 +338,9 @@ def test_bad_sweep_directories_name_the_problem(tmp_path: Path, sweep_dir: Path)
         load_sweep(tmp_path / "nope")
     with pytest.raises(ValueError, match="manifest.json is missing"):
         load_sweep(sweep_dir / "symmetric-0.2")
-    (sweep_dir / "manifest.json").write_text('{"studies": [{"study": "x"}]}')
-    with pytest.raises(ValueError, match=r"studies\[0\] lacks field\(s\) search_dir, dataset"):
+    (sweep_dir / "manifest.json").write_text('{"sweep": "demo", "studies": [{"study": "x"}]}')
+    with pytest.raises(ValueError, match=r"not a valid sweep manifest: studies.0.dataset: Field required.*"
+                                         r"studies.0.search_dir: Field required"):
         read_manifest(sweep_dir)
     (sweep_dir / "manifest.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):

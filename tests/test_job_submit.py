@@ -126,4 +126,4 @@ def test_job_submit_runs_a_sweep_on_a_local_head(tmp_path: Path) -> None:
 
     manifest = json.loads((storage / "job" / "manifest.json").read_text())
     assert [(s["study"], s["status"]) for s in manifest["studies"]] == [("symmetric-0.2/labelsmoothing", "finished")]
-    assert len(list((storage / "job" / "symmetric-0.2/labelsmoothing/search").glob("*/result.json"))) == 2
+    assert len(list((storage / "job" / "trials").glob("symmetric-0.2_labelsmoothing_search_*/result.json"))) == 2
