@@ -1,12 +1,14 @@
 """`proselflc train | tune | report`: thin argument parsing over the library.
 
-Expected failures (bad config, missing files, untrusted checkpoints) print one paragraph and exit 2;
+Expected failures (bad config, missing files, untrusted checkpoints, a full or read-only disk, no
+network) print one paragraph and exit 2; anything else prints a one-line "internal error" and exits 1.
 `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,19 +55,90 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Where each command writes, named in disk-error paragraphs so the user knows what to change.
+WRITES_TO = {
+    "train": "--out (default runs/<name>)",
+    "tune": "the sweep's storage_path",
+    "report": "--out (default SWEEP_DIR/report)",
+}
+
+
+def _output_location(args: argparse.Namespace) -> str | None:
+    """Where the command was writing, for a disk error that does not name its file."""
+    if getattr(args, "out", None):
+        return str(args.out)
+    if args.command == "report":
+        return str(Path(args.sweep_dir) / "report")
+    return None
+
+
+def _explain_os_error(exc: OSError, command: str, location: str | None) -> str | None:
+    """One paragraph for the disk and network failures a user can fix, or None for anything else."""
+    from urllib.error import URLError
+
+    if isinstance(exc, URLError):
+        return (
+            f"could not download ({exc.reason}): this machine seems to have no network. Put the files in "
+            "place by hand and set data.download: false"
+        )
+    named = exc.filename if exc.filename is not None else location
+    path = repr(str(named)) if named is not None else "the output location"
+    where = WRITES_TO.get(command, "the output location")
+    again = " with --resume" if command in ("train", "tune") else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device holding {path}. Free some space, then rerun{again}; what was written so far is kept"
+    if exc.errno == errno.EROFS:
+        return f"{path} is on a read-only filesystem. Choose a writable location for {where}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied for {path}. Choose a location you can write to for {where}, or fix its permissions"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{path} cannot be created: a file is in the way of a directory. Point {where} at a directory"
+    if exc.errno == errno.EISDIR:
+        return f"{path} is a directory where a file was expected"
+    if exc.errno == errno.ENOENT:
+        return f"{path} does not exist"
+    return None
+
+
+def explain(exc: BaseException, command: str, location: str | None = None) -> str | None:
+    """The paragraph for an anticipated failure (its cause chain included), None for an internal error."""
+    if isinstance(exc, ValueError):
+        return str(exc)
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError):
+            text = _explain_os_error(link, command, location)
+            if text is not None:
+                return text
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; an anticipated failure is one paragraph (exit 2), anything else a one-line internal error (exit 1)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        if args.debug:
-            raise
-        print(f"proselflc {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"proselflc {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        text = explain(exc, args.command, _output_location(args))
+        if text is not None:
+            print(f"proselflc {args.command}: error: {text}", file=sys.stderr)
+            return 2
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(
+            f"proselflc {args.command}: internal error ({type(exc).__name__}: {detail}); "
+            f"rerun with --debug for the traceback",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

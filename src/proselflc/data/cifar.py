@@ -13,6 +13,8 @@ import functools
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.error import URLError
 
 import numpy as np
 import torch
@@ -145,12 +147,23 @@ def _unpickle(path: Path) -> dict:
         return pickle.load(fh, encoding="latin1")
 
 
+def _entry(entry: Any, key: str, path: Path) -> Any:
+    """`key` of `entry` (the pickle at `path`), or a ValueError naming the file and the missing key."""
+    if not isinstance(entry, dict) or key not in entry:
+        found = ", ".join(sorted(map(str, entry))) if isinstance(entry, dict) else type(entry).__name__
+        raise ValueError(
+            f"data.root: {str(path)!r} is not a CIFAR pickle as torchvision writes it: it lacks the key {key!r} "
+            f"(found: {found or 'nothing'}). Replace the file with the original, or delete it and set data.download: true"
+        )
+    return entry[key]
+
+
 def _read_split(folder: Path, files: tuple[str, ...], labels_key: str) -> tuple[torch.Tensor, np.ndarray]:
     images, labels = [], []
     for name in files:
         entry = _unpickle(folder / name)
-        images.append(np.asarray(entry["data"], dtype=np.uint8))
-        labels.extend(entry[labels_key])
+        images.append(np.asarray(_entry(entry, "data", folder / name), dtype=np.uint8))
+        labels.extend(_entry(entry, labels_key, folder / name))
     data = np.concatenate(images).reshape(-1, 3, 32, 32)
     return torch.from_numpy(np.ascontiguousarray(data)), np.asarray(labels, dtype=np.int64)
 
@@ -160,7 +173,14 @@ def load(cfg: DataConfig) -> Dataset:
     layout = LAYOUTS[cfg.name]
     root = Path(cfg.root).expanduser()
     if cfg.download:
-        layout.torchvision_class(str(root), train=True, download=True)
+        try:
+            layout.torchvision_class(str(root), train=True, download=True)
+        except (URLError, ConnectionError, TimeoutError) as exc:
+            raise ValueError(
+                f"data.download: could not fetch {cfg.name} ({getattr(exc, 'reason', exc)}): this machine seems to "
+                f"have no network. Put {layout.folder}/ under data.root ({str(root)!r}) by hand and set "
+                "data.download: false"
+            ) from None
     folder = root / layout.folder
     expected = (*layout.train_files, layout.test_file, layout.meta_file)
     missing = [name for name in expected if not (folder / name).is_file()]
@@ -172,7 +192,8 @@ def load(cfg: DataConfig) -> Dataset:
         )
     train_x, train_y = _read_split(folder, layout.train_files, layout.labels_key)
     test_x, test_y = _read_split(folder, (layout.test_file,), layout.labels_key)
-    classes = list(_unpickle(folder / layout.meta_file)[layout.names_key])
+    meta = folder / layout.meta_file
+    classes = list(_entry(_unpickle(meta), layout.names_key, meta))
     return CifarDataset(
         name=cfg.name,
         train_inputs=train_x,
