@@ -174,3 +174,76 @@ def test_fractional_gpus_pack_at_most_four_trials_on_two_gpus(ray_session: Any, 
         peak = max(peak, running)
         assert per_gpu[gpu] <= 2  # two 0.5-GPU trials per GPU
     assert 2 < peak <= 4  # packed (more than one per GPU), never more than 2 GPUs / 0.5
+
+
+def _stand_in(barrier: Path | None) -> Any:
+    """A trial function that reports a learning curve without training (nested: Ray pickles it by value).
+
+    Its val_accuracy sits near 0.9 at noise rate 0 and near 0.1 at rate 0.6. With `barrier`, a trial first
+    waits (at most 60 s) until a trial of another study has started too, and reports whether it saw one."""
+
+    def run(params: dict[str, Any], *, base: dict[str, Any], **_: Any) -> None:
+        study = f"{base['noise']['kind']}-{base['noise']['rate']:g}"
+        saw_other = False
+        if barrier is not None:
+            (barrier / f"{study}-{os.getpid()}-{time.monotonic_ns()}").touch()
+            deadline = time.monotonic() + 60
+            while not saw_other and time.monotonic() < deadline:
+                saw_other = any(not p.name.startswith(study + "-") for p in barrier.iterdir())
+                time.sleep(0.05)
+        level = 0.9 if base["noise"]["rate"] == 0 else 0.1
+        for epoch in range(1, base["train"]["epochs"] + 1):
+            value = level + 0.01 * params.get("optim.lr", 0.1) * epoch
+            tune.report({"epoch": epoch, "val_accuracy": value, "test_accuracy": value, "diverged": False,
+                         "saw_other_study": saw_other})
+
+    return run
+
+
+def _stand_in_sweep(tmp_path: Path, name: str, **changes: Any) -> Any:
+    raw = {
+        **TINY_SWEEP,
+        "name": name,
+        "storage_path": str(tmp_path),
+        "base": {**TINY_SWEEP["base"], "train": {**TINY_SWEEP["base"]["train"], "epochs": 4}},
+        "noise": {"kind": "symmetric", "rates": [0.0, 0.6]},
+        "methods": {"crossentropy": TINY_SWEEP["methods"]["crossentropy"]},
+        "num_samples": 4,
+        "final_seeds": 1,
+        **changes,
+    }
+    return build_sweep_config(raw)
+
+
+def test_trials_of_different_studies_run_side_by_side(ray_session: Any, tmp_path: Path) -> None:
+    """Two trial slots and one trial in flight per study: the second slot can only go to the other study, so
+    each study's first trial meets the other's at a barrier (it would wait out its 60 s in a serial sweep)."""
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    sweep = _stand_in_sweep(
+        tmp_path, "overlap", resources={"cpu": 1, "gpu": 0}, max_concurrent_trials=2, per_study_concurrency=1
+    )
+    lines: list[str] = []
+    sweep_dir = run_sweep(sweep, log=lines.append, status_every_s=0.2, trial_function=_stand_in(barrier))
+    firsts = []
+    for study in ("symmetric-0/crossentropy", "symmetric-0.6/crossentropy"):
+        entry = studies(sweep_dir)[study]
+        firsts.append(results(sweep_dir / "trials" / entry["trial_order"][0])[0]["saw_other_study"])
+        assert len(study_trials(sweep_dir, study)) == 4 and len(study_trials(sweep_dir, study, "final")) == 1
+    assert firsts == [True, True]
+    status = [line for line in lines if line.startswith("status: ")]
+    assert any("2 running; 2 trials running, holding 0/2 GPUs (0%), 2/2 CPUs (100%)" in line for line in status), status
+
+
+def test_a_low_scoring_study_is_not_cut_by_another_study_s_rungs(ray_session: Any, tmp_path: Path) -> None:
+    """One trial at a time, the 0%-noise study first: with one ASHA for both, every 60%-noise trial (val 0.1)
+    would fall below the 0%-noise rung values (0.9) at its first rung and stop. Per-study ASHA lets its best
+    trial run the full length, and the searched config it re-runs is its own."""
+    sweep = _stand_in_sweep(tmp_path, "isolation", asha={"grace_period": 1, "reduction_factor": 2},
+                            max_concurrent_trials=1)
+    sweep_dir = run_sweep(sweep, log=lambda line: None, trial_function=_stand_in(None))
+    low = study_trials(sweep_dir, "symmetric-0.6/crossentropy")
+    assert len(low) == 4 and max(rows[-1]["epoch"] for _, rows in low) == 4
+    assert min(rows[-1]["epoch"] for _, rows in low) < 4  # its own rungs do stop its weaker trials
+    entry = studies(sweep_dir)["symmetric-0.6/crossentropy"]
+    assert entry["status"] == "finished" and entry["best_value"] < 0.2
