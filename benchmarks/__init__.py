@@ -11,4 +11,5 @@ BENCHMARKS: dict[str, str] = {
     "search_efficiency": "benchmarks.search_efficiency",
     "tuning_overhead": "benchmarks.tuning_overhead",
     "gpu_packing": "benchmarks.gpu_packing",
+    "cluster_utilisation": "benchmarks.cluster_utilisation",
 }

@@ -247,3 +247,22 @@ def test_a_low_scoring_study_is_not_cut_by_another_study_s_rungs(ray_session: An
     assert min(rows[-1]["epoch"] for _, rows in low) < 4  # its own rungs do stop its weaker trials
     entry = studies(sweep_dir)["symmetric-0.6/crossentropy"]
     assert entry["status"] == "finished" and entry["best_value"] < 0.2
+
+
+def test_final_runs_can_train_on_the_validation_split_too(ray_session: Any, tmp_path: Path) -> None:
+    """`final_include_val`: the re-runs train on the whole noisy training set (as the papers' final numbers do)."""
+    raw = {
+        **TINY_SWEEP,
+        "name": "full-train",
+        "storage_path": str(tmp_path),
+        "noise": {"kind": "symmetric", "rates": [0.4]},
+        "methods": {"crossentropy": {"search": {}}},
+        "final_seeds": 1,
+        "final_include_val": True,
+    }
+    sweep_dir = run_sweep(build_sweep_config(raw), log=lambda line: None)
+    ((params, rows),) = study_trials(sweep_dir, "symmetric-0.4/crossentropy", "final")
+    assert params == {"data.val_fraction": 0.0, "train.seed": 1}
+    assert rows[-1]["epoch"] == 3 and rows[-1]["test_accuracy"] > 0
+    chosen = best_configs(load_sweep(sweep_dir)).iloc[0]
+    assert chosen["final_n"] == 1 and bool(chosen["final_matches_selection"])

@@ -35,6 +35,8 @@ STUDY = "study"
 PHASE = "phase"
 Phase = Literal["search", "final"]
 PHASES: tuple[str, ...] = ("search", "final")
+#: Keys a final re-run sets on top of its study's selected configuration (not searched, so not compared).
+FINAL_ONLY_KEYS = ("train.seed", "data.val_fraction")
 #: Layout of earlier versions: the shared final-run experiment and the key its trials nested params under.
 LEGACY_FINAL_DIR = "final"
 LEGACY_FINAL_RUN = "final_run"

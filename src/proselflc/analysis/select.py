@@ -14,7 +14,7 @@ import pandas as pd
 
 from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
 from proselflc.config import closest
-from proselflc.sweep_contract import select_best, uses_clean_labels
+from proselflc.sweep_contract import FINAL_ONLY_KEYS, select_best, uses_clean_labels
 
 #: Final re-runs that ran to their end (a diverged run is a real outcome of the config, so it counts).
 FINISHED = ("completed", "diverged")
@@ -185,7 +185,7 @@ def _final(final: pd.DataFrame, params: list[str], selected: dict[str, object]) 
     finished = done[done["status"].isin(FINISHED)]
     values = pd.to_numeric(finished["test_accuracy"], errors="coerce").dropna()
     n_runs = final["trial_id"].nunique()
-    compare = [p for p in params if p != "train.seed" and p in selected]
+    compare = [p for p in params if p not in FINAL_ONLY_KEYS and p in selected]
     runs = final.drop_duplicates("trial_id")
     matches = "trial_id" in selected and all(_same(v, selected[p]) for p in compare for v in runs[p])
     return {

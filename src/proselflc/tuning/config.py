@@ -150,6 +150,9 @@ class SweepConfig(StrictModel):
     )
     storage_path: Path = Path("results")
     final_seeds: int = Field(3, ge=0)
+    final_include_val: bool = Field(
+        False, description="final re-runs train on the whole noisy training set, validation split included"
+    )
     checkpoint_every: int = Field(0, ge=0, description="epochs between trial checkpoints; 0: only the last epoch")
     max_failures: int = Field(1, ge=0, description="retries of a failed trial (from its last checkpoint)")
 

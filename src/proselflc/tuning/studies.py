@@ -91,6 +91,7 @@ class StudySearcher(Searcher):
         per_study_concurrency: int,
         max_concurrent_studies: int | None = None,
         time_budget_s: float | None = None,
+        final_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.max_t = max_t
@@ -99,6 +100,7 @@ class StudySearcher(Searcher):
         self.per_study_concurrency = per_study_concurrency
         self.max_concurrent_studies = max_concurrent_studies or len(plans)
         self.time_budget_s = time_budget_s
+        self.final_params = dict(final_params or {})
         self.order = [plan.key for plan in plans]
         self.studies: dict[str, StudyProgress] = {}
         for plan in plans:
@@ -138,7 +140,8 @@ class StudySearcher(Searcher):
             if study.status == "searched" and len(study.final_trials) < len(self.final_seeds):
                 seed = self.final_seeds[len(study.final_trials)]
                 study.final_trials.append(trial_id)
-                return self._dealt(trial_id, study, "final", {**(study.best_params or {}), "train.seed": seed})
+                params = {**(study.best_params or {}), **self.final_params, "train.seed": seed}
+                return self._dealt(trial_id, study, "final", params)
         for study in sorted(self._by_priority(), key=lambda s: len(s.in_flight)):
             if study.status not in ("pending", "searching") or len(study.in_flight) >= self.per_study_concurrency:
                 continue

@@ -270,6 +270,8 @@ class SweepRunner:
             per_study_concurrency=sweep.study_concurrency,
             max_concurrent_studies=sweep.max_concurrent_studies,
             time_budget_s=sweep.time_budget_s,
+            # The whole noisy training set, validation split included, as the papers' final numbers use.
+            final_params={"data.val_fraction": 0.0} if sweep.final_include_val else None,
         )
 
     def scheduler(self) -> StudyScheduler:
