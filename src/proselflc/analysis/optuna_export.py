@@ -76,6 +76,7 @@ def export_optuna(
             trials = _frozen_trials(group, metric, spaces.get(method, {}))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([metric])  # the dashboard's axis reads "val_accuracy", not "Objective 0"
                 study.add_trials(trials)
             names.append(name)
     finally:
