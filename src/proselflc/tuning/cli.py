@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep", help="sweep YAML, e.g. configs/quickstart.yaml (or <sweep dir>/sweep.yaml)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted sweep: finished studies are skipped, others restored")
+                        help="continue an interrupted sweep: its Tuner is restored, finished trials are kept")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a sweep field, e.g. --set num_samples=4 --set base.train.epochs=5")
     parser.add_argument(
         "--verbose", action="store_true", help="show Ray Tune's progress tables and the trial workers' output"
     )
+    parser.add_argument(
+        "--trust-state", action="store_true",
+        help="with --resume: load Ray Tune's saved state without checking it against your signatures "
+        "(only for a sweep directory you trust: Ray unpickles it)",
+    )
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's or `kill`'s stop) stops the sweep as gracefully as Ctrl+C: Tune saves its state."""
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,14 +44,18 @@ def run(args: argparse.Namespace) -> int:
         # verbose=0; the sweep's own one-line-per-trial log says what matters.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = connect(log_to_driver=args.verbose)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        sweep_dir = run_sweep(sweep, resume=args.resume, verbose=1 if args.verbose else 0)
+        sweep_dir = run_sweep(
+            sweep, resume=args.resume, verbose=1 if args.verbose else 0, trust_state=args.trust_state
+        )
     except KeyboardInterrupt as exc:
-        if not isinstance(exc, SweepInterrupted):  # Ctrl+C between two Tuner runs: the manifest is saved
+        if not isinstance(exc, SweepInterrupted):  # stopped before the Tuner ran: what is saved is resumable
             print(f"sweep interrupted; continue with `proselflc tune {sweep.sweep_dir / SWEEP_FILE} --resume`",
                   flush=True)
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if started:
             ray.shutdown()
     print(summary(str(sweep_dir)))

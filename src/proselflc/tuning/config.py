@@ -35,7 +35,13 @@ from proselflc.config import (
     parse_overrides,
     read_yaml,
 )
-from proselflc.sweep_contract import SELECTABLE_METRICS, rate_dir, uses_clean_labels
+from proselflc.sweep_contract import (
+    MANIFEST_FILE,
+    SELECTABLE_METRICS,
+    SWEEP_FILE,
+    rate_dir,
+    uses_clean_labels,
+)
 from proselflc.training import METRIC_KEYS
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -308,4 +314,9 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
     if base_updates:
         # `--set base.x=...` must not replace a base given as a file path: route it through `overrides`.
         raw["overrides"] = deep_merge(_nested(raw.get("overrides")), base_updates)
+    if path.name == SWEEP_FILE and (path.parent / MANIFEST_FILE).is_file():
+        # A sweep directory's own sweep.yaml: the sweep lives where that file is now (copied or moved), not
+        # where it was first written.
+        raw["storage_path"] = str(path.parent.resolve().parent)
+        raw["name"] = path.parent.name
     return build_sweep_config(raw, source=str(path), root=path.parent)

@@ -19,6 +19,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from proselflc.sweep_contract import PHASE, STUDY, read_manifest, write_manifest
+from proselflc.tuning.state_guard import StateSigner
 from proselflc.tuning.studies import StudySearcher
 
 Log = Callable[[str], None]
@@ -42,6 +43,8 @@ class SweepMonitor(tune.Callback):
         self._last_status = 0.0
         self._reconciled = False
         self._sweep_dir: Path | None = None
+        self._signer = StateSigner()
+        self._sign_failed = False
 
     def setup(self, **info: Any) -> None:
         """Called by every fit, fresh or restored: check the searcher against the restored trials once."""
@@ -58,6 +61,7 @@ class SweepMonitor(tune.Callback):
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self._sync(trials)
+        self._sign(trials)
         now = time.monotonic()
         if self.status_every_s > 0 and now - self._last_status >= self.status_every_s:
             self._last_status = now
@@ -80,6 +84,19 @@ class SweepMonitor(tune.Callback):
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self._sync(trials)
+        self._sign(trials)
+
+    def _sign(self, trials: list[Trial]) -> None:
+        """Sign Ray's saved state as it changes, so `--resume` can verify it before Ray unpickles it."""
+        experiment = next((Path(t.remote_experiment_path) for t in trials), None)
+        if experiment is None or not experiment.is_dir():
+            return
+        try:
+            self._signer.sign(experiment.parent, experiment)
+        except OSError as exc:  # a full disk must not stop the sweep here; resume falls back to older copies
+            if not self._sign_failed:
+                self.log(f"    could not sign the sweep state ({exc}); --resume will use the last signed copy")
+            self._sign_failed = True
 
     # -- what it does ------------------------------------------------------------------------------
 

@@ -9,10 +9,45 @@ import ray
 
 from proselflc.config import ConfigError
 
+#: Set to 0 to let a local Ray started by proselflc listen on the machine's address (Ray's default).
+LOOPBACK_ENV = "PROSELFLC_RAY_LOOPBACK"
+#: Ray's own switch for local-only Ray (its default on macOS/Windows): node IP 127.0.0.1, so every
+#: process it starts (GCS, raylet, workers, agents, metrics export) binds loopback.
+_RAY_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_wanted() -> bool:
+    """Whether a local Ray should bind 127.0.0.1 only (the default); PROSELFLC_RAY_LOOPBACK=0 opts out."""
+    value = os.environ.get(LOOPBACK_ENV, "1").strip().lower()
+    if value not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"{LOOPBACK_ENV}={value!r}: use 1 (local Ray on 127.0.0.1, default) or 0 (Ray's default)")
+    return value in ("1", "true", "yes")
+
+
+def _init_on_loopback(**kwargs: object) -> None:
+    """ray.init on 127.0.0.1 only.
+
+    `ray.init(_node_ip_address="127.0.0.1")` is not enough: Ray replaces a loopback node IP by the
+    machine's address, and its C++ servers then bind every interface. Ray's local-only mode keeps the
+    node IP at 127.0.0.1; its flag is read when `ray` is imported, so it is set for this call (the
+    driver) and in the environment every Ray process inherits.
+    """
+    from ray._private import ray_constants
+
+    os.environ[_RAY_LOCAL_ONLY_ENV] = "0"
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(_node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
 
 def connect(log_to_driver: bool = True) -> bool:
     """Use the Ray that is already initialised, the cluster at RAY_ADDRESS, or start a local one.
 
+    A local Ray listens on 127.0.0.1 only unless PROSELFLC_RAY_LOOPBACK=0, and its processes are
+    children of this one (Ray ends them at shutdown or when this process dies).
     `log_to_driver=False` keeps trial workers' stdout/stderr (e.g. Ray's own SIGTERM noise when it
     retires a reused actor) out of the driver's console; a failed trial is still reported, with the
     path of its error.txt. Returns True when this call started a local Ray (the caller shuts it down).
@@ -22,7 +57,10 @@ def connect(log_to_driver: bool = True) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=log_to_driver)
         return False
-    ray.init(include_dashboard=False, log_to_driver=log_to_driver)
+    if loopback_wanted():
+        _init_on_loopback(include_dashboard=False, log_to_driver=log_to_driver)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=log_to_driver)
     return True
 
 

@@ -4,13 +4,14 @@ A sweep is a set of (noise rate, method) studies. Running them side by side in O
 cluster busy (no study waits for another's ASHA tail, one trial-actor start-up for the whole sweep),
 but each study must still search and early-stop on its own:
 
-- `StudySearcher` multiplexes one seeded Optuna sampler per study (Ray Tune's `OptunaSearch`, each
+- `StudySearcher` multiplexes one seeded Optuna sampler per study (TPE, random, grid, CMA-ES, GP or QMC:
+  `tuning.search` makes them) (Ray Tune's `OptunaSearch`, each
   told only about its own study's trials), deals new trials out across studies, caps each study's
   trials in flight so its sampler sees results before it suggests more, and hands out a study's
   final re-runs (its best configuration x the final seeds, full length) as soon as its search ends.
-- `StudyScheduler` routes every trial to its own study's ASHA, so a rung compares trials of one study
-  only: a 60%-noise study's low val_accuracy is never judged against a 0%-noise study's. Final
-  re-runs are never stopped early.
+- `StudyScheduler` routes every trial to its own study's scheduler (ASHA, the median stopping rule, or
+  none), so a rung or a median compares trials of one study only: a 60%-noise study's low val_accuracy
+  is never judged against a 0%-noise study's. Final re-runs are never stopped early.
 
 The searcher's state (every sub-searcher, what each study dealt and learnt) is saved and restored by
 Ray Tune with the experiment, so `Tuner.restore` resumes the whole sweep.
@@ -27,21 +28,28 @@ from typing import Any
 
 import optuna
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from proselflc.sweep_contract import PHASE, STUDY, select_best, trial_dirname
 
-SamplerFactory = Callable[[], optuna.samplers.BaseSampler]
 
 
 @dataclass(frozen=True)
 class StudyPlan:
-    """What one study searches: its key, its Optuna distributions ({} = one fixed-config trial)."""
+    """What one study searches: its key, its Optuna distributions ({} = one fixed-config trial), and its
+    trial count when it is not the sweep's num_samples (a grid runs exactly its combinations)."""
 
     key: str
     distributions: dict[str, optuna.distributions.BaseDistribution]
+    num_samples: int | None = None
+
+
+#: Makes one study's sampler from its plan (a grid sampler needs the study's choices).
+SamplerFactory = Callable[[StudyPlan], optuna.samplers.BaseSampler]
+#: Makes one study's early-stopping scheduler.
+SchedulerFactory = Callable[[], TrialScheduler]
 
 
 @dataclass
@@ -50,6 +58,7 @@ class StudyProgress:
 
     key: str
     status: str = "pending"
+    samples: int = 1
     search: OptunaSearch | None = None
     started_at: float | None = None
     search_trials: list[str] = field(default_factory=list)  # trial ids, creation order
@@ -104,10 +113,11 @@ class StudySearcher(Searcher):
         self.order = [plan.key for plan in plans]
         self.studies: dict[str, StudyProgress] = {}
         for plan in plans:
-            progress = StudyProgress(plan.key)
+            progress = StudyProgress(plan.key, samples=1)
             if plan.distributions:
+                progress.samples = plan.num_samples or num_samples
                 progress.search = OptunaSearch(
-                    space=dict(plan.distributions), metric=metric, mode=mode, sampler=sampler()
+                    space=dict(plan.distributions), metric=metric, mode=mode, sampler=sampler(plan)
                 )
             self.studies[plan.key] = progress
         self.trial_study: dict[str, tuple[str, str]] = {}  # trial id -> (study, phase)
@@ -118,12 +128,9 @@ class StudySearcher(Searcher):
 
     # -- dealing ----------------------------------------------------------------------------------
 
-    def _samples(self, study: StudyProgress) -> int:
-        return self.num_samples if study.search is not None else 1
-
     def _search_open(self, study: StudyProgress) -> bool:
         """Whether the study may still start search trials (budget of trials and of time)."""
-        if len(study.search_trials) >= self._samples(study):
+        if len(study.search_trials) >= study.samples:
             return False
         if self.time_budget_s is not None and study.started_at is not None:
             return time.time() - study.started_at < self.time_budget_s
@@ -241,6 +248,9 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as handle:
             self.__dict__.update(pickle.load(handle))
+        for study in self.studies.values():
+            if "samples" not in study.__dict__:  # saved before studies had their own trial count
+                study.samples = self.num_samples if study.search is not None else 1
 
 
 def _finite(value: Any) -> bool:
@@ -253,66 +263,63 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
 
 
 class StudyScheduler(FIFOScheduler):
-    """Routes each trial to its own study's ASHA; final re-runs run to the end (FIFO).
+    """Routes each search trial to its own study's scheduler; final re-runs run to the end (FIFO).
 
-    ASHA's rungs are per study, so its quantile cut-offs compare trials that share a noise rate and a
-    method. Sub-schedulers are made on a study's first trial with the same settings.
+    `make` builds a study's scheduler (ASHA, median stopping, ...) on its first trial; None stops no
+    trial early. A sub-scheduler sees only its study's trials, so its cut-offs compare trials that share
+    a noise rate and a method. Sub-schedulers must not PAUSE trials (`tuning.search` builds none that
+    do): this scheduler runs pending trials first-in first-out.
     """
 
-    def __init__(
-        self, *, metric: str, mode: str, max_t: int, grace_period: int, reduction_factor: float, brackets: int
-    ) -> None:
+    def __init__(self, *, metric: str, mode: str, make: SchedulerFactory | None, name: str = "asha") -> None:
         super().__init__()
         self._metric, self._mode = metric, mode
-        self.settings = {
-            "time_attr": "epoch",
-            "metric": metric,
-            "mode": mode,
-            "max_t": max_t,
-            "grace_period": grace_period,
-            "reduction_factor": reduction_factor,
-            "brackets": brackets,
-        }
-        self.studies: dict[str, ASHAScheduler] = {}
+        self.make = make
+        self.name = name
+        self.studies: dict[str, TrialScheduler] = {}
         self.members: dict[str, str] = {}  # search trial id -> study, from on_trial_add until it ends
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return metric in (None, self._metric) and mode in (None, self._mode)
 
-    def _member(self, trial: Trial) -> ASHAScheduler | None:
+    def _member(self, trial: Trial) -> TrialScheduler | None:
         key = self.members.get(trial.trial_id)
         return None if key is None else self.studies[key]
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         config = trial.config or {}
-        if config.get(PHASE) != "search" or trial.trial_id in self.members:
+        if self.make is None or config.get(PHASE) != "search" or trial.trial_id in self.members:
             return
         key = str(config.get(STUDY))
         if key not in self.studies:
-            self.studies[key] = ASHAScheduler(**self.settings)
+            self.studies[key] = self.make()
         self.studies[key].on_trial_add(tune_controller, trial)
         self.members[trial.trial_id] = key
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
-        asha = self._member(trial)
-        if asha is None:
+        scheduler = self._member(trial)
+        if scheduler is None:
             return TrialScheduler.CONTINUE
-        return asha.on_trial_result(tune_controller, trial, result)
+        decision = scheduler.on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.PAUSE:
+            raise RuntimeError(f"{type(scheduler).__name__} paused trial {trial.trial_id}: a per-study scheduler "
+                               "may only continue or stop trials")
+        return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
-        asha = self._member(trial)
-        if asha is not None:
-            asha.on_trial_complete(tune_controller, trial, result)
+        scheduler = self._member(trial)
+        if scheduler is not None:
+            scheduler.on_trial_complete(tune_controller, trial, result)
             self.members.pop(trial.trial_id, None)
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
         self.on_trial_remove(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
-        asha = self._member(trial)
-        if asha is not None:
-            asha.on_trial_remove(tune_controller, trial)
+        scheduler = self._member(trial)
+        if scheduler is not None:
+            scheduler.on_trial_remove(tune_controller, trial)
             self.members.pop(trial.trial_id, None)
 
     def debug_string(self) -> str:
-        return f"Per-study ASHA for {len(self.studies)} studies"
+        return f"Per-study {self.name} for {len(self.studies)} studies"

@@ -42,9 +42,11 @@ from proselflc.sweep_contract import (
     write_manifest,
 )
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
+from proselflc.tuning import state_guard
 from proselflc.tuning.config import SweepConfig, rate_dir, validate_studies
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
 from proselflc.tuning.preflight import alive_nodes, check_placeable, connect, trial_slots
+from proselflc.tuning.state_guard import SIGNATURES
 from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
 
 #: Where trial dirs unknown to a restored experiment are moved (hidden from the analysis, not deleted).
@@ -136,8 +138,10 @@ class SweepRunner:
         verbose: int = 0,
         status_every_s: float = 30.0,
         trial_function: TrialFunction = train_engine,
+        trust_state: bool = False,
     ) -> None:
         self.sweep = sweep
+        self.trust_state = trust_state
         self.log = log
         self.verbose = verbose
         self.status_every_s = status_every_s
@@ -160,7 +164,11 @@ class SweepRunner:
             if not sweep_file.is_file():
                 raise ConfigError(f"--resume: {str(self.dir)!r} holds no sweep to resume (no {SWEEP_FILE})")
             stored = yaml.safe_load(sweep_file.read_text())
-            changed = sorted(k for k in set(stored) | set(resolved) if stored.get(k) != resolved.get(k))
+            # Where the sweep lives is not part of it: a copied or moved sweep directory resumes in place.
+            moved = ("storage_path", "name")
+            changed = sorted(
+                k for k in set(stored) | set(resolved) if k not in moved and stored.get(k) != resolved.get(k)
+            )
             if changed:
                 raise ConfigError(
                     f"--resume: the sweep differs from {str(sweep_file)!r} in {', '.join(changed)}; resume with "
@@ -294,11 +302,16 @@ class SweepRunner:
             run=self.trial_function,
         )
         path = self.dir / EXPERIMENT_DIR
-        if tune.Tuner.can_restore(str(path)):
+        if tune.Tuner.can_restore(str(path)) and (self.trust_state or (self.dir / SIGNATURES).is_file()
+                                                  or state_guard.has_results(path)):
+            if not self.trust_state:
+                for note in state_guard.verify(self.dir, path):
+                    self.log(f"    {note}")
             self.log(f"restoring the interrupted sweep's Tuner at {path}")
             return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         if path.exists():
-            # Interrupted before Ray saved any experiment state: nothing to restore, start it afresh.
+            # Interrupted before Ray saved any state, or before any trial reported and its state was signed:
+            # nothing to lose, so start it afresh rather than load unverified pickles.
             shutil.rmtree(path)
         searcher = self.searcher()
         monitor = SweepMonitor(
@@ -336,7 +349,14 @@ def run_sweep(
     verbose: int = 0,
     status_every_s: float = 30.0,
     trial_function: TrialFunction = train_engine,
+    trust_state: bool = False,
 ) -> Path:
-    """Run or resume `sweep` on Ray (already initialised, RAY_ADDRESS, or a local start); returns the sweep dir."""
-    runner = SweepRunner(sweep, log=log, verbose=verbose, status_every_s=status_every_s, trial_function=trial_function)
+    """Run or resume `sweep` on Ray (already initialised, RAY_ADDRESS, or a local start); returns the sweep dir.
+
+    `trust_state` resumes without verifying Ray's pickled state against this user's signatures.
+    """
+    runner = SweepRunner(
+        sweep, log=log, verbose=verbose, status_every_s=status_every_s, trial_function=trial_function,
+        trust_state=trust_state,
+    )
     return runner.run(resume=resume)
