@@ -7,6 +7,7 @@ end-to-end behaviour on a live Ray is in test_tuning.py."""
 
 from __future__ import annotations
 
+import functools
 import pickle
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import optuna
 import pytest
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.search import Searcher
 
 from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
@@ -29,7 +30,7 @@ def searcher(keys: list[str], **changes: Any) -> StudySearcher:
         "max_t": 3,
         "num_samples": 3,
         "final_seeds": [1, 2],
-        "sampler": lambda: optuna.samplers.TPESampler(seed=0, n_startup_trials=2),
+        "sampler": lambda plan: optuna.samplers.TPESampler(seed=0, n_startup_trials=2),
         "per_study_concurrency": 1,
     }
     options.update(changes)
@@ -130,9 +131,9 @@ def make_trial(study: str, phase: str = "search") -> Trial:
 
 
 def test_each_study_has_its_own_asha_rungs_and_final_runs_are_never_stopped() -> None:
-    scheduler = StudyScheduler(
-        metric="val_accuracy", mode="max", max_t=4, grace_period=1, reduction_factor=2, brackets=1
-    )
+    asha = functools.partial(ASHAScheduler, time_attr="epoch", metric="val_accuracy", mode="max", max_t=4,
+                             grace_period=1, reduction_factor=2, brackets=1)
+    scheduler = StudyScheduler(metric="val_accuracy", mode="max", make=asha)
     high = [make_trial("symmetric-0/ce") for _ in range(3)]
     low = [make_trial("symmetric-0.6/ce") for _ in range(3)]
     final = make_trial("symmetric-0.6/ce", "final")
@@ -149,3 +150,41 @@ def test_each_study_has_its_own_asha_rungs_and_final_runs_are_never_stopped() ->
     assert report(low[2], 0.01) == TrialScheduler.STOP  # below its own study's rung cut-off
     assert report(final, 0.0) == TrialScheduler.CONTINUE
     assert set(scheduler.studies) == {"symmetric-0/ce", "symmetric-0.6/ce"}
+
+
+def test_a_plan_with_its_own_trial_count_overrides_num_samples() -> None:
+    s = StudySearcher(
+        [StudyPlan("grid", dict(LR), num_samples=2), StudyPlan("rest", dict(LR)), StudyPlan("fixed", {})],
+        metric="val_accuracy", mode="max", max_t=3, num_samples=4, final_seeds=[],
+        sampler=lambda plan: optuna.samplers.RandomSampler(seed=0), per_study_concurrency=4,
+    )
+    assert [s.studies[k].samples for k in ("grid", "rest", "fixed")] == [2, 4, 1]
+    dealt = [s.suggest(f"t{n}")["study"] for n in range(7)]
+    assert sorted(dealt) == ["fixed"] + ["grid"] * 2 + ["rest"] * 4
+    assert s.suggest("t7") is None  # every study's trials are dealt; they are still in flight
+
+
+def test_median_stopping_per_study_and_no_scheduler_at_all() -> None:
+    median = functools.partial(MedianStoppingRule, time_attr="epoch", metric="val_accuracy", mode="max",
+                               grace_period=1, min_samples_required=2, min_time_slice=float("inf"))
+    scheduler = StudyScheduler(metric="val_accuracy", mode="max", make=median, name="median")
+    good = [make_trial("a") for _ in range(2)]
+    other = make_trial("b")
+    bad = make_trial("a")
+    for trial in [*good, other, bad]:
+        scheduler.on_trial_add(None, trial)
+
+    def report(trial: Trial, epoch: int, value: float) -> str:
+        return scheduler.on_trial_result(None, trial, {"epoch": epoch, "val_accuracy": value, "training_iteration": epoch})
+
+    for epoch in (1, 2):
+        assert [report(t, epoch, 0.9) for t in good] == [TrialScheduler.CONTINUE] * 2
+    assert report(other, 1, 0.05) == TrialScheduler.CONTINUE  # study b has no other trial: not judged against a
+    assert report(bad, 2, 0.10) == TrialScheduler.STOP  # below the median of its own study's trials
+    assert scheduler.debug_string() == "Per-study median for 2 studies"
+
+    fifo = StudyScheduler(metric="val_accuracy", mode="max", make=None, name="fifo")
+    trial = make_trial("a")
+    fifo.on_trial_add(None, trial)
+    assert fifo.on_trial_result(None, trial, {"epoch": 1, "val_accuracy": 0.0}) == TrialScheduler.CONTINUE
+    assert fifo.studies == {}

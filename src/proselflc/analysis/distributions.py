@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from pydantic import ValidationError
 
 from proselflc.analysis.load import hyperparameter_columns
+from proselflc.search_spaces.domains import parse_domain
 
 #: Not a hyperparameter: seeds vary by design and carry no transferable signal.
 NOT_SEARCHED = ("train.seed",)
@@ -66,20 +68,11 @@ def distribution(values: pd.Series, spec: dict[str, Any] | None = None) -> BaseD
 
 
 def from_spec(spec: dict[str, Any]) -> BaseDistribution | None:
-    """A sweep.yaml domain as an Optuna distribution (Ray's randint/lograndint exclude `high`)."""
-    kind = spec.get("type")
+    """A sweep.yaml domain as the Optuna distribution its study's sampler searched; None if it no longer parses."""
     try:
-        if kind in ("uniform", "quniform", "loguniform", "qloguniform"):
-            return FloatDistribution(float(spec["low"]), float(spec["high"]), log="log" in kind)
-        if kind in ("randint", "lograndint"):
-            return IntDistribution(int(spec["low"]), int(spec["high"]) - 1, log=kind == "lograndint")
-        if kind == "qrandint":
-            return IntDistribution(int(spec["low"]), int(spec["high"]))
-        if kind == "choice":
-            return CategoricalDistribution(list(spec["values"]))
-    except (KeyError, TypeError, ValueError):
+        return parse_domain(spec).to_optuna()
+    except (ValidationError, TypeError):
         return None
-    return None
 
 
 def native(value: Any, distribution: BaseDistribution) -> Any:
@@ -94,12 +87,15 @@ def native(value: Any, distribution: BaseDistribution) -> Any:
 
 
 def _holds(distribution: BaseDistribution, value: Any) -> bool:
+    """Whether Optuna accepts `value` under `distribution` (bounds and, for quantised domains, the step)."""
     if isinstance(distribution, CategoricalDistribution):
         return _choice(value) in distribution.choices
-    if isinstance(distribution, IntDistribution):
-        return float(value).is_integer() and distribution.low <= value <= distribution.high
-    if isinstance(distribution, FloatDistribution):
-        return isinstance(value, (int, float, np.number)) and distribution.low <= value <= distribution.high
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(distribution, IntDistribution) and not float(value).is_integer():
+        return False
+    if isinstance(distribution, (IntDistribution, FloatDistribution)):
+        return distribution._contains(float(value))  # Optuna's own check, the one its storage applies
     return False
 
 

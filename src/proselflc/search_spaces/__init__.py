@@ -33,6 +33,7 @@ __all__ = [
     "build_space",
     "preset",
     "resolve",
+    "to_optuna",
     "to_tune",
 ]
 
@@ -151,6 +152,11 @@ def build_space(search: str | dict[str, Any] | None, loss: str, base: dict[str, 
 def to_tune(space: SearchSpace) -> dict[str, Any]:
     """Ray Tune's param_space for a validated space (flat: Ray writes these keys to params.json)."""
     return {key: domain.to_tune() for key, domain in space.items()}
+
+
+def to_optuna(space: SearchSpace) -> dict[str, Any]:
+    """Optuna's distributions for a validated space: what every study's sampler and the analysis search over."""
+    return {key: domain.to_optuna() for key, domain in space.items()}
 
 
 def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""Search-space domains as typed data: `{type: loguniform, low: 1e-3, high: 0.1}` in YAML -> a Ray Tune domain.
+"""Search-space domains as typed data: `{type: loguniform, low: 1e-3, high: 0.1}` in YAML -> a Ray Tune
+domain (`to_tune`) and an Optuna distribution (`to_optuna`).
 
 Keeping domains as validated data (not Ray objects) lets a sweep file be checked, printed and written
-back as the resolved `sweep.yaml` before Ray is even started. Every type is one Optuna can sample
-(OptunaSearch converts Ray's float, integer and categorical domains), so no preset can ask for
-something the searcher would reject at run time.
+back as the resolved `sweep.yaml` before Ray is even started. Every type is one Optuna can sample, and
+each domain says itself what it is in Ray Tune and in Optuna, so the sweep's samplers and the analysis
+(fANOVA, the Optuna export) read one translation: the one Ray Tune's OptunaSearch applies.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import abc
 import math
 from typing import Annotated, Any, Literal
 
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from ray import tune
 
@@ -24,6 +26,10 @@ class _Domain(BaseModel, abc.ABC):
     @abc.abstractmethod
     def to_tune(self) -> Any:
         """The Ray Tune domain sampling this range."""
+
+    @abc.abstractmethod
+    def to_optuna(self) -> BaseDistribution:
+        """The Optuna distribution of the same values (what OptunaSearch makes of `to_tune()`)."""
 
     @abc.abstractmethod
     def edges(self) -> list[Any]:
@@ -56,6 +62,9 @@ class Uniform(_FloatRange):
     def to_tune(self) -> Any:
         return tune.uniform(self.low, self.high)
 
+    def to_optuna(self) -> BaseDistribution:
+        return FloatDistribution(self.low, self.high)
+
 
 class LogUniform(_FloatRange):
     """Floats log-uniform in [low, high] (low > 0): learning rates, weight decay, ProSelfLC's exp_base."""
@@ -71,6 +80,9 @@ class LogUniform(_FloatRange):
     def to_tune(self) -> Any:
         return tune.loguniform(self.low, self.high)
 
+    def to_optuna(self) -> BaseDistribution:
+        return FloatDistribution(self.low, self.high, log=True)
+
 
 class QUniform(_FloatRange):
     """Floats uniform in [low, high], rounded to multiples of q."""
@@ -80,6 +92,9 @@ class QUniform(_FloatRange):
 
     def to_tune(self) -> Any:
         return tune.quniform(self.low, self.high, self.q)
+
+    def to_optuna(self) -> BaseDistribution:
+        return FloatDistribution(self.low, self.high, step=self.q)
 
 
 class QLogUniform(_FloatRange):
@@ -96,6 +111,10 @@ class QLogUniform(_FloatRange):
 
     def to_tune(self) -> Any:
         return tune.qloguniform(self.low, self.high, self.q)
+
+    def to_optuna(self) -> BaseDistribution:
+        # Optuna has no quantised log scale: OptunaSearch drops q, so the trials see unrounded values.
+        return FloatDistribution(self.low, self.high, log=True)
 
 
 class _IntRange(_Domain):
@@ -120,6 +139,9 @@ class RandInt(_IntRange):
     def to_tune(self) -> Any:
         return tune.randint(self.low, self.high)
 
+    def to_optuna(self) -> BaseDistribution:
+        return IntDistribution(self.low, self.high - 1)
+
 
 class LogRandInt(_IntRange):
     """Integers log-uniform in [low, high) (low >= 1), e.g. batch sizes or widths."""
@@ -134,6 +156,9 @@ class LogRandInt(_IntRange):
 
     def to_tune(self) -> Any:
         return tune.lograndint(self.low, self.high)
+
+    def to_optuna(self) -> BaseDistribution:
+        return IntDistribution(self.low, self.high - 1, log=True)
 
 
 class QRandInt(_Domain):
@@ -156,6 +181,9 @@ class QRandInt(_Domain):
     def to_tune(self) -> Any:
         return tune.qrandint(self.low, self.high, self.q)
 
+    def to_optuna(self) -> BaseDistribution:
+        return IntDistribution(self.low, self.high, step=self.q)
+
 
 class Choice(_Domain):
     """One of `values` (categorical): trust modes, schedules, on/off switches."""
@@ -174,6 +202,9 @@ class Choice(_Domain):
 
     def to_tune(self) -> Any:
         return tune.choice(list(self.values))
+
+    def to_optuna(self) -> BaseDistribution:
+        return CategoricalDistribution(list(self.values))
 
 
 Domain = Annotated[

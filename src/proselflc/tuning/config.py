@@ -43,6 +43,8 @@ from proselflc.sweep_contract import (
     uses_clean_labels,
 )
 from proselflc.training import METRIC_KEYS
+from proselflc.tuning import search
+from proselflc.tuning.search import AshaScheduler, SchedulerSpec, SearcherSpec, TpeSearcher
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -96,23 +98,15 @@ class MethodSpec(StrictModel):
 
 
 class AshaSpec(StrictModel):
-    """ASHA early stopping, in epochs: trials are cut at grace_period * reduction_factor^k unless in the top."""
+    """The trial length, and ASHA's settings in the earlier form of the sweep file (`scheduler:` is the newer).
 
-    max_t: int | None = Field(None, ge=1, description="epochs per trial; default: base.train.epochs")
+    ASHA stops trials at grace_period * reduction_factor^k epochs unless they are in the top 1/reduction_factor.
+    """
+
+    max_t: int | None = Field(None, ge=1, description="epochs per trial, whatever the scheduler; default: base.train.epochs")
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1.0)
     brackets: int = Field(1, ge=1)
-
-
-class SearcherSpec(StrictModel):
-    """Optuna's TPE sampler, seeded so a sweep's suggestions are reproducible."""
-
-    name: Literal["optuna"] = "optuna"
-    sampler: Literal["tpe"] = "tpe"
-    seed: int = 0
-    n_startup_trials: int | None = Field(
-        None, ge=0, description="random trials before TPE models the results; default: num_samples // 3, >= 2"
-    )
 
 
 class ResourcesSpec(StrictModel):
@@ -143,7 +137,10 @@ class SweepConfig(StrictModel):
         None, gt=0, description="per study: no new search trial once its search has run this many seconds"
     )
     asha: AshaSpec = Field(default_factory=AshaSpec)
-    searcher: SearcherSpec = Field(default_factory=SearcherSpec)
+    scheduler: SchedulerSpec | None = Field(
+        None, description="asha (default), median or fifo (none); default: ASHA with the asha section's settings"
+    )
+    searcher: SearcherSpec = Field(default_factory=TpeSearcher)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="trials at once in the whole sweep; default: as many as the cluster holds at start"
@@ -218,9 +215,29 @@ class SweepConfig(StrictModel):
 
     @model_validator(mode="after")
     def _asha_fits(self) -> SweepConfig:
-        if self.asha.grace_period > self.max_t:
-            raise ValueError(f"asha.grace_period = {self.asha.grace_period} exceeds the trial length {self.max_t}")
+        if self.scheduler is not None:
+            defaults = AshaSpec(max_t=self.asha.max_t)
+            given = sorted(k for k in AshaSpec.model_fields if getattr(self.asha, k) != getattr(defaults, k))
+            if given:
+                raise ValueError(
+                    f"asha.{', asha.'.join(given)} and scheduler both set early stopping: give the settings in "
+                    "scheduler (e.g. scheduler: {name: asha, grace_period: 2}) and keep only max_t in asha"
+                )
+        where = "asha" if self.scheduler is None else "scheduler"
+        if self.scheduler_spec.grace_period > self.max_t:
+            raise ValueError(
+                f"{where}.grace_period = {self.scheduler_spec.grace_period} exceeds the trial length {self.max_t}"
+            )
         return self
+
+    @property
+    def scheduler_spec(self) -> search.AshaScheduler | search.MedianScheduler | search.FifoScheduler:
+        """The early stopping in force: `scheduler`, else ASHA with the `asha` section's settings."""
+        if self.scheduler is not None:
+            return self.scheduler
+        asha = self.asha
+        return AshaScheduler(grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
+                             brackets=asha.brackets)
 
     @property
     def max_t(self) -> int:
@@ -233,9 +250,9 @@ class SweepConfig(StrictModel):
 
     @property
     def n_startup_trials(self) -> int:
-        """Random trials before TPE models a study's results (its default: a third of the study, >= 2)."""
-        if self.searcher.n_startup_trials is not None:
-            return self.searcher.n_startup_trials
+        """Random trials before a model-based sampler models a study's results (default: a third, >= 2)."""
+        if self.searcher.startup is not None:
+            return self.searcher.startup
         return max(2, self.num_samples // 3)
 
     @property
@@ -291,6 +308,7 @@ def validate_studies(sweep: SweepConfig) -> dict[str, search_spaces.SearchSpace]
             build_run_config(sweep.study_config(rate, method), source=f"{where} at noise rate {rate:g}")
         base = sweep.study_config(sweep.noise.rates[0], method)
         spaces[method.name] = search_spaces.build_space(method.search, method.loss, base, f"{where}.search")
+    search.check_spaces(sweep, spaces)
     return spaces
 
 

@@ -35,7 +35,6 @@ from ray.tune.search.optuna import OptunaSearch
 from proselflc.sweep_contract import PHASE, STUDY, select_best, trial_dirname
 
 
-
 @dataclass(frozen=True)
 class StudyPlan:
     """What one study searches: its key, its Optuna distributions ({} = one fixed-config trial), and its

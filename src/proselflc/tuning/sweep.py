@@ -23,7 +23,6 @@ from typing import Any
 import optuna
 import yaml
 from ray import tune
-from ray.tune.search.optuna import OptunaSearch
 
 from proselflc import data as data_lib
 from proselflc import search_spaces
@@ -42,7 +41,7 @@ from proselflc.sweep_contract import (
     write_manifest,
 )
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
-from proselflc.tuning import state_guard
+from proselflc.tuning import search, state_guard
 from proselflc.tuning.config import SweepConfig, rate_dir, validate_studies
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
 from proselflc.tuning.preflight import alive_nodes, check_placeable, connect, trial_slots
@@ -253,11 +252,12 @@ class SweepRunner:
                          f"(its study dealt the trial again); kept in {target.parent}")
 
     def plans(self) -> list[StudyPlan]:
-        """Each study's Optuna distributions, from its method's validated space."""
+        """Each study's Optuna distributions (from its method's validated space) and trial count."""
         return [
             StudyPlan(
                 study_key(self.sweep, rate, method.name),
-                OptunaSearch.convert_search_space(search_spaces.to_tune(self.spaces[method.name])),
+                search_spaces.to_optuna(self.spaces[method.name]),
+                num_samples=search.study_samples(self.sweep, self.spaces[method.name]),
             )
             for rate in self.sweep.noise.rates
             for method in self.sweep.methods
@@ -265,7 +265,6 @@ class SweepRunner:
 
     def searcher(self) -> StudySearcher:
         sweep = self.sweep
-        seed, startup = sweep.searcher.seed, sweep.n_startup_trials
         return StudySearcher(
             self.plans(),
             metric=sweep.metric,
@@ -273,8 +272,7 @@ class SweepRunner:
             max_t=sweep.max_t,
             num_samples=sweep.num_samples,
             final_seeds=final_seeds(sweep),
-            # Every study's sampler gets the same seed: its suggestions depend on its own trials only.
-            sampler=lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
+            sampler=search.sampler_factory(sweep),
             per_study_concurrency=sweep.study_concurrency,
             max_concurrent_studies=sweep.max_concurrent_studies,
             time_budget_s=sweep.time_budget_s,
@@ -283,14 +281,9 @@ class SweepRunner:
         )
 
     def scheduler(self) -> StudyScheduler:
-        asha = self.sweep.asha
+        sweep = self.sweep
         return StudyScheduler(
-            metric=self.sweep.metric,
-            mode=self.sweep.mode,
-            max_t=self.sweep.max_t,
-            grace_period=asha.grace_period,
-            reduction_factor=asha.reduction_factor,
-            brackets=asha.brackets,
+            metric=sweep.metric, mode=sweep.mode, make=search.scheduler_factory(sweep), name=sweep.scheduler_spec.name
         )
 
     def _tuner(self, shared: SharedDataset, slots: int) -> tune.Tuner:
