@@ -37,6 +37,7 @@ def protein_transformer(
     vocab_size: int = 30,
     pad_token_id: int = 0,
     pretrained: str | None = None,
+    pretrained_layers: int | None = None,
     hidden_size: int = 128,
     num_hidden_layers: int = 2,
     num_attention_heads: int = 4,
@@ -48,12 +49,18 @@ def protein_transformer(
 
     With `pretrained` (a local model directory, or a hub name such as Rostlab/prot_bert_bfd for users
     with internet) the encoder comes from `from_pretrained` and only the classification head is new;
-    the size arguments then come from the checkpoint. Otherwise a BERT is built from a small config
+    the size arguments then come from the checkpoint, except `pretrained_layers`, which keeps only the first
+    N encoder layers (the ProSelfLC code fine-tunes ProtBert-BFD cut to 6 of its 30). Otherwise a BERT is built from a small config
     for training from scratch; `vocab_size` and `pad_token_id` come from the dataset's tokenizer.
     """
     seq_len = input_shape[0] if input_shape else 512
+    if pretrained_layers is not None and (pretrained is None or pretrained_layers < 1):
+        raise ValueError(
+            f"model.pretrained_layers: {pretrained_layers!r} needs model.pretrained and must be >= 1 (the encoder "
+            "layers kept from the checkpoint)"
+        )
     if pretrained is not None:
-        bert = _from_pretrained(pretrained, num_classes)
+        bert = _from_pretrained(pretrained, num_classes, pretrained_layers)
         if bert.config.vocab_size < vocab_size:
             raise ValueError(
                 f"model.pretrained: {pretrained!r} has a vocabulary of {bert.config.vocab_size} tokens "
@@ -91,13 +98,18 @@ def protein_transformer(
     return ProteinClassifier(BertForSequenceClassification(config), pad_token_id)
 
 
-def _from_pretrained(name_or_path: str, num_classes: int) -> BertForSequenceClassification:
+def _from_pretrained(name_or_path: str, num_classes: int, layers: int | None = None) -> BertForSequenceClassification:
     """Load quietly: a new (or resized) head is expected, so its 'newly initialised' notice is noise."""
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
+        if layers is not None and layers > (available := BertConfig.from_pretrained(name_or_path).num_hidden_layers):
+            raise ValueError(
+                f"model.pretrained_layers: {layers} is more than the {available} layers of {name_or_path!r}"
+            )
         return BertForSequenceClassification.from_pretrained(
-            name_or_path, num_labels=num_classes, ignore_mismatched_sizes=True
+            name_or_path, num_labels=num_classes, ignore_mismatched_sizes=True,
+            **({} if layers is None else {"num_hidden_layers": layers}),
         )
     except OSError as exc:
         raise ValueError(
