@@ -47,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF figures")
     parser.add_argument(
+        "--published",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="CSV of published numbers (e.g. configs/paper/published.csv) shown beside the reproduced ones, "
+        "with the difference, in every export",
+    )
+    parser.add_argument(
         "--optuna-storage",
         metavar="URL",
         default=None,
@@ -72,10 +80,16 @@ def run(args: argparse.Namespace) -> int:
         figures=not args.no_plots,
         scope=args.scope,
         mode=args.mode,
+        published=args.published,
     )
     print(report.table.caption())
     print()
     print(report.table.to_markdown())
+    if report.published is not None:
+        from proselflc.analysis.published import display
+
+        print("\nPublished vs. reproduced (%):\n")
+        print(display(report.published).to_markdown(index=False))
     out = report.files[0].parent if report.files else args.out
     print(f"\nwrote {len(report.files)} file(s) to {out}")
     if storage is not None:

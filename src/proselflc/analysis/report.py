@@ -12,6 +12,8 @@ from proselflc.analysis import plots
 from proselflc.analysis.importances import cost_sentence, importance, search_cost
 from proselflc.analysis.load import load_sweep
 from proselflc.analysis.page import write_page
+from proselflc.analysis.published import compare, display, read_published
+from proselflc.analysis.published import to_latex as published_latex
 from proselflc.analysis.select import best_configs, trial_summary
 from proselflc.analysis.tables import FORMATS, ResultsTable, results_table
 from proselflc.config import closest
@@ -33,16 +35,19 @@ class Report:
     cost: pd.DataFrame
     dynamics: pd.DataFrame
     files: list[Path] = field(default_factory=list)
+    #: published vs. reproduced numbers (`--published FILE`), see `analysis.published`.
+    published: pd.DataFrame | None = None
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The tidy views exported as one CSV file or Excel sheet each, by name."""
-        return {
+        frames = {
             "best_configs": self.best,
             "importance": self.importance,
             "search_cost": self.cost,
             "trials": self.trials,
             "dynamics": self.dynamics,
         }
+        return frames if self.published is None else {**frames, "published_vs_reproduced": self.published}
 
 
 def build_report(
@@ -94,12 +99,19 @@ def write_report(
     figures: bool = True,
     scope: Literal["last", "all"] = "last",
     mode: Literal["max", "min"] | None = None,
+    published: str | Path | None = None,
 ) -> Report:
-    """Compute every view; write the chosen exports and the plots to `out` (default <sweep>/report)."""
+    """Compute every view; write the chosen exports and the plots to `out` (default <sweep>/report).
+
+    `published`: a CSV of published numbers (see `analysis.published`) shown beside the reproduced ones.
+    """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown report format {unknown[0]!r}; {closest(unknown[0], FORMATS)}")
+    published_rows = read_published(published) if published is not None else None  # bad CSV: fail first
     report = build_report(sweep_dir, select_by, scope, mode)
+    if published_rows is not None:
+        report.published = compare(published_rows, report.best, report.table, report.dynamics)
     out = Path(out) if out is not None else Path(sweep_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     writers = {
@@ -159,6 +171,8 @@ def _write_md(report: Report, out: Path) -> list[Path]:
     ]
     if not report.importance.empty:
         parts += ["## Hyperparameter importance (fANOVA)", "", report.importance.to_markdown(index=False), ""]
+    if report.published is not None:
+        parts += ["## Published vs. reproduced (%)", "", display(report.published).to_markdown(index=False), ""]
     path.write_text("\n".join(parts))
     return [path]
 
@@ -177,7 +191,11 @@ def _write_tex(report: Report, out: Path) -> list[Path]:
     path.write_text(report.table.to_latex())
     oracle = out / "oracle.tex"
     oracle.write_text(report.oracle.to_latex())
-    return [path, oracle]
+    if report.published is None:
+        return [path, oracle]
+    published = out / "published.tex"
+    published.write_text(published_latex(report.published))
+    return [path, oracle, published]
 
 
 def _write_html(report: Report, out: Path) -> list[Path]:
@@ -195,6 +213,8 @@ def _write_html(report: Report, out: Path) -> list[Path]:
         "<h2>Hyperparameter importance (fANOVA)</h2>",
         report.importance.to_html(index=False),
     ]
+    if report.published is not None:
+        body += ["<h2>Published vs. reproduced (%)</h2>", display(report.published).to_html(index=False)]
     path.write_text(
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>proselflc report</title></head><body>\n"
         + "\n".join(body)
