@@ -177,13 +177,20 @@ def test_cnns_train_channels_last_on_cpu_too_same_function_and_deterministic():
 
 def test_cli_train_with_overrides_and_resume(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", str(CONFIGS / "digits.yaml"), "--out", str(out), "--set", "train.epochs=2",
+    args = ["train", str(CONFIGS / "digits.yaml"), "--out", str(out), "--set", "train.epochs=3",
             "--set", "optim.milestones=[1]", "--set", "loss.name=proselflc", "--set", "train.progress=false"]
-    assert main(args) == 0
+    assert main([*args[:4], "--set", "train.epochs=2", *args[6:]]) == 0
     assert "test_accuracy" in capsys.readouterr().out
     with open(out / "metrics.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 2
-    assert main([*args[:-2], "--set", "train.epochs=3", "--set", "train.progress=false", "--resume"]) == 0
+    # An interrupted 3-epoch run: its first 2 epochs, checkpointed, then `--resume` with the same config.
+    overrides = [*args[5::2], "train.checkpoint_every=1"]  # the --set values of args
+    interrupted = Engine(load_run_config(CONFIGS / "digits.yaml", overrides), run_dir=out)
+    for row in interrupted.epochs():
+        if row["epoch"] == 2:
+            break
+    interrupted.writer.close()
+    assert main([*args, "--set", "train.checkpoint_every=1", "--resume"]) == 0
     with open(out / "metrics.csv") as fh:
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2, 3]
 

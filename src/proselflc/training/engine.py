@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import pickle
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import nn
 
 from proselflc import data as data_lib
 from proselflc import losses, models, noise
-from proselflc.config import ConfigError, OptimConfig, RunConfig
+from proselflc.config import ConfigError, OptimConfig, RunConfig, build_run_config, read_yaml
 from proselflc.data.base import Dataset
 from proselflc.data.sampler import class_balanced_order
 from proselflc.io import atomic_write
@@ -350,9 +351,65 @@ class Engine:
         self.load_state_dict(state)
 
 
+#: Fields a resumed run may change: where the data is, and how the run is executed and shown, never what it
+#: computes. Anything else (data, noise, model, loss, optim, train.epochs: ProSelfLC's t = step / total_steps
+#: and the lr schedule depend on it, batches, seed, precision) would silently corrupt the run.
+RESUME_MAY_CHANGE = (
+    "name", "data.root", "data.download", "train.device", "train.progress", "train.threads",
+    "train.eval_batch_size", "train.eval_every", "train.checkpoint_every", "train.compile",
+)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_changes(run_dir: str | Path, cfg: RunConfig) -> list[str]:
+    """'field: stored -> new' for each field `cfg` changes against `run_dir/config.yaml`.
+
+    Raises a ConfigError listing the changes a resume may not make (everything outside RESUME_MAY_CHANGE).
+    """
+    path = Path(run_dir) / "config.yaml"
+
+    def resolved(config: RunConfig) -> dict[str, Any]:
+        """Flat fields, with the loss's defaults filled in (an unset exp_base is still 16)."""
+        tree = config.to_dict()
+        tree["loss"] = {**losses.hyperparameters(config.loss.name), **tree["loss"]}
+        return _flat(tree)
+
+    stored = resolved(build_run_config(read_yaml(path), source=str(path)))
+    new = resolved(cfg)
+    changed = [k for k in dict.fromkeys([*stored, *new]) if stored.get(k) != new.get(k)]
+    lines = [f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in changed]
+    refused = [line for k, line in zip(changed, lines) if k not in RESUME_MAY_CHANGE]
+    if refused:
+        raise ConfigError(
+            f"--resume: {str(run_dir)!r} was trained with another config, and these changes would corrupt it:\n  "
+            + "\n  ".join(refused)
+            + "\n(train.epochs sets ProSelfLC's time ratio t and the lr schedule). Resume with the stored values, "
+            f"or start a new run with another --out. A resume may change only: {', '.join(RESUME_MAY_CHANGE)}"
+        )
+    return lines
+
+
 def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False) -> list[dict[str, Any]]:
-    """Run `cfg` to the end, continuing from `run_dir/checkpoint.pt` when `resume` is set and it exists."""
+    """Run `cfg` to the end, continuing from `run_dir/checkpoint.pt` when `resume` is set and it exists.
+
+    A resume first compares `cfg` with the run's stored config.yaml (see `resume_changes`): changes that
+    would corrupt the run are refused, the allowed ones are printed to stderr.
+    """
+    checkpoint = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
+    resuming = resume and checkpoint is not None and checkpoint.is_file()
+    if resuming and (checkpoint.parent / "config.yaml").is_file():
+        for line in resume_changes(checkpoint.parent, cfg):
+            print(f"resuming {str(checkpoint.parent)!r} with a changed {line}", file=sys.stderr)
     engine = Engine(cfg, run_dir=run_dir)
-    if resume and run_dir is not None and (Path(run_dir) / "checkpoint.pt").is_file():
-        engine.load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    if resuming:
+        engine.load_checkpoint(checkpoint)
     return engine.run()
