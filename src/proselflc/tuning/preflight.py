@@ -29,18 +29,23 @@ def _init_on_loopback(**kwargs: object) -> None:
 
     `ray.init(_node_ip_address="127.0.0.1")` is not enough: Ray replaces a loopback node IP by the
     machine's address, and its C++ servers then bind every interface. Ray's local-only mode keeps the
-    node IP at 127.0.0.1; its flag is read when `ray` is imported, so it is set for this call (the
-    driver) and in the environment every Ray process inherits.
+    node IP at 127.0.0.1; its flag is read when `ray` is imported, so it is set, for this call, in the
+    driver and in the environment the processes Ray starts inherit (workers inherit the raylet's).
     """
     from ray._private import ray_constants
 
-    os.environ[_RAY_LOCAL_ONLY_ENV] = "0"
+    saved_env = os.environ.get(_RAY_LOCAL_ONLY_ENV)
     saved = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_RAY_LOCAL_ONLY_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         ray.init(_node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
-    finally:
+    finally:  # the processes Ray started keep the flag; later ones in this driver need not
         ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(_RAY_LOCAL_ONLY_ENV, None)
+        else:
+            os.environ[_RAY_LOCAL_ONLY_ENV] = saved_env
 
 
 def connect(log_to_driver: bool = True) -> bool:
