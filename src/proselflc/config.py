@@ -20,10 +20,10 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from proselflc import safe_yaml
 
@@ -91,13 +91,27 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-    @field_validator("*", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        if field is not None and _holds_bool(value) and not _admits_bool(field.annotation):
-            raise ValueError(f"expected {typing_name(field.annotation)}, got a boolean (true/false)")
-        return value
+    def _no_bool_for_numbers(cls, data: Any) -> Any:
+        # A model-level check (a field validator on "*" would also hit discriminator fields, which pydantic forbids).
+        if not isinstance(data, dict):
+            return data
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "bool_for_number", "expected {expected}, got a boolean (true/false)",
+                    {"expected": typing_name(field.annotation)},
+                ),
+                loc=(name,),
+                input=value,
+            )
+            for name, value in data.items()
+            if (field := cls.model_fields.get(name)) is not None and _holds_bool(value) and not _admits_bool(field.annotation)
+        ]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
 
 
 def check_finite(values: dict[str, Any], section: str) -> None:
