@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF figures")
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a sweep that is still running or was stopped (default: report it, marked PARTIAL)",
+    )
+    parser.add_argument(
         "--published",
         metavar="FILE",
         type=Path,
@@ -65,7 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report and print the main table; errors surface as ValueError for the CLI to format."""
+    from proselflc.analysis.progress import read_progress
     from proselflc.analysis.report import write_report  # deferred: matplotlib/optuna only when reporting
+
+    progress = read_progress(args.sweep_dir)
+    if args.strict:
+        progress.require_finished()
+    if progress.running:  # first line of the output: a partial table must not pass for the final one
+        print("\n".join([progress.headline(), *progress.marks(), ""]), flush=True)
 
     storage = None
     if args.optuna_storage:

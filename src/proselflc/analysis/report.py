@@ -12,6 +12,7 @@ from proselflc.analysis import plots
 from proselflc.analysis.importances import cost_sentence, importance, search_cost
 from proselflc.analysis.load import load_sweep
 from proselflc.analysis.page import write_page
+from proselflc.analysis.progress import SweepProgress, read_progress
 from proselflc.analysis.published import compare, display, read_published
 from proselflc.analysis.published import to_latex as published_latex
 from proselflc.analysis.select import best_configs, trial_summary
@@ -35,6 +36,8 @@ class Report:
     cost: pd.DataFrame
     dynamics: pd.DataFrame
     files: list[Path] = field(default_factory=list)
+    #: each study's status: a running or stopped sweep's exports are marked PARTIAL.
+    progress: SweepProgress | None = None
     #: published vs. reproduced numbers (`--published FILE`), see `analysis.published`.
     published: pd.DataFrame | None = None
 
@@ -77,6 +80,7 @@ def build_report(
         importance=importance(df, select_by=select_by, mode=mode),
         cost=search_cost(df),
         dynamics=dynamics(df, best),
+        progress=read_progress(sweep_dir),
     )
 
 
@@ -149,7 +153,10 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
 
 def _write_md(report: Report, out: Path) -> list[Path]:
     path = out / "results.md"
+    progress = report.progress
+    partial = [progress.headline(), "", *progress.marks(), ""] if progress and progress.running else []
     parts = [
+        *partial,
         "## Results",
         "",
         report.table.caption(),
