@@ -97,7 +97,7 @@ def test_hparams_callback_lets_tensorboard_compare_trials_with_different_hyperpa
                 name=name, storage_path=str(tmp_path / "sweep"), callbacks=build_callbacks([]), verbose=0
             ),
         ).fit()
-    experiment, groups = _tensorboard_hparams(tmp_path / "sweep", tmp_path, expect_sessions=6)
+    experiment, groups = tensorboard_hparams(tmp_path / "sweep", tmp_path, expect_sessions=6)
     assert {h["name"] for h in experiment["hparamInfos"]} >= {"study", "optim.lr", "loss.exp_base", "fail"}
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
     assert {"ray/tune/val_accuracy", "ray/tune/noisy_fit"} <= metrics
@@ -105,7 +105,7 @@ def test_hparams_callback_lets_tensorboard_compare_trials_with_different_hyperpa
     assert statuses == ["STATUS_FAILURE"] * 2 + ["STATUS_SUCCESS"] * 4
 
 
-def _tensorboard_hparams(logdir: Path, home: Path, expect_sessions: int) -> tuple[dict, list[dict]]:
+def tensorboard_hparams(logdir: Path, home: Path, expect_sessions: int) -> tuple[dict, list[dict]]:
     """(experiment, session groups) from the HParams plugin of a real `tensorboard --logdir` on 127.0.0.1."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,21 +1,14 @@
 """Every trial's TensorBoard event files carry its hyperparameters and final metrics in the HParams format.
 
-Ray Tune's TBXLoggerCallback (on by default whenever tensorboardX is installed, which ray[tune]
-requires) writes them when a trial ends; these tests read them back with TensorBoard's own event
-reader from the trial directories `load_sweep` names, so `tensorboard --logdir <sweep>` compares
-trials in its HParams tab.
+They are written when a trial ends, by proselflc's HParamsLoggerCallback where the runner passes
+`tuning.loggers.build_callbacks`, else by Ray Tune's default TBXLoggerCallback (on whenever
+tensorboardX is installed, which ray[tune] requires). These tests read them back with TensorBoard's own
+event reader, and through a real `tensorboard --logdir <sweep>`, from the trial directories
+`load_sweep` names.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +19,7 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.util import tensor_util
 
 from proselflc.analysis import hyperparameter_columns, load_sweep
+from test_loggers import tensorboard_hparams
 
 pytestmark = pytest.mark.ray
 
@@ -93,45 +87,11 @@ def test_every_trial_declares_its_final_metrics(trials: pd.DataFrame) -> None:
 
 def test_tensorboard_hparams_tab_lists_every_trial(tiny_sweep: Path, trials: pd.DataFrame, tmp_path: Path) -> None:
     """A real `tensorboard --logdir <sweep>` serves one HParams session group per trial dir."""
-    exe = Path(sys.executable).parent / "tensorboard"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = subprocess.Popen(
-        [str(exe), "--logdir", str(tiny_sweep), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HOME": str(tmp_path)},  # TensorBoard keeps its instance info under HOME
-    )
-    query = {
-        "experimentName": "",
-        "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN", "STATUS_FAILURE", "STATUS_RUNNING"],
-        "colParams": [],
-        "startIndex": 0,
-        "sliceSize": 1000,
-    }
-    try:
-        groups: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 60
-        while len(groups) < len(trials) and time.monotonic() < deadline:
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/data/plugin/hparams/session_groups",
-                    data=json.dumps(query).encode(),
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    groups = json.loads(response.read())["sessionGroups"]
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, f"tensorboard exited: {server.stderr.read() if server.stderr else ''}"
-            if len(groups) < len(trials):
-                time.sleep(0.5)  # TensorBoard loads event files in the background
-        assert sorted(g["name"] for g in groups) == sorted(trials["trial_dir"])
-        by_name = {g["name"]: g for g in groups}
-        for _, trial in trials.iterrows():
-            shown = {m["name"]["tag"].rsplit("/", 1)[-1]: m["value"] for m in by_name[trial["trial_dir"]]["metricValues"]}
-            assert shown["val_accuracy"] == pytest.approx(trial["val_accuracy"], rel=1e-6)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    experiment, groups = tensorboard_hparams(tiny_sweep, tmp_path, expect_sessions=len(trials))
+    assert sorted(g["name"] for g in groups) == sorted(trials["trial_dir"])
+    by_name = {g["name"]: g for g in groups}
+    for _, trial in trials.iterrows():
+        shown = {m["name"]["tag"].rsplit("/", 1)[-1]: m["value"] for m in by_name[trial["trial_dir"]]["metricValues"]}
+        assert shown["val_accuracy"] == pytest.approx(trial["val_accuracy"], rel=1e-6)
+    declared = {h["name"].rsplit("/", 1)[-1] for h in experiment["hparamInfos"]}
+    assert "optim.lr" in declared
