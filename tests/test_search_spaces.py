@@ -130,3 +130,35 @@ def test_apply_params_sets_dotted_paths_without_touching_the_base() -> None:
     assert base["loss"] == {"name": "proselflc"} and "hidden" not in base["model"]
     with pytest.raises(ConfigError, match="not a dotted RunConfig path"):
         apply_params(base, {"lr": 0.1})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "uniform", "low": 0.0, "high": 1.0},
+        {"type": "loguniform", "low": 1e-3, "high": 1.0},
+        {"type": "quniform", "low": 0.0, "high": 1.0, "q": 0.25},
+        {"type": "qloguniform", "low": 1e-3, "high": 1.0, "q": 1e-3},
+        {"type": "randint", "low": 1, "high": 5},
+        {"type": "lograndint", "low": 1, "high": 64},
+        {"type": "qrandint", "low": 0, "high": 10, "q": 2},
+        {"type": "choice", "values": ["a", 1, True]},
+    ],
+    ids=lambda raw: raw["type"],
+)
+def test_a_domain_is_the_same_optuna_distribution_the_sweep_and_ray_tune_make(raw: dict) -> None:
+    """`to_optuna` is what OptunaSearch makes of `to_tune`: the sweep's samplers and the analysis read one space."""
+    from proselflc.analysis.distributions import from_spec
+    from proselflc.search_spaces.domains import parse_domain
+
+    domain = parse_domain(raw)
+    ray_made = OptunaSearch.convert_search_space({"x": domain.to_tune()})["x"]
+    assert domain.to_optuna() == ray_made == from_spec(raw)
+    assert search_spaces.to_optuna({"x": domain}) == {"x": ray_made}
+
+
+def test_the_analysis_falls_back_when_a_recorded_domain_no_longer_parses() -> None:
+    from proselflc.analysis.distributions import from_spec
+
+    assert from_spec({"type": "uniform", "low": 1.0, "high": 0.0}) is None
+    assert from_spec({"type": "beta", "a": 1}) is None

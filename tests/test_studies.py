@@ -101,7 +101,7 @@ def test_a_study_whose_trials_all_errored_finishes_without_final_runs() -> None:
 
 
 def test_a_time_budget_closes_a_study_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    import proselflc.tuning.studies as studies
+    from proselflc.tuning import studies
 
     clock = [1000.0]
     monkeypatch.setattr(studies.time, "time", lambda: clock[0])

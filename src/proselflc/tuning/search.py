@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import functools
 import math
+import warnings
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import optuna
@@ -81,9 +82,11 @@ class TpeSearcher(_Searcher):
         return self
 
     def sampler(self, plan: StudyPlan, startup: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.TPESampler(
-            seed=self.seed, n_startup_trials=startup, multivariate=self.multivariate, group=self.group
-        )
+        with warnings.catch_warnings():  # multivariate and group are "experimental" since Optuna 2.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=self.seed, n_startup_trials=startup, multivariate=self.multivariate, group=self.group
+            )
 
 
 class RandomSearcher(_Searcher):
@@ -171,7 +174,9 @@ class QmcSearcher(_Searcher):
     scramble: bool = Field(True, description="randomise the sequence with the seed (false: the plain sequence)")
 
     def sampler(self, plan: StudyPlan, startup: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.QMCSampler(qmc_type=self.qmc_type, scramble=self.scramble, seed=self.seed)
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.0, on every study of every sweep
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(qmc_type=self.qmc_type, scramble=self.scramble, seed=self.seed)
 
 
 SEARCHERS: dict[str, type[_Searcher]] = {

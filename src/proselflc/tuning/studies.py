@@ -4,9 +4,8 @@ A sweep is a set of (noise rate, method) studies. Running them side by side in O
 cluster busy (no study waits for another's ASHA tail, one trial-actor start-up for the whole sweep),
 but each study must still search and early-stop on its own:
 
-- `StudySearcher` multiplexes one seeded Optuna sampler per study (TPE, random, grid, CMA-ES, GP or QMC:
-  `tuning.search` makes them) (Ray Tune's `OptunaSearch`, each
-  told only about its own study's trials), deals new trials out across studies, caps each study's
+- `StudySearcher` multiplexes one seeded Optuna sampler per study (TPE, random, grid, CMA-ES, GP or QMC,
+  made by `tuning.search`; each behind Ray Tune's `OptunaSearch`, told only about its own study's trials), deals new trials out across studies, caps each study's
   trials in flight so its sampler sees results before it suggests more, and hands out a study's
   final re-runs (its best configuration x the final seeds, full length) as soon as its search ends.
 - `StudyScheduler` routes every trial to its own study's scheduler (ASHA, the median stopping rule, or
