@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -114,21 +115,32 @@ def _fill(directory: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 def test_train_resume_on_a_full_disk_then_after_freeing_space(tmp_path, tmpfs, capsys):
+    """A run killed mid-way is resumed on a full disk (one paragraph), then again once space is freed."""
     out = tmpfs("size=2m") / "run"
     config = tmp_path / "run.yaml"
-    config.write_text("name: full\ndata: {name: digits, limit: 200}\nmodel: {name: mlp, hidden: 8}\n"
-                      "train: {epochs: 1, device: cpu, progress: false}\n")
-    assert main(["train", str(config), "--out", str(out)]) == 0
-    capsys.readouterr()
+    config.write_text("name: full\ndata: {name: digits, limit: 300}\nmodel: {name: mlp, hidden: 8}\noptim: {schedule: constant}\n"
+                      "train: {epochs: 40, device: cpu, progress: false, checkpoint_every: 1}\n")
+    probe = f"from proselflc.cli import main; main(['train', {str(config)!r}, '--out', {str(out)!r}])"
+    first = subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.pt").is_file() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.poll() is None, "the run ended before it could be interrupted"
+    finally:
+        first.kill()
+        first.wait()
+    assert (out / "checkpoint.pt").is_file()
     filler = _fill(out.parent)
-    code, err = run_cli(capsys, "train", str(config), "--out", str(out), "--resume", "--set", "train.epochs=2")
+    code, err = run_cli(capsys, "train", str(config), "--out", str(out), "--resume")
     assert code == 2
     one_paragraph(err, "no space left", str(out), "--resume")
     filler.unlink()
-    assert main(["train", str(config), "--out", str(out), "--resume", "--set", "train.epochs=2"]) == 0
-    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 3  # header + both epochs
+    assert main(["train", str(config), "--out", str(out), "--resume"]) == 0
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 41  # header + every epoch
 
 
 def _cifar_config(tmp_path: Path, root: Path, download: bool) -> Path:
