@@ -1,19 +1,19 @@
-"""Ray Tune's pickled sweep state is signed as it is written and verified before `--resume` loads it.
+"""Ray Tune's pickled sweep state is snapshotted and signed as it is saved, and verified before `--resume`.
 
-Unit tests on files laid out as Ray lays them out; the end-to-end resumes (a code-carrying tuner.pkl, state
-cut off as by a full disk, a copied sweep directory) are in test_tuning_resume.py."""
+Unit tests on files laid out as Ray lays them out (a staging dir where Ray saves, the storage experiment
+dir it syncs to); the end-to-end resumes (a code-carrying tuner.pkl, state cut off as by a full disk, a
+copied sweep directory, another user's key) are in test_tuning_resume.py."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from proselflc.config import ConfigError
 from proselflc.tuning import state_guard
-from proselflc.tuning.state_guard import BACKUP_DIR, SIGNATURES, StateSigner, verify
+from proselflc.tuning.state_guard import SIGNATURES, SNAPSHOT, StateSigner, verify
 
 
 @pytest.fixture(autouse=True)
@@ -23,16 +23,24 @@ def own_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return key
 
 
-def experiment(tmp_path: Path) -> tuple[Path, Path]:
-    sweep = tmp_path / "sweep"
+def layout(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(sweep dir, staging dir, experiment dir) with Ray's state saved in staging and synced to storage."""
+    sweep, staging = tmp_path / "sweep", tmp_path / "staging"
     exp = sweep / "trials"
     (exp / "t1").mkdir(parents=True)
+    staging.mkdir()
     (exp / "tuner.pkl").write_bytes(b"tuner-v1")
-    (exp / "searcher-state-2026.pkl").write_bytes(b"searcher-v1")
-    (exp / "experiment_state-2026.json").write_text('{"trials": 1}')
+    (staging / "searcher-state-2026.pkl").write_bytes(b"searcher-v1")
+    (staging / "experiment_state-2026.json").write_text('{"trials": 1}')
+    sync(staging, exp)
     (exp / "t1" / "error.pkl").write_bytes(b"error")
     (exp / "t1" / "result.json").write_text('{"epoch": 1}\n')
-    return sweep, exp
+    return sweep, staging, exp
+
+
+def sync(staging: Path, exp: Path) -> None:
+    for file in staging.iterdir():
+        (exp / file.name).write_bytes(file.read_bytes())
 
 
 def test_the_key_is_created_private_and_refused_when_others_can_read_it(own_key: Path) -> None:
@@ -44,52 +52,55 @@ def test_the_key_is_created_private_and_refused_when_others_can_read_it(own_key:
         state_guard.load_key()
 
 
-def test_signed_state_verifies_and_only_changed_files_are_signed_again(tmp_path: Path) -> None:
-    sweep, exp = experiment(tmp_path)
+def test_each_save_is_snapshotted_and_signed_once(tmp_path: Path) -> None:
+    sweep, staging, exp = layout(tmp_path)
     signer = StateSigner()
-    assert signer.sign(sweep, exp) is True
-    signatures = json.loads((sweep / SIGNATURES).read_text())
-    assert sorted(signatures) == ["trials/experiment_state-2026.json", "trials/searcher-state-2026.pkl",
-                                  "trials/t1/error.pkl", "trials/tuner.pkl"]  # result.json is plain JSON
-    assert signer.sign(sweep, exp) is False  # nothing changed
-    (exp / "searcher-state-2026.pkl").write_bytes(b"searcher-v2")
-    assert signer.sign(sweep, exp) is True
-    assert (sweep / BACKUP_DIR / "trials" / "searcher-state-2026.pkl").read_bytes() == b"searcher-v2"
-    assert verify(sweep, exp) == []
+    assert signer.sign(sweep, staging, exp) is True
+    signatures = json.loads((sweep / SNAPSHOT / SIGNATURES).read_text())
+    assert sorted(signatures) == ["experiment_state-2026.json", "searcher-state-2026.pkl", "tuner.pkl"]
+    assert signer.sign(sweep, staging, exp) is False  # nothing changed
+    (staging / "searcher-state-2026.pkl").write_bytes(b"searcher-v2")
+    assert signer.sign(sweep, staging, exp) is True
+    assert (sweep / SNAPSHOT / "searcher-state-2026.pkl").read_bytes() == b"searcher-v2"
+    assert not (sweep / f"{SNAPSHOT}.old").exists() and not (sweep / f"{SNAPSHOT}.new").exists()
+    sync(staging, exp)
+    assert verify(sweep, exp) == ["1 trials' pickled errors set aside (their error.txt is kept)"]
+    assert (exp / "t1" / "error.pkl.rejected").exists() and (exp / "t1" / "result.json").exists()
 
 
-def test_a_file_cut_off_after_signing_is_replaced_by_its_last_signed_copy(tmp_path: Path) -> None:
-    sweep, exp = experiment(tmp_path)
-    StateSigner().sign(sweep, exp)
-    state = exp / "experiment_state-2026.json"
-    state.write_text('{"tri')  # what ENOSPC or a kill mid-write leaves
+def test_state_cut_off_or_synced_late_is_replaced_by_the_signed_snapshot(tmp_path: Path) -> None:
+    sweep, staging, exp = layout(tmp_path)
+    StateSigner().sign(sweep, staging, exp)
+    (exp / "experiment_state-2026.json").write_text('{"tri')  # what ENOSPC or a kill mid-write leaves
+    (exp / "searcher-state-2027.pkl").write_bytes(b"a newer save the monitor never saw")
     notes = verify(sweep, exp)
-    assert notes == [
-        "trials/experiment_state-2026.json: did not match its signature (cut off?); its last signed copy restored"
+    assert notes[:2] == [
+        "experiment_state-2026.json: not the last signed state (cut off, late or changed); set aside for the signed copy",
+        "searcher-state-2027.pkl: not the last signed state (cut off, late or changed); set aside for the signed copy",
     ]
-    assert state.read_text() == '{"trials": 1}'
+    assert (exp / "experiment_state-2026.json").read_text() == '{"trials": 1}'
     assert (exp / "experiment_state-2026.json.rejected").read_text() == '{"tri'
-
-
-def test_unsigned_newer_state_is_set_aside_and_a_foreign_tuner_pickle_is_refused(tmp_path: Path) -> None:
-    sweep, exp = experiment(tmp_path)
-    StateSigner().sign(sweep, exp)
-    (exp / "searcher-state-2027.pkl").write_bytes(b"written after the last signature")
-    assert verify(sweep, exp) == ["trials/searcher-state-2027.pkl: unsigned, set aside"]
     assert not (exp / "searcher-state-2027.pkl").exists()
+
+
+def test_a_replaced_tuner_pickle_is_never_what_ray_loads(tmp_path: Path) -> None:
+    sweep, staging, exp = layout(tmp_path)
+    StateSigner().sign(sweep, staging, exp)
     (exp / "tuner.pkl").write_bytes(b"someone else's code")
-    os.remove(sweep / BACKUP_DIR / "trials" / "tuner.pkl")
-    with pytest.raises(ConfigError, match=r"tuner.pkl' does not match its signature and has no good copy.*"
-                                          r"--trust-state"):
-        verify(sweep, exp)
+    verify(sweep, exp)
+    assert (exp / "tuner.pkl").read_bytes() == b"tuner-v1"
 
 
-def test_state_signed_under_another_key_or_not_at_all_is_refused(tmp_path: Path, own_key: Path,
+def test_state_signed_under_another_key_or_not_at_all_is_refused(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    sweep, exp = experiment(tmp_path)
-    with pytest.raises(ConfigError, match="no state-signatures.json"):
+    sweep, staging, exp = layout(tmp_path)
+    with pytest.raises(ConfigError, match="no signed snapshot.*--trust-state"):
         verify(sweep, exp)
-    StateSigner().sign(sweep, exp)
+    StateSigner().sign(sweep, staging, exp)
+    (sweep / SNAPSHOT / "tuner.pkl").write_bytes(b"changed inside the snapshot")
+    with pytest.raises(ConfigError, match=r"tuner.pkl' does not match its signature under your key"):
+        verify(sweep, exp)
+    StateSigner().sign(sweep, staging, exp)
     monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "other.key"))  # another user's key
-    with pytest.raises(ConfigError, match="tuner.pkl"):
+    with pytest.raises(ConfigError, match="does not match its signature under your key"):
         verify(sweep, exp)

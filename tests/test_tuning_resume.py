@@ -144,3 +144,84 @@ def test_sweep_interrupted_during_the_final_runs_resumes_them(ray_session: Any, 
     assert all(rows[-1]["epoch"] == 10 for _, _, rows in runs)
     statuses = [entry["status"] for entry in json.loads((sweep_dir / "manifest.json").read_text())["studies"]]
     assert statuses == ["finished", "finished"]
+
+
+class _Evil:
+    """A pickle that runs code when loaded: what a hostile tuner.pkl could hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.faults
+def test_resume_verifies_ray_state_falls_back_to_signed_copies_and_runs_in_place(
+    ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One interrupted sweep, copied three times: a tuner.pkl replaced by code is never loaded; state cut off
+    (as ENOSPC leaves it) resumes from the last signed copies without losing a finished trial, within seconds;
+    under another user's key the resume is refused; and each copy resumes where it is, not at the original."""
+    import pickle
+    import shutil
+
+    from proselflc.config import ConfigError
+    from proselflc.tuning import state_guard
+
+    monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "key"))
+    raw = {
+        **TINY_SWEEP,
+        "name": "guarded",
+        "storage_path": str(tmp_path / "results"),
+        "noise": {"kind": "symmetric", "rates": [0.4]},
+        "methods": {"proselflc": TINY_SWEEP["methods"]["proselflc"]},
+        "num_samples": SAMPLES,
+        "final_seeds": 1,
+        "checkpoint_every": 1,
+    }
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(yaml.safe_dump(raw))
+    original = tmp_path / "results" / "guarded"
+    _interrupt_when(lambda: len(_full_length(original / "trials")) >= 2, sweep_file, ray_session,
+                    tmp_path / "sweep.log")
+    assert (original / ".state-backup" / "signatures.json").is_file()
+    frozen = {p: p.stat().st_mtime_ns for p in original.rglob("*")}
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name / "guarded"
+        shutil.copytree(original, target)
+        return target
+
+    def finished(sweep_dir: Path, before: dict[Path, bytes]) -> None:
+        manifest = json.loads((sweep_dir / "manifest.json").read_text())
+        assert [s["status"] for s in manifest["studies"]] == ["finished"]
+        assert len(study_trials(sweep_dir, "symmetric-0.4/proselflc")) == SAMPLES
+        assert len(study_trials(sweep_dir, "symmetric-0.4/proselflc", "final")) == 1
+        assert {p: p.read_bytes() for p in before} == before  # no finished trial re-run or lost
+
+    marker = tmp_path / "pwned"
+    evil = copy("evil")
+    (evil / "trials" / "tuner.pkl").write_bytes(pickle.dumps(_Evil(marker)))
+    lines: list[str] = []
+    before = _full_length(evil / "trials")
+    run_sweep(load_sweep(evil / "sweep.yaml"), resume=True, log=lines.append)
+    assert not marker.exists(), "code from the sweep directory ran"
+    assert any("tuner.pkl: not the last signed state" in line for line in lines), lines
+    finished(evil, before)
+
+    cut = copy("cut")
+    for state in [*(cut / "trials").glob("experiment_state-*.json"), *(cut / "trials").glob("searcher-state-*.pkl")]:
+        state.write_bytes(state.read_bytes()[: len(state.read_bytes()) // 3])  # what a full disk leaves
+    before = _full_length(cut / "trials")
+    started = time.monotonic()
+    run_sweep(load_sweep(cut / "sweep.yaml"), resume=True, log=lines.append)
+    assert time.monotonic() - started < 120
+    finished(cut, before)
+
+    foreign = copy("foreign")
+    monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "another-users-key"))
+    with pytest.raises(ConfigError, match=r"does not match its signature under your key.*--trust-state"):
+        run_sweep(load_sweep(foreign / "sweep.yaml"), resume=True, log=lines.append)
+
+    assert {p: p.stat().st_mtime_ns for p in original.rglob("*")} == frozen, "a copy resumed the original"

@@ -88,11 +88,12 @@ class SweepMonitor(tune.Callback):
 
     def _sign(self, trials: list[Trial]) -> None:
         """Sign Ray's saved state as it changes, so `--resume` can verify it before Ray unpickles it."""
-        experiment = next((Path(t.remote_experiment_path) for t in trials), None)
-        if experiment is None or not experiment.is_dir():
+        trial = next(iter(trials), None)
+        if trial is None or not Path(trial.local_experiment_path).is_dir():
             return
+        experiment = Path(trial.remote_experiment_path)
         try:
-            self._signer.sign(experiment.parent, experiment)
+            self._signer.sign(experiment.parent, Path(trial.local_experiment_path), experiment)
         except OSError as exc:  # a full disk must not stop the sweep here; resume falls back to older copies
             if not self._sign_failed:
                 self.log(f"    could not sign the sweep state ({exc}); --resume will use the last signed copy")

@@ -1,13 +1,16 @@
 """Ray Tune's saved sweep state, signed while it is written and verified before `--resume` loads it.
 
-Ray Tune restores a Tuner from pickles (`tuner.pkl`, `searcher-state-*.pkl`, trial objects inside
+Ray Tune restores a Tuner from pickles (`tuner.pkl`, `searcher-state-*.pkl`, the trial objects inside
 `experiment_state-*.json`, `error.pkl`): loading a sweep directory someone else wrote would run their
-code. So while a sweep runs, every such file is signed (HMAC-SHA256 with a per-user secret key, a file of
-mode 0600) and a copy of each signed version is kept; before a resume, each file must match its signature.
-A file that does not (truncated by a full disk, cut off by a kill, or changed by someone) is replaced by
-its last signed copy, so the sweep resumes from a slightly older, consistent state (trials that finished
-after it are continued from their checkpoints, not lost); a file with no good copy refuses the resume,
-naming the file. `--trust-state` skips the check for a directory the user vouches for.
+code. So while a sweep runs, each time Ray saves its state the sweep's monitor copies that state, as one
+consistent snapshot, into `<sweep>/.state-backup/` and signs every file (HMAC-SHA256 with a per-user
+secret key, a file of mode 0600). Before a resume the snapshot must verify under the user's key, and
+Ray's state files are made equal to it: a file that differs (cut off by a full disk or a kill, synced
+late, or changed by someone) is set aside as `<name>.rejected` and replaced by its signed copy, so the
+sweep resumes from its last consistent signed state (trials that finished after it are continued from
+their checkpoints, not lost). Trials' pickled errors are set aside too (their error.txt stays). A
+snapshot that does not verify refuses the resume, naming the file. `--trust-state` skips all this for a
+directory the user vouches for.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from proselflc.io import atomic_write_text
 #: Where the per-user key lives unless PROSELFLC_KEY_FILE names another file.
 KEY_ENV = "PROSELFLC_KEY_FILE"
 DEFAULT_KEY_FILE = Path("~/.config/proselflc/sweep-state.key")
-#: In the sweep directory: the signatures and the last signed copy of each state file.
-SIGNATURES = "state-signatures.json"
-BACKUP_DIR = ".state-backup"
-#: Ray's files that it restores with (cloud)pickle, relative to the experiment directory.
-_PATTERNS = ("*.pkl", "experiment_state-*.json", "search_gen_state-*.json", "*/*.pkl")
+#: In the sweep directory: the last signed snapshot of Ray's state, with its signatures inside.
+SNAPSHOT = ".state-backup"
+SIGNATURES = "signatures.json"
+#: Ray's top-level state files that it restores with (cloud)pickle, in the experiment directory.
+_STATE = ("tuner.pkl", "experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
 
 
 def key_file() -> Path:
@@ -53,11 +56,10 @@ def load_key() -> bytes:
     return path.read_text().strip().encode()
 
 
-def state_files(experiment: Path) -> list[Path]:
-    """Ray's pickled state of an experiment directory (checkpoints are not among them: the Engine's load with
-    `weights_only=True`)."""
-    found = {p for pattern in _PATTERNS for p in experiment.glob(pattern) if p.is_file()}
-    return sorted(p for p in found if BACKUP_DIR not in p.parts)
+def state_files(directory: Path) -> list[Path]:
+    """Ray's pickled state in an experiment (or staging) directory; the trials' checkpoints are not among
+    them: the Engine loads those with `weights_only=True`."""
+    return sorted({p for pattern in _STATE for p in directory.glob(pattern) if p.is_file()})
 
 
 def _digest(key: bytes, path: Path) -> str:
@@ -68,35 +70,49 @@ def _digest(key: bytes, path: Path) -> str:
     return mac.hexdigest()
 
 
+def _snapshot(sweep_dir: Path) -> Path | None:
+    """The newest complete snapshot (a kill between the two renames of a swap leaves only `.old`)."""
+    for candidate in (sweep_dir / SNAPSHOT, sweep_dir / f"{SNAPSHOT}.old"):
+        if (candidate / SIGNATURES).is_file():
+            return candidate
+    return None
+
+
 class StateSigner:
-    """Signs an experiment's state files as Ray rewrites them (called from the sweep's Tune callback)."""
+    """Snapshots and signs Ray's state each time Ray saves it (called from the sweep's Tune callback, in the
+    driver thread that also writes the state, so a snapshot never mixes two saves)."""
 
     def __init__(self) -> None:
-        self._seen: dict[Path, tuple[int, int]] = {}
+        self._seen: dict[str, tuple[int, int]] = {}
         self._key: bytes | None = None
 
-    def sign(self, sweep_dir: Path, experiment: Path) -> bool:
-        """Sign and back up every state file that changed since the last call; True if anything changed."""
-        files = state_files(experiment)
-        stamps = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in files}
-        if stamps == {p: self._seen.get(p) for p in files} and len(files) == len(self._seen):
+    def sign(self, sweep_dir: Path, staging: Path, experiment: Path) -> bool:
+        """Snapshot and sign if Ray's state changed since the last call; True if it did.
+
+        `staging` is the driver's staging directory, where Ray writes its state synchronously before
+        syncing it to `experiment` (the storage directory, where `tuner.pkl` is written directly).
+        """
+        files = {p.name: p for p in state_files(staging) if p.name != "tuner.pkl"}
+        if (experiment / "tuner.pkl").is_file():
+            files["tuner.pkl"] = experiment / "tuner.pkl"
+        stamps = {name: (p.stat().st_mtime_ns, p.stat().st_size) for name, p in files.items()}
+        if not files or stamps == self._seen:
             return False
         self._key = self._key or load_key()
-        path = sweep_dir / SIGNATURES
-        signatures: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
-        backup = sweep_dir / BACKUP_DIR
-        for file in files:
-            if self._seen.get(file) == stamps[file]:
-                continue
-            rel = str(file.relative_to(sweep_dir))
-            copy = backup / rel
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            tmp = copy.with_name(copy.name + ".tmp")
-            shutil.copyfile(file, tmp)
-            digest = _digest(self._key, tmp)  # sign the copy: the file itself may be rewritten meanwhile
-            os.replace(tmp, copy)
-            signatures[rel] = digest
-        atomic_write_text(path, json.dumps(signatures, indent=1, sort_keys=True) + "\n")
+        new = sweep_dir / f"{SNAPSHOT}.new"
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir(parents=True)
+        signatures = {}
+        for name, source in files.items():
+            shutil.copyfile(source, new / name)
+            signatures[name] = _digest(self._key, new / name)  # sign the copy: Ray may rewrite the source
+        atomic_write_text(new / SIGNATURES, json.dumps(signatures, indent=1, sort_keys=True) + "\n")
+        current, old = sweep_dir / SNAPSHOT, sweep_dir / f"{SNAPSHOT}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if current.exists():
+            os.replace(current, old)
+        os.replace(new, current)
+        shutil.rmtree(old, ignore_errors=True)
         self._seen = stamps
         return True
 
@@ -106,50 +122,49 @@ def has_results(experiment: Path) -> bool:
     return any(p.stat().st_size > 0 for p in experiment.glob("*/result.json"))
 
 
-def verify(sweep_dir: Path, experiment: Path) -> list[str]:
-    """Check every state file against its signature before Ray loads it; returns what was done, per file.
+def has_snapshot(sweep_dir: Path) -> bool:
+    return _snapshot(sweep_dir) is not None
 
-    A file that does not match its signature is replaced by its last signed copy when that copy matches.
-    Without a good copy, a file Ray only needs in its newest version (experiment, searcher and generator
-    state, which Ray rewrites under new names, and a trial's pickled error) is set aside as
-    `<name>.rejected`, so Ray resumes from the newest state that is signed; an unverifiable `tuner.pkl`
-    refuses the resume, naming the file.
+
+def verify(sweep_dir: Path, experiment: Path) -> list[str]:
+    """Verify the last signed snapshot and make Ray's state files equal to it; returns what was changed.
+
+    Raises ConfigError, naming the file, when there is no snapshot or one of its files does not match its
+    signature under this user's key.
     """
-    key = load_key()
-    path = sweep_dir / SIGNATURES
-    if not path.is_file():
+    snapshot = _snapshot(sweep_dir)
+    if snapshot is None:
         raise ConfigError(
-            f"--resume: {str(sweep_dir)!r} has Ray Tune state but no {SIGNATURES}: it was not written by this "
-            "proselflc under your key, and Ray would load its pickles (which can run code). If you trust the "
+            f"--resume: {str(sweep_dir)!r} has Ray Tune state but no signed snapshot ({SNAPSHOT}/): it was not "
+            "written by this proselflc, and Ray would load its pickles, which can run code. If you trust the "
             "directory, resume with --trust-state"
         )
+    key = load_key()
     try:
-        signatures = json.loads(path.read_text())
+        signatures: dict[str, str] = json.loads((snapshot / SIGNATURES).read_text())
     except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"--resume: {str(path)!r} is not valid JSON ({exc}); resume with --trust-state only if you trust "
-            "the directory"
-        ) from None
-    done = []
-    for file in state_files(experiment):
-        rel = str(file.relative_to(sweep_dir))
-        expected = signatures.get(rel)
-        if expected is not None and hmac.compare_digest(_digest(key, file), expected):
-            continue
-        copy = sweep_dir / BACKUP_DIR / rel
-        aside = file.with_name(file.name + ".rejected")
-        if expected is not None and copy.is_file() and hmac.compare_digest(_digest(key, copy), expected):
-            os.replace(file, aside)
-            shutil.copyfile(copy, file)
-            done.append(f"{rel}: did not match its signature (cut off?); its last signed copy restored")
-        elif file.name != "tuner.pkl":
-            os.replace(file, aside)
-            done.append(f"{rel}: {'unsigned' if expected is None else 'not matching'}, set aside")
-        else:
-            why = "is not signed" if expected is None else "does not match its signature and has no good copy"
+        raise ConfigError(f"--resume: {str(snapshot / SIGNATURES)!r} is not valid JSON ({exc})") from None
+    for name, expected in signatures.items():
+        copy = snapshot / name
+        if not copy.is_file() or not hmac.compare_digest(_digest(key, copy), expected):
             raise ConfigError(
-                f"--resume: {str(file)!r} {why} (written by someone else, or changed since): Ray would load it "
-                "with pickle, which can run code, so the resume is refused. Resume with --trust-state only if "
-                "you trust the directory"
+                f"--resume: {str(copy)!r} does not match its signature under your key ({key_file()}): the sweep "
+                "was written by another user or changed since, and Ray would load it with pickle, which can run "
+                "code, so the resume is refused. Resume with --trust-state only if you trust the directory"
             )
-    return done
+    changed = []
+    for file in state_files(experiment):
+        if file.name not in signatures or file.read_bytes() != (snapshot / file.name).read_bytes():
+            os.replace(file, file.with_name(file.name + ".rejected"))
+            changed.append(file.name)
+    for name in signatures:
+        if not (experiment / name).is_file():
+            shutil.copyfile(snapshot / name, experiment / name)
+    errors = list(experiment.glob("*/error.pkl"))
+    for error in errors:
+        os.replace(error, error.with_name("error.pkl.rejected"))
+    notes = [f"{name}: not the last signed state (cut off, late or changed); set aside for the signed copy"
+             for name in sorted(changed)]
+    if errors:
+        notes.append(f"{len(errors)} trials' pickled errors set aside (their error.txt is kept)")
+    return notes

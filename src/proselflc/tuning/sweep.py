@@ -45,7 +45,6 @@ from proselflc.tuning import search, state_guard
 from proselflc.tuning.config import SweepConfig, rate_dir, validate_studies
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
 from proselflc.tuning.preflight import alive_nodes, check_placeable, connect, trial_slots
-from proselflc.tuning.state_guard import SIGNATURES
 from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
 
 #: Where trial dirs unknown to a restored experiment are moved (hidden from the analysis, not deleted).
@@ -295,8 +294,9 @@ class SweepRunner:
             run=self.trial_function,
         )
         path = self.dir / EXPERIMENT_DIR
-        if tune.Tuner.can_restore(str(path)) and (self.trust_state or (self.dir / SIGNATURES).is_file()
-                                                  or state_guard.has_results(path)):
+        if tune.Tuner.can_restore(str(path)) and (
+            self.trust_state or state_guard.has_snapshot(self.dir) or state_guard.has_results(path)
+        ):
             if not self.trust_state:
                 for note in state_guard.verify(self.dir, path):
                     self.log(f"    {note}")
