@@ -35,6 +35,7 @@ def test_specs_accept_the_bare_name_and_reject_bad_entries_by_field() -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_mlflow_callback_records_one_run_per_trial(ray_session: Any, tmp_path: Path) -> None:
     mlflow = pytest.importorskip("mlflow", reason="MLflow comes with the 'tracking' extra (make test installs it)")
     from ray import tune
@@ -67,6 +68,7 @@ def test_mlflow_callback_records_one_run_per_trial(ray_session: Any, tmp_path: P
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_hparams_callback_lets_tensorboard_compare_trials_with_different_hyperparameters(
     ray_session: Any, tmp_path: Path
 ) -> None:
