@@ -61,3 +61,25 @@ def test_unknown_keys_in_strict_sections_are_named(section, key):
         assert key in str(err)
     else:
         raise AssertionError(f"{section}.{key} was accepted")
+
+
+#: Numeric fields of the strict sections: true/false and inf/nan make no sense in any of them.
+NUMERIC = [
+    ("data", "val_fraction"), ("noise", "rate"), ("optim", "lr"), ("optim", "momentum"), ("optim", "warmup_epochs"),
+    ("train", "epochs"), ("train", "batch_size"), ("train", "seed"), ("loss", "exp_base"), ("model", "hidden"),
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(field=st.sampled_from(NUMERIC),
+       value=st.one_of(st.booleans(), st.sampled_from([float("inf"), float("-inf"), float("nan")])))
+def test_booleans_and_non_finite_numbers_are_always_refused(field, value):
+    section, key = field
+    raw = copy.deepcopy(VALID)
+    raw[section][key] = value
+    try:
+        build_run_config(raw)
+    except ConfigError as err:
+        assert section in str(err)
+    else:
+        raise AssertionError(f"{section}.{key} = {value!r} was accepted")

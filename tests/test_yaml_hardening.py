@@ -11,7 +11,7 @@ import pytest
 
 from proselflc.cli import main
 from proselflc.config import ConfigError, build_run_config, load_run_config, parse_overrides, read_yaml
-from proselflc.safe_yaml import MAX_CONFIG_BYTES
+from proselflc.safe_yaml import MAX_CONFIG_BYTES, dump_text, load_text
 
 #: The classic "billion laughs": nine levels of ten aliases each, 10**9 leaves from under 1 kB.
 ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
@@ -117,3 +117,10 @@ def test_the_cli_writes_nothing_outside_runs_for_an_unsafe_name(tmp_path, monkey
     err = capsys.readouterr().err
     assert "run name '../../escaped'" in err and "Traceback" not in err
     assert not (tmp_path.parent.parent / "escaped").exists() and not (tmp_path / "runs").exists()
+
+
+def test_what_the_project_writes_reads_back_without_aliases():
+    shared = [20, 30]
+    data = {"optim": {"milestones": shared}, "copy": {"milestones": shared}}
+    assert "&" not in dump_text(data)
+    assert load_text(dump_text(data)) == data

@@ -54,6 +54,18 @@ class _ConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """SafeDumper that writes a shared object out again instead of as an anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_text(data: Any) -> str:
+    """YAML that this module's loader reads back: keys in insertion order, never an alias."""
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)
+
+
 def load_text(text: str, source: str = "config") -> Any:
     """Parse one YAML document with the config loader; YamlRefused (a ValueError) on any problem."""
     loader = _ConfigLoader(text)

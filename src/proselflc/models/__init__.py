@@ -47,11 +47,14 @@ def check(name: str, **kwargs: Any) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     allowed = sorted(set(params) - {"num_classes", "input_shape"})
-    for key in kwargs:
+    for key, value in kwargs.items():
         if key not in allowed:
             raise ConfigError(
                 f"model.{key}: model {name!r} has no option {key!r}; allowed: {', '.join(allowed) or '(none)'}"
             )
+        default = params[key].default
+        if isinstance(value, bool) and isinstance(default, int | float) and not isinstance(default, bool):
+            raise ConfigError(f"model.{key}: expected a number (default {default!r}), got a boolean ({value})")
 
 
 def build(name: str, num_classes: int, input_shape: tuple[int, ...] = (), **kwargs: Any) -> nn.Module:
