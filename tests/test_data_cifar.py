@@ -170,5 +170,7 @@ def test_cifar100_run_configs_follow_the_papers_schedule(name, model, tmp_path):
     cfg = load_run_config(CONFIGS / f"{name}.yaml", [f"data.root={tmp_path}", "data.download=false"])
     assert cfg.model.name == model and (cfg.noise.kind, cfg.noise.rate) == ("symmetric", 0.4)
     assert (cfg.optim.momentum, cfg.train.batch_size, cfg.train.epochs) == (0.9, 128, 100)
-    assert cfg.optim.schedule == "multistep" and cfg.optim.warmup_epochs > 0 and cfg.optim.milestones
+    # ProSelfLC-AT's 200 epochs halved: 8 warm-up epochs, then its post-warm-up milestones 60/120/160 halved.
+    assert cfg.optim.schedule == "multistep" and cfg.optim.warmup_epochs == 8
+    assert cfg.optim.milestones == [8 + 30, 8 + 60, 8 + 80] and cfg.optim.gamma == 0.2
     assert cfg.loss.name == "proselflc" and data.load(cfg.data).num_classes == 100
