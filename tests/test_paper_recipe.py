@@ -7,8 +7,6 @@ their label-correction and confidence-penalty targets, and their CIFAR ShuffleNe
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -244,6 +242,17 @@ def test_shufflenetv2_proselflc_has_the_authors_layers():
         models.build("shufflenetv2_proselflc", 100, (3, 32, 32), width=0.75)
 
 
-def test_fp32_on_cuda_is_amp_false():
-    cfg = build_run_config({"train": {"amp": False, "device": "cpu"}})
-    assert Engine(cfg).amp is False and math.isfinite(cfg.optim.lr)
+
+def test_pretrained_layers_keeps_the_first_encoder_layers(tmp_path):
+    kwargs = {"vocab_size": 30, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}
+    full = models.build("protein_transformer", 2, (32,), num_hidden_layers=4, **kwargs)
+    full.save_pretrained(tmp_path)
+    cut = models.build("protein_transformer", 2, (32,), pretrained=str(tmp_path), pretrained_layers=2)
+    layers = cut.bert.bert.encoder.layer
+    assert len(layers) == 2 and cut.bert.config.num_hidden_layers == 2
+    for ours, theirs in zip(layers, full.bert.bert.encoder.layer[:2]):
+        assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    with pytest.raises(ValueError, match=r"pretrained_layers: 6 is more than the 4 layers"):
+        models.build("protein_transformer", 2, (32,), pretrained=str(tmp_path), pretrained_layers=6)
+    with pytest.raises(ValueError, match=r"model.pretrained_layers: 2 needs model.pretrained"):
+        models.build("protein_transformer", 2, (32,), pretrained_layers=2)
