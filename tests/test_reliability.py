@@ -107,6 +107,11 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_and_ends_identical
     epochs = [r["epoch"] for r in rows]
     assert epochs[-1] == EPOCHS
     assert epochs.count(1) == 1, f"the retried trial started over instead of restoring: {epochs}"
+    assert sorted(set(epochs)) == list(range(1, EPOCHS + 1)), f"per-epoch rows were lost: {epochs}"
+    from proselflc import analysis
+
+    rows_read = analysis.load_sweep(sweep.sweep_dir)
+    assert list(rows_read["epoch"]) == list(range(1, EPOCHS + 1)), "the analysis must see every epoch once"
     assert rows[-1]["iterations_since_restore"] < rows[-1]["training_iteration"], "no restore was recorded"
 
     run_cfg = sweep.study_config(0.4, sweep.methods[0])

@@ -80,6 +80,10 @@ def train_engine(
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             engine.load_checkpoint(Path(directory) / CHECKPOINT_FILE)
+        if engine.history:
+            # Ray registers a checkpoint before it logs the row reported with it: a worker killed in between
+            # leaves that epoch out of result.json. Report it again (the analysis keeps one row per epoch).
+            tune.report(engine.history[-1])
     last = cfg.train.epochs
     for row in engine.epochs():
         epoch = row["epoch"]
