@@ -13,32 +13,33 @@ from typing import Any
 import pytest
 from benchmarks import BENCHMARKS
 from benchmarks._harness import TrialRecord, row_times
-from benchmarks.search_efficiency import replay
+from benchmarks.search_efficiency import epochs_to_reach, nearest, regret_at, regret_steps
 
 PERCENT = r"(\d+\.\d)%"
 
 
-def _trial(trial_id: str, start: float, epochs: int, val: float, test: float, per_epoch: float = 1.0) -> TrialRecord:
+def _trial(trial_id: str, epochs: int, val: float, test: float) -> TrialRecord:
     rows = [{"epoch": e, "val_accuracy": val, "test_accuracy": test, "diverged": False} for e in range(1, epochs + 1)]
-    return TrialRecord(trial_id, {"id": trial_id}, rows, [start + per_epoch * e for e in range(1, epochs + 1)], False)
+    return TrialRecord(trial_id, {"id": trial_id}, rows, [float(e) for e in range(1, epochs + 1)], False)
 
 
-def test_replay_counts_every_epoch_trained_until_the_selection_is_good_enough() -> None:
-    # a: full length, best on noisy val but poor on test; b: stopped early; c: full length, good on test.
-    # c finishes at t=10, when a (4 epochs), b (2) and c (4) have trained: 10 epochs, whatever order they ran in.
-    a = _trial("a", 0.0, 4, val=0.9, test=0.50)
-    b = _trial("b", 4.0, 2, val=0.99, test=0.99)
-    c = _trial("c", 6.0, 4, val=0.95, test=0.80)
-    assert replay([a, b, c], max_t=4, target=0.795, start=0.0) == (10, 10.0)
-    # A target no full-length selection reaches: never (the early-stopped b is not selectable).
-    assert replay([a, b, c], max_t=4, target=0.9, start=0.0) == (None, None)
+def test_regret_counts_every_epoch_trained_and_follows_the_selection() -> None:
+    # a: full length, poor on test; b: stopped early (not selectable), c: full length, better on val and test;
+    # d: full length, good on test but below c on noisy val, so the selection stays c.
+    trials = [_trial("a", 4, val=0.9, test=0.50), _trial("b", 2, val=0.99, test=0.99),
+              _trial("c", 4, val=0.95, test=0.80), _trial("d", 4, val=0.93, test=0.90)]
+    steps = regret_steps(trials, max_t=4, best_test=0.802)
+    assert [spent for spent, _ in steps] == [4, 10, 14]
+    assert [round(regret, 6) for _, regret in steps] == [30.2, 0.2, 0.2]
+    assert regret_at(steps, 3) == float("inf") and round(regret_at(steps, 12), 6) == 0.2
+    assert epochs_to_reach(steps) == 10  # a, b and c had trained 4 + 2 + 4 epochs when c was selected
+    assert epochs_to_reach(regret_steps(trials, max_t=4, best_test=0.9)) is None
 
 
-def test_replay_follows_the_selection_not_the_best_test_seen() -> None:
-    # c is good on test but loses to a on noisy val: the selection stays a, so the target is never met.
-    a = _trial("a", 0.0, 3, val=0.9, test=0.5)
-    c = _trial("c", 3.0, 3, val=0.8, test=0.9)
-    assert replay([a, c], max_t=3, target=0.85, start=0.0) == (None, None)
+def test_a_suggestion_replays_its_nearest_grid_point_on_a_log_scale() -> None:
+    axes = {"optim.lr": (0.003, 0.03, 0.3), "loss.trust_mode": ("global", "entropy")}
+    assert nearest({"optim.lr": 0.009, "loss.trust_mode": "entropy"}, axes) == (0.003, "entropy")
+    assert nearest({"optim.lr": 0.01, "loss.trust_mode": "global"}, axes) == (0.03, "global")
 
 
 def testrow_times_pin_the_trial_start_between_whole_second_stamps() -> None:
@@ -55,19 +56,20 @@ def test_registered_in_the_dispatcher() -> None:
 
 
 @pytest.mark.ray
-def test_search_efficiency_smallest(ray_session: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_search_efficiency_smallest(ray_session: Any, capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
     from benchmarks import search_efficiency
 
-    argv = ["--quick", "--trust-modes", "global", "entropy", "--exp-bases", "8", "--temperatures", "1",
-            "--epochs", "2", "--grace-period", "1", "--seeds", "1", "--num-samples", "2"]
+    argv = ["--quick", "--lrs", "0.1", "--weight-decays", "1e-4", "--epochs", "2", "--grace-period", "1",
+            "--searchers", "random", "tpe", "--schedulers", "asha", "--seeds", "1", "--num-samples", "3",
+            "--plot", str(tmp_path / "regret.png")]
     assert search_efficiency.main(argv) == 0
     out = capsys.readouterr().out
-    assert "grid: 2 configs x 2 epochs = 4 epochs" in out
-    mean = re.search(rf"mean epochs-to-reach / grid epochs: {PERCENT}", out)
-    assert mean is not None, out
-    # The sweep trains at most 2 trials x 2 epochs: at most the grid's 4 epochs.
-    assert 0 < float(mean.group(1)) <= 100
-    assert re.search(rf"mean whole-sweep / grid: epochs {PERCENT}, wall {PERCENT}", out), out
+    assert "proselflc: grid 1 x 1 x 2 x 1 x 2 = 4 configs x 2 epochs = 8 epochs" in out
+    assert re.search(r"spread: \d/4 configs \(\d+%\) score within 0.5 points of the grid best", out), out
+    for strategy in ("random + asha", "tpe + asha"):
+        assert re.search(rf"\| {re.escape(strategy)} +\| ", out), out
+    assert "TPE + ASHA lower median regret than random + ASHA at every budget" in out
+    assert (tmp_path / "regret.png").stat().st_size > 0
 
 
 @pytest.mark.ray
