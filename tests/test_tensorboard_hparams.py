@@ -63,23 +63,21 @@ def test_every_trial_records_its_hyperparameters(trials: pd.DataFrame) -> None:
     params = hyperparameter_columns(trials)
     for _, trial in trials.iterrows():
         record = _hparams(trial["path"])
-        assert {"experiment", "start", "end"} <= set(record), f"{trial['trial_dir']}: no HParams summaries"
+        # Sessions only: TensorBoard builds the sweep's experiment (every hparam and metric) from all of them.
+        assert {"start", "end"} <= set(record) and "experiment" not in record, trial["trial_dir"]
         logged = {name.rsplit("/", 1)[-1]: _value(v) for name, v in record["start"].hparams.items()}
         expected = {p: trial[p] for p in params if pd.notna(trial[p])}
         assert expected, f"{trial['trial_dir']}: load_sweep found no hyperparameters"
         for name, value in expected.items():
             assert logged.get(name) == pytest.approx(value), f"{trial['trial_dir']}: {name}"
-        declared = {info.name.rsplit("/", 1)[-1] for info in record["experiment"].hparam_infos}
-        assert set(expected) <= declared
         assert record["end"].status == api_pb2.STATUS_SUCCESS
 
 
-def test_every_trial_declares_its_final_metrics(trials: pd.DataFrame) -> None:
+def test_every_trial_logs_its_final_metrics(trials: pd.DataFrame) -> None:
     for _, trial in trials.iterrows():
         record = _hparams(trial["path"])
-        metrics = {info.name.tag for info in record["experiment"].metric_infos}
         for metric in ("val_accuracy", "test_accuracy", "train_loss"):
-            tag = next((t for t in metrics if t.rsplit("/", 1)[-1] == metric), None)
+            tag = next((t for t in record["scalars"] if t.rsplit("/", 1)[-1] == metric), None)
             assert tag is not None, f"{trial['trial_dir']}: HParams metrics lack {metric}"
             # The HParams tab shows a metric's last scalar: it must be the trial's final value.
             assert record["scalars"][tag] == pytest.approx(trial[metric], rel=1e-6)
@@ -94,4 +92,4 @@ def test_tensorboard_hparams_tab_lists_every_trial(tiny_sweep: Path, trials: pd.
         shown = {m["name"]["tag"].rsplit("/", 1)[-1]: m["value"] for m in by_name[trial["trial_dir"]]["metricValues"]}
         assert shown["val_accuracy"] == pytest.approx(trial["val_accuracy"], rel=1e-6)
     declared = {h["name"].rsplit("/", 1)[-1] for h in experiment["hparamInfos"]}
-    assert "optim.lr" in declared
+    assert {"optim.lr", "loss.exp_base"} <= declared  # every study's hyperparameters, not one trial's

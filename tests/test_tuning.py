@@ -39,7 +39,10 @@ def test_tiny_sweep_writes_the_documented_layout(tiny_sweep: Path) -> None:
     resolved = yaml.safe_load((tiny_sweep / "sweep.yaml").read_text())
     assert resolved["name"] == "tiny" and resolved["base"]["data"]["limit"] == 600
     # ONE experiment for the whole sweep: 4 studies x (3 search trials + 2 final re-runs), nothing else.
-    assert sorted(p.name for p in tiny_sweep.iterdir()) == ["manifest.json", "sweep.yaml", "trials"]
+    assert sorted(p.name for p in tiny_sweep.iterdir() if not p.name.startswith(".")) == [
+        "manifest.json", "sweep.yaml", "trials"
+    ]
+    assert {".lock", ".state-backup"} <= {p.name for p in tiny_sweep.iterdir()}  # the driver lock, signed state
     assert len(trial_dirs(tiny_sweep / "trials")) == 4 * (3 + 2)
     for entry in manifest["studies"]:
         assert entry["status"] == "finished"
@@ -111,6 +114,15 @@ def test_rerunning_a_finished_sweep_without_resume_is_refused(tiny_sweep: Path) 
     run_sweep(sweep, resume=True, log=lines.append)
     assert lines == [f"sweep tiny: 4 studies (0 to do) -> {tiny_sweep}"]
     assert sorted(p.name for p in tiny_sweep.rglob("result.json")) == before
+
+
+def test_a_second_driver_on_the_same_sweep_is_refused(ray_session: Any, tmp_path: Path) -> None:
+    from proselflc.tuning.lock import SweepLock
+
+    sweep = build_sweep_config({**TINY_SWEEP, "storage_path": str(tmp_path)})
+    with SweepLock(sweep.sweep_dir), pytest.raises(ConfigError, match=f"pid {os.getpid()}"):
+        run_sweep(sweep)
+    assert not (sweep.sweep_dir / "manifest.json").exists()  # refused before writing anything
 
 
 def test_preflight_rejects_trials_the_cluster_cannot_place(ray_session: Any, tmp_path: Path) -> None:

@@ -112,6 +112,7 @@ def test_base_from_a_run_file_with_overrides_and_set(tmp_path: Path) -> None:
         ({"base": "missing.yaml"}, "does not exist"),
         ({"base": {"train": {"epochs": 0}}}, "base.train.epochs"),
         ({"overrides": 3}, "overrides must be a mapping"),
+        ({"base": None}, "base"),
         ({"methods": {"crossentropy": {"search": {"optim.lr": {"type": "uniform", "low": 0, "high": 0.5}}}}},
          "methods.crossentropy.search.optim.lr"),
     ],
@@ -181,5 +182,19 @@ def test_tune_cli_shows_trial_workers_output_only_when_verbose(
     stop = RuntimeError("stopped before Ray work")
     monkeypatch.setattr(sweep_module, "run_sweep", lambda *a, **k: (_ for _ in ()).throw(stop))
     with pytest.raises(RuntimeError, match="stopped before Ray work"):
-        main(["tune", str(CONFIGS / "quickstart.yaml"), *argv])
-    assert calls == [{"include_dashboard": False, "log_to_driver": expected}]
+        main(["--debug", "tune", str(CONFIGS / "quickstart.yaml"), *argv])
+    assert calls == [{"_node_ip_address": "127.0.0.1", "dashboard_host": "127.0.0.1", "include_dashboard": False,
+                      "log_to_driver": expected}]
+
+
+def test_loggers_are_validated_with_the_sweep() -> None:
+    cfg = sweep(loggers=["mlflow", {"name": "mlflow", "tracking_uri": "sqlite:///x.db"}])
+    assert [spec.tracking_uri for spec in cfg.loggers] == [None, "sqlite:///x.db"]
+    with pytest.raises(ConfigError, match="loggers.0"):
+        sweep(loggers=["mlfow"])
+
+
+def test_a_sweep_without_base_is_refused() -> None:
+    raw = {k: v for k, v in MINIMAL.items() if k != "base"}
+    with pytest.raises(ConfigError, match="base: missing; give a run YAML path"):
+        build_sweep_config(raw)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from proselflc import safe_yaml
 from proselflc import sweep_contract as contract
 from proselflc.sweep_contract import LEGACY_FINAL_RUN, PHASE, STUDY, Manifest
 
@@ -139,8 +139,8 @@ def read_search_spaces(sweep_dir: str | Path) -> dict[str, dict[str, dict[str, A
     if not path.is_file():
         return {}
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        raw = safe_yaml.read_mapping(path)
+    except ValueError as exc:
         warnings.warn(
             f"{path}: not valid YAML ({exc}); inferring search spaces from the trials",
             RuntimeWarning,

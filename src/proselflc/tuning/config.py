@@ -9,7 +9,6 @@ may have changed since.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +27,7 @@ from proselflc.config import (
     StrictModel,
     build_run_config,
     check_noise_kind,
+    check_safe_name,
     deep_merge,
     format_validation_error,
     is_noise_rate,
@@ -44,15 +44,8 @@ from proselflc.sweep_contract import (
 )
 from proselflc.training import METRIC_KEYS
 from proselflc.tuning import search
+from proselflc.tuning.loggers import LoggerSpec
 from proselflc.tuning.search import AshaScheduler, SchedulerSpec, SearcherSpec, TpeSearcher
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _safe_name(value: str, what: str) -> str:
-    if not _SAFE_NAME.match(value):
-        raise ValueError(f"{what} {value!r} must be a plain directory name (letters, digits, '_', '-', '.')")
-    return value
 
 
 class NoiseSweep(StrictModel):
@@ -94,7 +87,7 @@ class MethodSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _safe_name(value, "method name")
+        return check_safe_name(value, "method name")
 
 
 class AshaSpec(StrictModel):
@@ -158,6 +151,9 @@ class SweepConfig(StrictModel):
     )
     checkpoint_every: int = Field(0, ge=0, description="epochs between trial checkpoints; 0: only the last epoch")
     max_failures: int = Field(1, ge=0, description="retries of a failed trial (from its last checkpoint)")
+    loggers: list[LoggerSpec] = Field(
+        default_factory=list, description="trackers every trial is also logged to, e.g. [mlflow]"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -167,7 +163,12 @@ class SweepConfig(StrictModel):
             return data
         data = dict(data)
         root = Path((info.context or {}).get("root", "."))
-        base = data.get("base", {})
+        if "base" not in data:
+            raise ValueError(
+                "base: missing; give a run YAML path (base: digits.yaml) or a mapping of run sections "
+                "(data, model, optim, train, ...)"
+            )
+        base = data["base"]
         if isinstance(base, str | Path):
             path = Path(base) if Path(base).is_absolute() else root / base
             try:
@@ -186,7 +187,7 @@ class SweepConfig(StrictModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _safe_name(value, "sweep name")
+        return check_safe_name(value, "sweep name")
 
     @field_validator("metric")
     @classmethod

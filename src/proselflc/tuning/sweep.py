@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from ray import tune
 
 from proselflc import data as data_lib
-from proselflc import search_spaces
+from proselflc import safe_yaml, search_spaces
 from proselflc.config import ConfigError
 from proselflc.io import atomic_write_text
 from proselflc.sweep_contract import (
@@ -43,6 +42,8 @@ from proselflc.sweep_contract import (
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
 from proselflc.tuning import search, state_guard
 from proselflc.tuning.config import SweepConfig, rate_dir, validate_studies
+from proselflc.tuning.lock import SweepLock
+from proselflc.tuning.loggers import build_callbacks
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
 from proselflc.tuning.preflight import alive_nodes, check_placeable, connect, trial_slots
 from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
@@ -161,7 +162,7 @@ class SweepRunner:
         if resume:
             if not sweep_file.is_file():
                 raise ConfigError(f"--resume: {str(self.dir)!r} holds no sweep to resume (no {SWEEP_FILE})")
-            stored = yaml.safe_load(sweep_file.read_text())
+            stored = safe_yaml.read_mapping(sweep_file)
             # Where the sweep lives is not part of it: a copied or moved sweep directory resumes in place.
             moved = ("storage_path", "name")
             changed = sorted(
@@ -186,7 +187,7 @@ class SweepRunner:
                 "the sweep's name or storage_path"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(sweep_file, yaml.safe_dump(resolved, sort_keys=False))
+        atomic_write_text(sweep_file, safe_yaml.dump_text(resolved))
         manifest = new_manifest(self.sweep)
         write_manifest(self.dir, manifest)
         return manifest
@@ -202,6 +203,12 @@ class SweepRunner:
         check_placeable(sweep.resources.cpu, sweep.resources.gpu, nodes)
         # Put into the object store once per sweep: every study's trials share it.
         shared = SharedDataset.put(dataset)
+        with SweepLock(self.dir):  # one driver per sweep directory, from the first write to the last
+            self._run_locked(shared, nodes, resume)
+        return self.dir
+
+    def _run_locked(self, shared: SharedDataset, nodes: list[dict[str, float]], resume: bool) -> None:
+        sweep = self.sweep
         manifest = self.prepare(resume)
         if not self.verbose:
             logging.getLogger("ray.tune").setLevel(logging.WARNING)
@@ -212,7 +219,6 @@ class SweepRunner:
             slots = sweep.max_concurrent_trials or trial_slots(sweep.resources.cpu, sweep.resources.gpu, nodes)
             tuner = self._tuner(shared, slots)
             self._fit(tuner)
-        return self.dir
 
     def _fit(self, tuner: tune.Tuner) -> None:
         """Fit, and turn Tune's graceful stop on Ctrl+C into SweepInterrupted.
@@ -328,7 +334,8 @@ class SweepRunner:
                 storage_path=str(self.dir),
                 failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                callbacks=[monitor],
+                # TensorBoard HParams for the whole sweep, then the sweep file's trackers (e.g. MLflow).
+                callbacks=[monitor, *build_callbacks(sweep.loggers, sweep=sweep.name)],
                 verbose=self.verbose,
             ),
         )
