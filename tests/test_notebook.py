@@ -58,4 +58,5 @@ def test_notebook_runs_on_a_real_sweep(
     text, images = outputs(nb)
     assert re.search(r"\|\s+noise rate\s+\|\s+crossentropy\s+\|\s+proselflc\s+\|", text)
     assert "symmetric-0.4/proselflc" in text and "loss.exp_base" in text
+    assert re.search(r"\|\s+0.4\s+\|\s+[\d.]+ / [\d.]+\s+\|", text)  # the memorisation table
     assert images >= 3  # accuracy vs noise and one learning-curve figure per noise rate

@@ -33,6 +33,7 @@ _EXPORTS = {
     "FORMATS": "tables",
     "ResultsTable": "tables",
     "results_table": "tables",
+    "memorisation_table": "tables",
 }
 __all__ = [
     "FORMATS",
@@ -49,6 +50,7 @@ __all__ = [
     "load_sweep",
     "read_manifest",
     "results_table",
+    "memorisation_table",
     "search_cost",
     "study_from_trials",
     "summary",

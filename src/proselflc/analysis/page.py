@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from proselflc.analysis import plots
 from proselflc.analysis.importances import cost_sentence
 from proselflc.analysis.load import GROUP_KEYS
+from proselflc.analysis.tables import MEMORISATION_CAPTION
 
 if TYPE_CHECKING:
     from proselflc.analysis.report import Report
@@ -90,6 +91,9 @@ _TEMPLATE = jinja2.Template(
 <p class="note">{{ results_caption }}</p>
 <div class="scroll">{{ results | safe }}</div>
 {{ accuracy_figure | safe }}
+<h3 id="memorisation">Memorisation</h3>
+<p class="note">{{ memorisation_caption }}</p>
+<div class="scroll">{{ memorisation | safe }}</div>
 
 <h2 id="selected">Selected configurations and the oracle</h2>
 <p class="note">Selection uses <b>{{ select_by }}</b> on the noisy validation split; the oracle is the
@@ -153,6 +157,7 @@ def render_page(report: Report) -> str:
         ),
         sections=[
             ("results", "Results"),
+            ("memorisation", "Memorisation"),
             ("selected", "Selected vs. oracle"),
             ("curves", "Curves"),
             ("importance", "Importance"),
@@ -163,6 +168,8 @@ def render_page(report: Report) -> str:
         results_caption=report.table.caption(),
         results=report.table.styler().to_html(),
         accuracy_figure=_figure(plots.accuracy_vs_noise(report.table), "Test accuracy vs. noise rate (mean ± std)."),
+        memorisation_caption=MEMORISATION_CAPTION,
+        memorisation=report.memorisation.to_html(),
         selected=_selected_table(best, percent),
         oracle_caption=report.oracle.caption(),
         oracle=report.oracle.styler().to_html(),

@@ -16,7 +16,13 @@ from proselflc.analysis.progress import SweepProgress, read_progress
 from proselflc.analysis.published import compare, display, read_published
 from proselflc.analysis.published import to_latex as published_latex
 from proselflc.analysis.select import best_configs, trial_summary
-from proselflc.analysis.tables import FORMATS, ResultsTable, results_table
+from proselflc.analysis.tables import (
+    FORMATS,
+    MEMORISATION_CAPTION,
+    ResultsTable,
+    memorisation_table,
+    results_table,
+)
 from proselflc.config import closest
 
 
@@ -35,6 +41,8 @@ class Report:
     importance: pd.DataFrame
     cost: pd.DataFrame
     dynamics: pd.DataFrame
+    #: rows noise rates, columns methods, cells 'noisy_fit / noisy_corrected' (%): see `memorisation_table`.
+    memorisation: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: list[Path] = field(default_factory=list)
     #: each study's status: a running or stopped sweep's exports are marked PARTIAL.
     progress: SweepProgress | None = None
@@ -45,6 +53,7 @@ class Report:
         """The tidy views exported as one CSV file or Excel sheet each, by name."""
         frames = {
             "best_configs": self.best,
+            "memorisation": self.memorisation.reset_index(),
             "importance": self.importance,
             "search_cost": self.cost,
             "trials": self.trials,
@@ -80,6 +89,7 @@ def build_report(
         importance=importance(df, select_by=select_by, mode=mode),
         cost=search_cost(df),
         dynamics=dynamics(df, best),
+        memorisation=memorisation_table(best),
         progress=read_progress(sweep_dir),
     )
 
@@ -139,6 +149,7 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
     except NoResults as exc:
         return str(exc)
     lines = [report.table.caption(), "", report.table.to_markdown(), ""]
+    lines += [MEMORISATION_CAPTION, "", report.memorisation.to_markdown(), ""]
     if "gap" in report.best and report.best["gap"].notna().any():
         scale = 100.0 if report.table.percent else 1.0
         lines.append(
@@ -162,6 +173,12 @@ def _write_md(report: Report, out: Path) -> list[Path]:
         report.table.caption(),
         "",
         report.table.to_markdown(),
+        "",
+        "## Memorisation",
+        "",
+        MEMORISATION_CAPTION,
+        "",
+        report.memorisation.to_markdown(),
         "",
         "## Oracle (best by test accuracy, for contrast)",
         "",
@@ -198,11 +215,15 @@ def _write_tex(report: Report, out: Path) -> list[Path]:
     path.write_text(report.table.to_latex())
     oracle = out / "oracle.tex"
     oracle.write_text(report.oracle.to_latex())
+    memorisation = out / "memorisation.tex"
+    memorisation.write_text(
+        report.memorisation.to_latex(caption=MEMORISATION_CAPTION, label="tab:memorisation", position="t")
+    )
     if report.published is None:
-        return [path, oracle]
+        return [path, oracle, memorisation]
     published = out / "published.tex"
     published.write_text(published_latex(report.published))
-    return [path, oracle, published]
+    return [path, oracle, memorisation, published]
 
 
 def _write_html(report: Report, out: Path) -> list[Path]:
@@ -211,6 +232,9 @@ def _write_html(report: Report, out: Path) -> list[Path]:
     body = [
         "<h2>Results</h2>",
         report.table.to_html(),
+        "<h2>Memorisation</h2>",
+        f"<p>{MEMORISATION_CAPTION}</p>",
+        report.memorisation.to_html(),
         "<h2>Oracle (best by test accuracy, for contrast)</h2>",
         report.oracle.to_html(),
         "<h2>Selected configurations</h2>",

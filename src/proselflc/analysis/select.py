@@ -16,6 +16,8 @@ from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
 from proselflc.config import closest
 from proselflc.sweep_contract import FINAL_ONLY_KEYS, select_best, uses_clean_labels
 
+#: How much of the noisy subset a run fits with its noisy labels (memorisation) and with its true labels.
+MEMORISATION = ("noisy_fit", "noisy_corrected")
 #: Final re-runs that ran to their end (a diverged run is a real outcome of the config, so it counts).
 FINISHED = ("completed", "diverged")
 
@@ -155,7 +157,7 @@ def _selected(
         end_epoch=end["epoch"],
         test_accuracy_end=end["test_accuracy"],
     )
-    for col in ("noisy_fit", "noisy_corrected"):
+    for col in MEMORISATION:
         if col in search.columns:
             out[col] = chosen[col]
             out[f"{col}_end"] = end[col]
@@ -177,6 +179,7 @@ def _final(final: pd.DataFrame, params: list[str], selected: dict[str, object]) 
             "final_n": 0,
             "final_mean": np.nan,
             "final_std": np.nan,
+            **{f"final_{col}": np.nan for col in MEMORISATION},
             "final_unfinished": 0,
             "final_seeds": "",
             "final_matches_selection": pd.NA,
@@ -188,7 +191,12 @@ def _final(final: pd.DataFrame, params: list[str], selected: dict[str, object]) 
     compare = [p for p in params if p not in FINAL_ONLY_KEYS and p in selected]
     runs = final.drop_duplicates("trial_id")
     matches = "trial_id" in selected and all(_same(v, selected[p]) for p in compare for v in runs[p])
+    memorisation = {
+        f"final_{col}": float(pd.to_numeric(finished[col], errors="coerce").mean()) if col in finished else np.nan
+        for col in MEMORISATION
+    }
     return {
+        **memorisation,
         "final_n": len(values),
         "final_mean": float(values.mean()) if len(values) else np.nan,
         "final_std": float(values.std(ddof=1)) if len(values) > 1 else np.nan,

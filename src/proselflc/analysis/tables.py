@@ -191,3 +191,42 @@ def _tex_escape(text: str) -> str:
     for char, repl in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
         text = text.replace(char, repl)
     return text
+
+
+def memorisation_table(best: pd.DataFrame) -> pd.DataFrame:
+    """Rows noise rates, columns methods, cells 'noisy_fit / noisy_corrected' in % of the noisy subset.
+
+    noisy_fit: how much of the noisy subset the selected configuration fits with its *noisy* labels
+    (memorisation); noisy_corrected: with its *true* labels (correction). From the final-seed re-runs'
+    last epoch (mean over seeds), or the selected search trial's last epoch where a study has no re-runs.
+    """
+    missing = [k for k in GROUP_KEYS if k not in best.columns]
+    if missing:
+        raise ValueError(f"memorisation_table needs best_configs() output; missing column(s) {', '.join(missing)}")
+    has_final = pd.to_numeric(best.get("final_n", pd.Series(0, index=best.index)), errors="coerce").fillna(0) > 0
+    values = {}
+    for col in ("noisy_fit", "noisy_corrected"):
+        final = pd.to_numeric(best.get(f"final_{col}", np.nan), errors="coerce")
+        selected = pd.to_numeric(best.get(f"{col}_end", np.nan), errors="coerce")
+        values[col] = pd.Series(np.where(has_final, final, selected), index=best.index)
+    cell = [
+        "–" if pd.isna(fit) and pd.isna(corrected) else f"{100 * fit:.1f} / {100 * corrected:.1f}"
+        for fit, corrected in zip(values["noisy_fit"], values["noisy_corrected"], strict=True)
+    ]
+    frame = best[GROUP_KEYS].assign(_cell=cell)
+    methods = list(dict.fromkeys(best["method"]))
+    table = frame.pivot_table(
+        index=_row_keys(best), columns="method", values="_cell", aggfunc="first", dropna=False, sort=False
+    ).reindex(columns=methods)
+    table.columns.name = "method"
+    table = table.sort_index(level="noise_rate", sort_remaining=False).fillna("–")
+    table.index.names = [name.replace("_", " ") for name in table.index.names]
+    return table
+
+
+#: The caption every export gives the memorisation table.
+MEMORISATION_CAPTION = (
+    "Memorisation of the noisy labels: noisy_fit / noisy_corrected (%), the share of the noisy training subset the "
+    "selected configuration predicts as its noisy label / as its true label (final re-runs, last epoch). Memorising "
+    "the noise means a high first number; correcting it, a high second one."
+)
