@@ -313,6 +313,8 @@ def test_write_report_exports_every_format(sweep_dir_small: Path, tmp_path: Path
         "best_configs.csv",
         "importance.csv",
         "dynamics.csv",
+        "memorisation.csv",
+        "memorisation.tex",
     } <= names
     assert all(p.stat().st_size > 0 for p in report.files)
     sheets = pd.read_excel(tmp_path / "out" / "results.xlsx", sheet_name=None)
@@ -321,6 +323,7 @@ def test_write_report_exports_every_format(sweep_dir_small: Path, tmp_path: Path
         "results_numeric",
         "oracle",
         "best_configs",
+        "memorisation",
         "importance",
         "search_cost",
         "trials",
@@ -348,3 +351,20 @@ def test_write_report_exports_every_format(sweep_dir_small: Path, tmp_path: Path
 @pytest.fixture
 def sweep_dir_small(tmp_path: Path) -> Path:
     return small_sweep(tmp_path)
+
+
+def test_trials_that_diverged_are_not_counted_as_saved_by_early_stopping() -> None:
+    """A sweep whose trials all diverged at epoch 1 of 4 trained 25% of its budget; the scheduler saved nothing."""
+    from proselflc.analysis.importances import cost_sentence, search_cost
+
+    rows = [
+        {"study": "symmetric-0.4/ce", "dataset": "digits", "model": "mlp", "noise_kind": "symmetric",
+         "noise_rate": 0.4, "method": "ce", "phase": "search", "trial_id": f"t{i}", "epoch": 1, "max_epochs": 4,
+         "status": status}
+        for i, status in enumerate(["diverged", "diverged", "errored", "stopped"])
+    ]
+    cost = search_cost(pd.DataFrame(rows))
+    assert cost["epochs_saved"].tolist() == [3.0] and cost["saved"].tolist() == [0.1875]
+    assert cost_sentence(cost) == (
+        "Search cost: 4 of 16 epochs trained (19% saved by early stopping; 56% not run: trials diverged or errored)."
+    )

@@ -111,18 +111,24 @@ def study_from_trials(
 
 
 def cost_sentence(cost: pd.DataFrame) -> str | None:
-    """One sentence for a `search_cost` frame: epochs trained of the full budget and what ASHA saved."""
+    """One sentence for a `search_cost` frame: epochs trained of the full budget, what early stopping saved,
+    and what was not trained because trials diverged or errored (not a saving of the scheduler's)."""
     trained, full = float(cost["epochs_trained"].sum()), float(cost["epochs_full"].sum())
     if not full:
         return None
-    return f"Search cost: {trained:g} of {full:g} epochs trained ({1 - trained / full:.0%} saved by ASHA)."
+    saved = float(cost["epochs_saved"].sum()) if "epochs_saved" in cost else full - trained
+    lost = full - trained - saved
+    tail = f"; {lost / full:.0%} not run: trials diverged or errored" if lost > 0 else ""
+    return f"Search cost: {trained:g} of {full:g} epochs trained ({saved / full:.0%} saved by early stopping{tail})."
 
 
 def search_cost(df: pd.DataFrame) -> pd.DataFrame:
     """Per study: epochs the search trained vs. the epochs the same trials would run without early stopping.
 
-    epochs_full counts every search trial at its full length (max_epochs), so saved = 1 - trained/full
-    is what ASHA bought; final_epochs is the cost of the final-seed re-runs on top.
+    epochs_full counts every search trial at its full length (max_epochs); epochs_saved counts the epochs the
+    scheduler cut from the trials it stopped (status "stopped"), so saved = epochs_saved / epochs_full is what
+    early stopping bought; a diverged or errored trial's missing epochs are neither trained nor saved.
+    final_epochs is the cost of the final-seed re-runs on top.
     """
     last = df.dropna(subset=["epoch"]).groupby(["study", "phase", "trial_id"], sort=False)["epoch"].max()
     per_trial = df.drop_duplicates(["study", "phase", "trial_id"]).set_index(["study", "phase", "trial_id"])
@@ -142,13 +148,16 @@ def search_cost(df: pd.DataFrame) -> pd.DataFrame:
         final = group[group["phase"] == "final"]
         trained = float(search["trained"].sum())
         full = float(search["max_epochs"].sum())
+        stopped = search[search["status"] == "stopped"]
+        saved = float((stopped["max_epochs"] - stopped["trained"]).clip(lower=0).sum())
         rows.append(
             {
                 **dict(zip(GROUP_KEYS, key)),
                 "n_trials": len(search),
                 "epochs_trained": trained,
                 "epochs_full": full,
-                "saved": 1.0 - trained / full if full else math.nan,
+                "epochs_saved": saved,
+                "saved": saved / full if full else math.nan,
                 "search_time_s": float(search["time_s"].sum()),
                 "final_runs": len(final),
                 "final_epochs": float(final["trained"].sum()),
@@ -159,6 +168,7 @@ def search_cost(df: pd.DataFrame) -> pd.DataFrame:
         "n_trials",
         "epochs_trained",
         "epochs_full",
+        "epochs_saved",
         "saved",
         "search_time_s",
         "final_runs",
