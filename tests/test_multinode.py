@@ -269,3 +269,25 @@ def test_ray_job_submit_runs_a_sweep_across_the_cluster_s_nodes(cluster_env, tmp
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
     assert [(s["study"], s["status"]) for s in manifest["studies"]] == [("symmetric-0.2/crossentropy", "finished")]
     assert len(study_trial_dirs(sweep_dir, "symmetric-0.2/crossentropy")) == 2
+
+
+def test_a_sweep_waits_for_a_node_the_autoscaler_can_start(cluster_env, tmp_path):
+    """The head has no GPU and the cluster launcher's config (~/ray_bootstrap_config.yaml, as `ray up` leaves it
+    on the head) has a GPU worker type: the sweep says it waits, asks the autoscaler for a node, and runs once
+    one joins (the driver adds it, standing in for the autoscaler's node provider)."""
+    home = Path(cluster_env["HOME"])
+    (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump({
+        "cluster_name": "test", "max_workers": 2, "head_node_type": "head",
+        "available_node_types": {"head": {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0},
+                                 "gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "node_config": {},
+                                                "min_workers": 0, "max_workers": 2}},
+    }))
+    sweep = stand_in_sweep(tmp_path, "scale", noise={"kind": "symmetric", "rates": [0.2]}, num_samples=2,
+                           final_seeds=0)
+    facts = drive("scale_wait", spec_for(tmp_path, cluster_env, join=GPU_NODE, sweep=sweep), cluster_env, tmp_path)
+
+    waiting = [line for line in facts["lines"] if "waiting" in line]
+    assert waiting and "the autoscaler can start node type 'gpu_worker' (CPU 1, GPU 1, up to 2)" in waiting[0]
+    assert any(line.startswith("a node that holds a trial joined after") for line in facts["lines"])
+    assert {r["node_id"] for r in facts["records"]} == {facts["joined"]["node_id"]}
+    assert len(study_trial_dirs(Path(facts["sweep_dir"]), "symmetric-0.2/crossentropy")) == 2

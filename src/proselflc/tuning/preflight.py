@@ -1,9 +1,14 @@
-"""Fail fast when no trial could ever be placed: Ray would otherwise leave trials PENDING forever."""
+"""Fail fast when no trial could ever be placed (Ray would otherwise leave trials PENDING forever), and wait
+instead when the cluster's autoscaler can start a node that holds one."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
 
 import ray
 
@@ -114,3 +119,139 @@ def trial_slots(cpu: float, gpu: float, nodes: Sequence[dict[str, float]]) -> in
             fits.append(node.get("GPU", 0.0) / gpu)
         total += int(min(fits) + 1e-9) if fits else 0
     return max(1, total)
+
+
+#: Where Ray's cluster launcher (`ray up`) leaves the cluster's config on the head node, where a job's driver runs.
+#: Ray Tune reads the same file to tell an autoscaling cluster from a fixed one.
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+#: Seconds to wait for a node that can hold a trial; set it on clusters scaled by something without a bootstrap
+#: config on the head (KubeRay's autoscaler reads the RayCluster resource instead), 0 to never wait.
+NODE_WAIT_ENV = "PROSELFLC_NODE_WAIT_S"
+#: How long a sweep waits for the autoscaler by default: cloud GPU nodes take minutes to boot and install.
+DEFAULT_NODE_WAIT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A worker node type the autoscaler may start: its Ray resources (empty: unknown until it starts)."""
+
+    name: str
+    resources: dict[str, float]
+    max_workers: int
+
+    def holds(self, cpu: float, gpu: float) -> bool:
+        """Whether one node of this type holds a trial; a type whose resources are unknown might."""
+        if self.max_workers < 1:
+            return False
+        return not self.resources or (self.resources.get("CPU", 0) >= cpu and self.resources.get("GPU", 0) >= gpu)
+
+    def describe(self) -> str:
+        size = _describe(self.resources) if self.resources else "resources known once it starts"
+        return f"{self.name!r} ({size}, up to {self.max_workers})"
+
+
+def autoscaler_node_types(path: str | Path = BOOTSTRAP_CONFIG) -> list[NodeType]:
+    """The worker node types in the cluster launcher's config (`available_node_types`); [] without one.
+
+    The head's type is left out (it is already up), and each type's `max_workers` is capped by the
+    cluster's `max_workers`.
+    """
+    from proselflc import safe_yaml
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        return []
+    try:
+        config = safe_yaml.read_mapping(file)
+    except ValueError as exc:
+        raise ConfigError(f"the Ray cluster config {str(file)!r} cannot be read: {exc}") from exc
+    cap = int(config.get("max_workers", 1 << 30))
+    head = config.get("head_node_type")
+    types = []
+    for name, spec in (config.get("available_node_types") or {}).items():
+        if name == head or not isinstance(spec, dict):
+            continue
+        resources = {k: float(v) for k, v in (spec.get("resources") or {}).items()}
+        types.append(NodeType(str(name), resources, min(int(spec.get("max_workers", cap)), cap)))
+    return types
+
+
+def node_wait_s(types: Sequence[NodeType], cpu: float, gpu: float) -> float:
+    """How long to wait for a node that holds a trial: PROSELFLC_NODE_WAIT_S, else the default when a node type
+    of the autoscaler holds one, else 0 (refuse at once)."""
+    value = os.environ.get(NODE_WAIT_ENV)
+    if value is not None:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not seconds >= 0:
+            raise ConfigError(f"{NODE_WAIT_ENV}={value!r}: use a number of seconds >= 0 (0: never wait for nodes)")
+        return seconds
+    return DEFAULT_NODE_WAIT_S if any(t.holds(cpu, gpu) for t in types) else 0.0
+
+
+def _fits(cpu: float, gpu: float, nodes: Sequence[dict[str, float]]) -> bool:
+    return any(node.get("CPU", 0) >= cpu and node.get("GPU", 0) >= gpu for node in nodes)
+
+
+def wait_for_placeable(
+    cpu: float,
+    gpu: float,
+    *,
+    log: Callable[[str], None],
+    node_types: Sequence[NodeType] | None = None,
+    poll_s: float = 1.0,
+    status_every_s: float = 30.0,
+) -> list[dict[str, float]]:
+    """The alive nodes once one of them holds a trial of `cpu` CPUs and `gpu` GPUs.
+
+    Where no alive node does but the cluster can scale (the autoscaler's config has a node type that holds
+    one, or PROSELFLC_NODE_WAIT_S is set), ask the autoscaler for one such node (`request_resources`), say so,
+    and wait; otherwise, or when the wait runs out, refuse as `check_placeable` does.
+    """
+    nodes = alive_nodes()
+    if _fits(cpu, gpu, nodes):
+        return nodes
+    types = autoscaler_node_types() if node_types is None else list(node_types)
+    wait = node_wait_s(types, cpu, gpu)
+    if wait <= 0:
+        _refuse(cpu, gpu, nodes, types)
+    from ray.autoscaler.sdk import request_resources
+
+    able = [t.describe() for t in types if t.holds(cpu, gpu)]
+    source = f"the autoscaler can start node type {', '.join(able)}" if able else f"{NODE_WAIT_ENV} is set"
+    log(f"no alive node holds a trial (CPU {cpu:g}, GPU {gpu:g}) yet; {source}: asked the autoscaler for one, "
+        f"waiting for it (at most {wait:g} s)")
+    request_resources(bundles=[{"CPU": cpu, "GPU": gpu} if gpu else {"CPU": cpu}])
+    start = last = time.monotonic()
+    try:
+        while not _fits(cpu, gpu, nodes):
+            now = time.monotonic()
+            if now - start >= wait:
+                _refuse(cpu, gpu, nodes, types, waited=wait)
+            if now - last >= status_every_s:
+                last = now
+                log(f"still waiting for a node that holds a trial ({now - start:.0f} s): {len(nodes)} alive")
+            time.sleep(poll_s)
+            nodes = alive_nodes()
+    finally:
+        request_resources(bundles=[])  # from here on the sweep's own trials are the autoscaler's demand
+    log(f"a node that holds a trial joined after {time.monotonic() - start:.0f} s")
+    return nodes
+
+
+def _refuse(cpu: float, gpu: float, nodes: Sequence[dict[str, float]], types: Sequence[NodeType],
+            waited: float = 0.0) -> NoReturn:
+    """check_placeable's refusal, saying what the autoscaler could start and how long the sweep waited."""
+    try:
+        check_placeable(cpu, gpu, nodes)
+    except ConfigError as exc:
+        notes = [str(exc)]
+        if types:
+            notes.append(f"The autoscaler's node types ({BOOTSTRAP_CONFIG}): "
+                         f"{'; '.join(t.describe() for t in types)}.")
+        if waited:
+            notes.append(f"Waited {waited:g} s for one to start ({NODE_WAIT_ENV} sets how long).")
+        raise ConfigError(" ".join(notes)) from None
+    raise AssertionError("unreachable: no alive node holds the trial")

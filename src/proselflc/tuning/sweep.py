@@ -45,7 +45,7 @@ from proselflc.tuning.config import SweepConfig, rate_dir, validate_studies
 from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
-from proselflc.tuning.preflight import alive_nodes, check_placeable, connect, trial_slots
+from proselflc.tuning.preflight import connect, trial_slots, wait_for_placeable
 from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
 
 #: Where trial dirs unknown to a restored experiment are moved (hidden from the analysis, not deleted).
@@ -199,8 +199,8 @@ class SweepRunner:
         sweep = self.sweep
         dataset = data_lib.load(sweep.base.data)  # missing or malformed data files fail here, before Ray
         connect()
-        nodes = alive_nodes()
-        check_placeable(sweep.resources.cpu, sweep.resources.gpu, nodes)
+        # Refused at once if no node can hold a trial, unless the cluster can scale: then it waits for a node.
+        nodes = wait_for_placeable(sweep.resources.cpu, sweep.resources.gpu, log=self.log)
         # Put into the object store once per sweep: every study's trials share it.
         shared = SharedDataset.put(dataset)
         with SweepLock(self.dir):  # one driver per sweep directory, from the first write to the last
