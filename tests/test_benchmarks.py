@@ -120,3 +120,17 @@ def test_throughput_names_the_system_that_failed() -> None:
     args.workers = -1  # past parse_args' check: DataLoader itself rejects it, inside the reference's process
     with pytest.raises(RuntimeError, match="the reference system failed"):
         throughput.measure(args)
+
+
+@pytest.mark.slow
+def test_cluster_utilisation_smallest_runs_both_arms_on_the_sessions_fake_gpus(ray_session, capsys):
+    """Both arms (one study at a time, all side by side) of the smallest sweep finish; busy share and ratio print."""
+    from benchmarks import cluster_utilisation
+
+    argv = ["--quick", "--rates", "1", "--methods", "2", "--samples", "2", "--max-t", "2", "--epoch-s", "0.05",
+            "--final-seeds", "1"]
+    assert cluster_utilisation.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\| serial +\| 2 +\| 6 +\|", out), out  # 2 studies x (2 search + 1 final) trials
+    assert re.search(r"\| side-by-side +\| 2 +\| 6 +\|", out), out
+    assert re.search(r"side by side vs\. one study at a time: \d+\.\d\dx shorter wall time", out), out
