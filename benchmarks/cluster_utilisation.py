@@ -8,15 +8,23 @@ replaced, by a timed stand-in: each epoch sleeps `--epoch-s` seconds and reports
 level depends on the sampled configuration and the noise rate, so ASHA stops the weak trials as it would.
 It prints, for each arm, the wall time and the GPU-busy fraction (the seconds trials held a GPU while
 training, summed, over wall time x GPUs), and the ratio of the two wall times, measured in the same run.
+
+`--nodes N` (N > 1) instead runs the side-by-side arm twice: on one node with all the GPUs, then on a simulated
+cluster of N nodes (`ray.cluster_utils.Cluster`: N raylets on 127.0.0.1, the GPUs and CPUs split among them), and
+prints the busy fraction of each: a trial must fit on one node, so the split cluster may hold fewer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +108,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--reduction", type=float, default=3.0, help="ASHA reduction factor (default 3)")
     p.add_argument("--final-seeds", type=int, default=None, help="re-runs per study (default 2; quick 1)")
     p.add_argument("--epoch-s", type=float, default=None, help="seconds per stand-in epoch (default 0.5; quick 0.2)")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="N > 1: the side-by-side arm on one node vs. on N local nodes sharing the GPUs (default 1)")
     args = p.parse_args(argv)
-    require_positive(p, args, "gpus", "rates", "methods", "samples", "max_t", "grace")
+    require_positive(p, args, "gpus", "rates", "methods", "samples", "max_t", "grace", "nodes")
+    if args.nodes > args.gpus:
+        p.error(f"--nodes {args.nodes}: at most --gpus ({args.gpus}), each node gets at least one GPU")
     quick = args.quick
     for name, full, small in (("rates", 4, 2), ("methods", 3, 2), ("samples", 8, 4), ("max_t", 27, 9),
                               ("final_seeds", 2, 1), ("epoch_s", 0.5, 0.2)):
@@ -114,10 +126,90 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def split(total: int, parts: int) -> list[int]:
+    """`total` GPUs over `parts` nodes, as even as can be (the first nodes get the remainder)."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+@contextmanager
+def local_ray(gpus: int, nodes: int) -> Iterator[None]:
+    """A Ray of `gpus` fake GPUs (and as many CPUs): one node, or `nodes` raylets on 127.0.0.1.
+
+    The cluster is Ray's local-only mode (node address 127.0.0.1, everything bound to loopback), which Ray reads
+    from its constants and, in the processes it starts, from the environment; both are restored afterwards.
+    """
+    import ray
+
+    if nodes == 1:
+        ray.init(num_cpus=gpus, num_gpus=gpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    from ray._private import ray_constants
+    from ray.cluster_utils import Cluster
+
+    # Its own temp dir, where Ray also writes the cluster's address (not /tmp/ray, which other Rays may use).
+    temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    (Path(temp) / "ray").mkdir()
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": temp}
+    saved_env, saved = {k: os.environ.get(k) for k in env}, ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(env)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    cluster = None
+    try:
+        sizes = split(gpus, nodes)
+        cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": sizes[0], "num_gpus": sizes[0], "include_dashboard": False, "node_ip_address": "127.0.0.1",
+            "temp_dir": str(Path(temp) / "ray")})
+        for size in sizes[1:]:
+            cluster.add_node(num_cpus=size, num_gpus=size, node_ip_address="127.0.0.1")
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+        yield
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def compare_nodes(args: argparse.Namespace) -> int:
+    """The side-by-side arm on one node of `--gpus` GPUs, then on `--nodes` nodes sharing them."""
+    layouts = [("1 node", 1), (f"{args.nodes} nodes ({'+'.join(map(str, split(args.gpus, args.nodes)))} GPUs)",
+                               args.nodes)]
+    print(f"cluster_utilisation --nodes {args.nodes}: the side-by-side arm, {args.rates} rates x {args.methods} "
+          f"methods x {args.samples} trials, max_t {args.max_t}, {args.final_seeds} final seeds, {args.epoch_s:g} s "
+          f"per stand-in epoch, {args.gpus} GPUs (fake); {load()}")
+    arms = []
+    with tempfile.TemporaryDirectory(prefix="cluster-util-") as tmp:
+        for i, (name, nodes) in enumerate(layouts):
+            with local_ray(args.gpus, nodes):
+                arms.append({**run_arm(args, Path(tmp) / str(i), serial=False), "layout": name})
+    rows = [[a["layout"], a["studies"], a["trials"], f"{a['wall']:.1f}", f"{a['busy']:.0f}",
+             f"{a['busy'] / (a['wall'] * args.gpus):.0%}"] for a in arms]
+    print(table(["layout", "studies", "trials", "wall s", "GPU-s trained", "GPU busy"], rows))
+    one, many = (a["busy"] / (a["wall"] * args.gpus) for a in arms)
+    print(f"{layouts[1][0]} vs. one node: GPU busy {many:.0%} vs. {one:.0%} ({many / one:.2f}x)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     import ray
 
     args = parse_args(argv)
+    if args.nodes > 1:
+        if ray.is_initialized():
+            print("cluster_utilisation --nodes: starts its own local clusters; run it where Ray is not initialised")
+            return 2
+        return compare_nodes(args)
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=args.gpus, num_gpus=args.gpus, include_dashboard=False, logging_level="WARNING",
