@@ -147,6 +147,26 @@ def test_sweep_interrupted_during_the_final_runs_resumes_them(ray_session: Any, 
     assert statuses == ["finished", "finished"]
 
 
+def _interrupted_guarded_sweep(tmp_path: Path, ray_session: Any) -> Path:
+    """A one-study sweep (SAMPLES search trials, one re-run) stopped by Ctrl+C after two full-length trials."""
+    raw = {
+        **TINY_SWEEP,
+        "name": "guarded",
+        "storage_path": str(tmp_path / "results"),
+        "noise": {"kind": "symmetric", "rates": [0.4]},
+        "methods": {"proselflc": TINY_SWEEP["methods"]["proselflc"]},
+        "num_samples": SAMPLES,
+        "final_seeds": 1,
+        "checkpoint_every": 1,
+    }
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(yaml.safe_dump(raw))
+    original = tmp_path / "results" / "guarded"
+    _interrupt_when(lambda: len(_full_length(original / "trials")) >= 2, sweep_file, ray_session,
+                    tmp_path / "sweep.log")
+    return original
+
+
 class _Evil:
     """A pickle that runs code when loaded: what a hostile tuner.pkl could hold."""
 
@@ -171,21 +191,7 @@ def test_resume_verifies_ray_state_falls_back_to_signed_copies_and_runs_in_place
     from proselflc.tuning import state_guard
 
     monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "key"))
-    raw = {
-        **TINY_SWEEP,
-        "name": "guarded",
-        "storage_path": str(tmp_path / "results"),
-        "noise": {"kind": "symmetric", "rates": [0.4]},
-        "methods": {"proselflc": TINY_SWEEP["methods"]["proselflc"]},
-        "num_samples": SAMPLES,
-        "final_seeds": 1,
-        "checkpoint_every": 1,
-    }
-    sweep_file = tmp_path / "sweep.yaml"
-    sweep_file.write_text(yaml.safe_dump(raw))
-    original = tmp_path / "results" / "guarded"
-    _interrupt_when(lambda: len(_full_length(original / "trials")) >= 2, sweep_file, ray_session,
-                    tmp_path / "sweep.log")
+    original = _interrupted_guarded_sweep(tmp_path, ray_session)
     assert (original / ".state-backup" / "signatures.json").is_file()
     frozen = {p: p.stat().st_mtime_ns for p in original.rglob("*")}
 
@@ -226,3 +232,45 @@ def test_resume_verifies_ray_state_falls_back_to_signed_copies_and_runs_in_place
         run_sweep(load_sweep(foreign / "sweep.yaml"), resume=True, log=lines.append)
 
     assert {p: p.stat().st_mtime_ns for p in original.rglob("*")} == frozen, "a copy resumed the original"
+
+
+@pytest.mark.faults
+def test_a_sweep_resumed_on_a_full_disk_fails_cleanly_and_finishes_once_space_is_freed(
+    ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real full disk: the interrupted sweep is moved onto a tmpfs with little room left, `--resume` runs out
+    of space (an error, not a hang), then the tmpfs is enlarged and `--resume` finishes, every trial kept."""
+    import shutil
+
+    from proselflc.tuning import state_guard
+
+    monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "key"))
+    original = _interrupted_guarded_sweep(tmp_path, ray_session)
+    used_kib = int(subprocess.run(["du", "-sk", str(original)], capture_output=True, text=True, check=True)
+                   .stdout.split()[0])
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={used_kib + 128}k", "tmpfs", str(disk)],
+                             check=False, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'})")
+    try:
+        shutil.copytree(original, disk / "guarded")
+        before = _full_length(disk / "guarded" / "trials")
+        env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+        cli = [sys.executable, "-m", "proselflc.cli", "tune", str(disk / "guarded" / "sweep.yaml"), "--resume"]
+        full = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert full.returncode != 0, full.stdout + full.stderr
+        manifest = json.loads((disk / "guarded" / "manifest.json").read_text())
+        assert manifest["studies"][0]["status"] != "finished"
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        freed = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert freed.returncode == 0, freed.stdout + freed.stderr
+        sweep_dir = disk / "guarded"
+        manifest = json.loads((sweep_dir / "manifest.json").read_text())
+        assert [s["status"] for s in manifest["studies"]] == ["finished"]
+        assert len(study_trials(sweep_dir, "symmetric-0.4/proselflc")) == SAMPLES
+        assert len(study_trials(sweep_dir, "symmetric-0.4/proselflc", "final")) == 1
+        assert {p: p.read_bytes() for p in before} == before
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
