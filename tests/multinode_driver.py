@@ -15,6 +15,7 @@ until a line arrives on stdin).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -32,10 +33,8 @@ from proselflc.tuning import build_sweep_config, run_sweep
 from proselflc.tuning.preflight import alive_nodes
 
 
-def record(records: Path, note: dict[str, Any]) -> None:
+def record(records: Path) -> None:
     """Write which node and process this trial runs on, and whether Ray restored it from a checkpoint."""
-    import os
-
     from ray import tune
 
     ctx = tune.get_context()
@@ -45,7 +44,6 @@ def record(records: Path, note: dict[str, Any]) -> None:
         "pid": os.getpid(),
         "restored": tune.get_checkpoint() is not None,
         "time": time.time(),
-        **note,
     }
     (records / f"{entry['trial_id']}-{time.monotonic_ns()}.json").write_text(json.dumps(entry))
 
@@ -59,7 +57,7 @@ def stand_in(params: dict[str, Any], *, base: dict[str, Any], records: Path, bar
     """
     from ray import tune
 
-    record(records, {})
+    record(records)
     if barrier > 1:
         deadline = time.monotonic() + 60
         while len(list(records.glob("*.json"))) < barrier and time.monotonic() < deadline:
@@ -76,7 +74,7 @@ def stand_in(params: dict[str, Any], *, base: dict[str, Any], records: Path, bar
 
 def engine_on_node(params: dict[str, Any], *, records: Path, **kwargs: Any) -> None:
     """The real trial (`train_engine`), after noting the node it runs on."""
-    record(records, {})
+    record(records)
     train_engine(params, **kwargs)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def stand_in_sweep(tmp_path: Path, name: str, **changes: Any) -> dict[str, Any]:
         "methods": {"crossentropy": TINY_SWEEP["methods"]["crossentropy"]},
         "resources": {"cpu": 1, "gpu": 1},
         "max_concurrent_trials": None,
-        "num_samples": 3,
+        "num_samples": 2,
         "final_seeds": 1,
         **changes,
     }
@@ -110,9 +111,9 @@ def test_trials_are_placed_on_every_node_and_results_checkpoints_and_analysis_ar
     manifest = read_manifest(sweep_dir)
     assert manifest.finished
     dirs = trial_dirs(sweep_dir / "trials")
-    assert len(dirs) == len(runs) == 2 * (3 + 1)
+    assert len(dirs) == len(runs) == 2 * (2 + 1)
     for study in ("symmetric-0/crossentropy", "symmetric-0.6/crossentropy"):
-        assert len(study_trial_dirs(sweep_dir, study)) == 3 and len(study_trial_dirs(sweep_dir, study, "final")) == 1
+        assert len(study_trial_dirs(sweep_dir, study)) == 2 and len(study_trial_dirs(sweep_dir, study, "final")) == 1
     for trial in dirs:
         rows = results(trial)
         assert rows and config(trial)["study"] in {s.study for s in manifest.studies}
@@ -163,8 +164,8 @@ def metrics(row: dict[str, Any]) -> dict[str, Any]:
 def test_a_removed_node_s_trial_is_retried_on_a_surviving_node_and_ends_identical(cluster_env, tmp_path):
     """Three nodes of one GPU, a 2-point grid of real digits trials: a worker node that runs a trial is removed
     (raylet and trial worker SIGKILLed) after the trial reported 3 epochs. Ray retries that trial on a surviving
-    node from its last checkpoint (checkpoint_every: 1), the sweep ends with exactly its two trials, and both
-    end with the metrics of an uninterrupted run."""
+    node from its last checkpoint (checkpoint_every: 1), the sweep ends with exactly its two trials, and the
+    interrupted one ends with the metrics of an uninterrupted run."""
     sweep = {
         "name": "node-loss",
         "base": ENGINE_BASE,
@@ -198,13 +199,13 @@ def test_a_removed_node_s_trial_is_retried_on_a_surviving_node_and_ends_identica
     dirs = trial_dirs(sweep_dir / "trials")
     assert len(dirs) == 2 and sorted(config(d)["optim.lr"] for d in dirs) == [0.05, 0.1]
     for trial in dirs:
-        rows = results(trial)
-        epochs = [r["epoch"] for r in rows]
+        epochs = [r["epoch"] for r in results(trial)]
         assert sorted(set(epochs)) == list(range(1, EPOCHS + 1)) and epochs.count(1) == 1, f"{trial.name}: {epochs}"
-        params = {k: v for k, v in config(trial).items() if k not in ("study", "phase")}
-        assert metrics(rows[-1]) == metrics(uninterrupted(sweep, params)), trial.name
     (interrupted,) = [d for d in dirs if d.name.endswith(removed["trial_id"])]
-    assert results(interrupted)[-1]["iterations_since_restore"] < EPOCHS, "no restore was recorded"
+    rows = results(interrupted)
+    assert rows[-1]["iterations_since_restore"] < EPOCHS, "no restore was recorded"
+    params = {k: v for k, v in config(interrupted).items() if k not in ("study", "phase")}
+    assert metrics(rows[-1]) == metrics(uninterrupted(sweep, params))
 
 
 def test_a_node_that_joins_mid_sweep_receives_trials(cluster_env, tmp_path):
@@ -291,3 +292,15 @@ def test_a_sweep_waits_for_a_node_the_autoscaler_can_start(cluster_env, tmp_path
     assert any(line.startswith("a node that holds a trial joined after") for line in facts["lines"])
     assert {r["node_id"] for r in facts["records"]} == {facts["joined"]["node_id"]}
     assert len(study_trial_dirs(Path(facts["sweep_dir"]), "symmetric-0.2/crossentropy")) == 2
+
+
+def test_cluster_utilisation_compares_one_node_with_three_sharing_its_gpus(cluster_env):
+    """`python -m benchmarks cluster_utilisation --nodes 3` at its smallest: both layouts finish the same sweep."""
+    argv = ["--quick", "--gpus", "3", "--nodes", "3", "--rates", "1", "--methods", "1", "--samples", "2",
+            "--max-t", "2", "--epoch-s", "0.05", "--final-seeds", "1"]
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "cluster_utilisation", *argv], cwd=DRIVER.parents[1],
+                          env=cluster_env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"\| 1 node +\| 1 +\| 3 +\|", done.stdout), done.stdout
+    assert re.search(r"\| 3 nodes \(1\+1\+1 GPUs\) +\| 1 +\| 3 +\|", done.stdout), done.stdout
+    assert re.search(r"3 nodes \(1\+1\+1 GPUs\) vs\. one node: GPU busy \d+% vs\. \d+% \(\d+\.\d\dx\)", done.stdout)
