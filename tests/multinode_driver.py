@@ -99,6 +99,19 @@ def node_ids(cluster: Cluster) -> dict[str, Any]:
     return {"head": cluster.head_node.node_id, "workers": sorted(node.node_id for node in cluster.worker_nodes)}
 
 
+def listening() -> list[str]:
+    """The addresses the cluster's processes (this driver's descendants: raylets, GCS, workers) listen on."""
+    import psutil
+
+    found = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            found.update(c.laddr.ip for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return sorted(found)
+
+
 def read_records(records: Path) -> list[dict[str, Any]]:
     return sorted((json.loads(p.read_text()) for p in records.glob("*.json")), key=lambda r: r["time"])
 
@@ -232,7 +245,7 @@ def main(argv: list[str]) -> int:
     cluster, workers = start_cluster(spec)
     try:
         facts = SCENARIOS[scenario](spec, cluster, workers, records)
-        facts.update(nodes=node_ids(cluster), records=read_records(records))
+        facts.update(nodes=node_ids(cluster), records=read_records(records), listening=listening())
     finally:
         ray.shutdown()
         cluster.shutdown()

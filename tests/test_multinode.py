@@ -90,7 +90,7 @@ def by_trial(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def test_trials_are_placed_on_every_node_and_results_checkpoints_and_analysis_are_complete(cluster_env, tmp_path):
     """Three nodes of one GPU each, trials of one GPU: the first three trials meet at a barrier, so each holds
     a node's GPU at once. Before that, a trial the cluster's sum could hold (2 GPUs of 3) but no single node
-    can is refused up front, naming every node."""
+    can is refused up front, naming every node. Every process of the cluster listens on loopback only."""
     from proselflc import analysis
     from proselflc.sweep_contract import read_manifest
 
@@ -102,6 +102,7 @@ def test_trials_are_placed_on_every_node_and_results_checkpoints_and_analysis_ar
     assert facts["refused"].count("CPU 1, GPU 1") == 3, facts["refused"]
     nodes = {facts["nodes"]["head"], *facts["nodes"]["workers"]}
     assert len(nodes) == 3
+    assert facts["listening"] and set(facts["listening"]) <= {"127.0.0.1", "::ffff:127.0.0.1"}, facts["listening"]
     runs = by_trial(facts["records"])
     assert {entry["node_id"] for entry in facts["records"]} == nodes, "some node never ran a trial"
     first_three = sorted(facts["records"], key=lambda r: r["time"])[:3]
