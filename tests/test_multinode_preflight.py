@@ -60,7 +60,7 @@ def test_no_node_type_holds_the_trial_is_refused_at_once_naming_them(ray_session
     with pytest.raises(ConfigError) as refused:
         wait_for_placeable(1, 4, log=lines.append, node_types=types)
     assert "resources.gpu = 4" in str(refused.value)
-    assert "node types (~/ray_bootstrap_config.yaml): 'gpu_worker' (CPU 8, GPU 1, up to 2)" in str(refused.value)
+    assert "node types: 'gpu_worker' (CPU 8, GPU 1, up to 2)" in str(refused.value)
     assert lines == []
 
 
@@ -72,3 +72,34 @@ def test_a_wait_that_runs_out_is_refused_saying_how_long(ray_session: Any, monke
         wait_for_placeable(1, 4, log=lines.append, node_types=[], poll_s=0.05)
     assert lines and "PROSELFLC_NODE_WAIT_S is set: asked the autoscaler for one" in lines[0]
     assert wait_for_placeable(1, 2, log=lines.append, node_types=[]), "the session's node holds this trial"
+
+
+@pytest.mark.ray
+def test_node_groups_reported_to_the_gcs_count_as_node_types(ray_session: Any, monkeypatch) -> None:
+    """A platform that reports its node groups to Ray's GCS (autoscaler ClusterConfig) lets the sweep wait for
+    them as for the launcher's config; the report is removed again (the session's Ray is shared)."""
+    from ray._private.state import state
+    from ray._raylet import GCS_AUTOSCALER_CLUSTER_CONFIG_KEY, GCS_AUTOSCALER_STATE_NAMESPACE
+    from ray.core.generated import autoscaler_pb2
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_put
+
+    from proselflc.tuning.preflight import reported_node_types
+
+    assert state.get_cluster_config() is None and reported_node_types() == []
+    config = autoscaler_pb2.ClusterConfig()
+    config.node_group_configs.add(name="gpu-group", resources={"CPU": 8, "GPU": 8}, min_count=0, max_count=2)
+    config.node_group_configs.add(name="cpu-group", resources={"CPU": 32}, min_count=0, max_count=-1)
+    key, namespace = GCS_AUTOSCALER_CLUSTER_CONFIG_KEY.encode(), GCS_AUTOSCALER_STATE_NAMESPACE.encode()
+    _internal_kv_put(key, config.SerializeToString(), overwrite=True, namespace=namespace)
+    try:
+        types = {t.name: t for t in reported_node_types()}
+        assert types["gpu-group"] == NodeType("gpu-group", {"CPU": 8.0, "GPU": 8.0}, 2)
+        assert types["cpu-group"].max_workers == 1 << 30
+        monkeypatch.setenv("PROSELFLC_NODE_WAIT_S", "0.3")
+        lines: list[str] = []
+        with pytest.raises(ConfigError, match="Waited 0.3 s"):
+            wait_for_placeable(1, 4, log=lines.append, poll_s=0.05)
+        assert "the autoscaler can start node type 'gpu-group' (CPU 8, GPU 8, up to 2)" in lines[0]
+    finally:
+        _internal_kv_del(key, namespace=namespace)
+    assert reported_node_types() == []

@@ -176,6 +176,21 @@ def autoscaler_node_types(path: str | Path = BOOTSTRAP_CONFIG) -> list[NodeType]
     return types
 
 
+def reported_node_types() -> list[NodeType]:
+    """The node groups the cluster's platform reported to Ray's GCS (the `ClusterConfig` that Ray Data's own
+    autoscaling reads through the same call); [] where none was reported. Needs a connected Ray."""
+    from ray._private.state import state
+
+    config = state.get_cluster_config()
+    if config is None:
+        return []
+    return [
+        NodeType(group.name, {k: float(v) for k, v in group.resources.items()},
+                 group.max_count if group.max_count >= 0 else 1 << 30)  # -1: no limit
+        for group in config.node_group_configs
+    ]
+
+
 def node_wait_s(types: Sequence[NodeType], cpu: float, gpu: float) -> float:
     """How long to wait for a node that holds a trial: PROSELFLC_NODE_WAIT_S, else the default when a node type
     of the autoscaler holds one, else 0 (refuse at once)."""
@@ -206,14 +221,15 @@ def wait_for_placeable(
 ) -> list[dict[str, float]]:
     """The alive nodes once one of them holds a trial of `cpu` CPUs and `gpu` GPUs.
 
-    Where no alive node does but the cluster can scale (the autoscaler's config has a node type that holds
-    one, or PROSELFLC_NODE_WAIT_S is set), ask the autoscaler for one such node (`request_resources`), say so,
-    and wait; otherwise, or when the wait runs out, refuse as `check_placeable` does.
+    Where no alive node does but the cluster can scale (a node type that holds one is in the cluster launcher's
+    config on this node or in the node groups reported to the GCS, or PROSELFLC_NODE_WAIT_S is set), ask the
+    autoscaler for one such node (`request_resources`), say so, and wait; otherwise, or when the wait runs out,
+    refuse as `check_placeable` does.
     """
     nodes = alive_nodes()
     if _fits(cpu, gpu, nodes):
         return nodes
-    types = autoscaler_node_types() if node_types is None else list(node_types)
+    types = (autoscaler_node_types() or reported_node_types()) if node_types is None else list(node_types)
     wait = node_wait_s(types, cpu, gpu)
     if wait <= 0:
         _refuse(cpu, gpu, nodes, types)
@@ -249,8 +265,7 @@ def _refuse(cpu: float, gpu: float, nodes: Sequence[dict[str, float]], types: Se
     except ConfigError as exc:
         notes = [str(exc)]
         if types:
-            notes.append(f"The autoscaler's node types ({BOOTSTRAP_CONFIG}): "
-                         f"{'; '.join(t.describe() for t in types)}.")
+            notes.append(f"The autoscaler's node types: {'; '.join(t.describe() for t in types)}.")
         if waited:
             notes.append(f"Waited {waited:g} s for one to start ({NODE_WAIT_ENV} sets how long).")
         raise ConfigError(" ".join(notes)) from None
