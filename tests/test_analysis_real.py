@@ -103,4 +103,5 @@ def test_report_cli_on_the_real_sweep(
     } <= written
     sheets = pd.read_excel(tmp_path / "results.xlsx", sheet_name=None)
     assert len(sheets["dynamics"]) > 0 and len(sheets["best_configs"]) == 4
-    assert summary(tiny_sweep).count("\n|") == 4  # header, rule, one row per noise rate
+    # Two tables (results, memorisation), each a header, a rule and one row per noise rate.
+    assert summary(tiny_sweep).count("\n|") == 8
