@@ -72,10 +72,31 @@ def stand_in(params: dict[str, Any], *, base: dict[str, Any], records: Path, bar
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
-def engine_on_node(params: dict[str, Any], *, records: Path, **kwargs: Any) -> None:
-    """The real trial (`train_engine`), after noting the node it runs on."""
+def engine_on_node(params: dict[str, Any], *, records: Path, stall_after: int = 0, **kwargs: Any) -> None:
+    """The real trial (`train_engine`), after noting the node it runs on.
+
+    With `stall_after`, a first attempt (not restored) pauses after reporting that epoch until a node has been
+    removed (at most 60 s): on a fast machine the whole trial would otherwise end before its node is gone.
+    Only the timing changes; the Engine, its checkpoints and its metrics are untouched.
+    """
+    from ray import tune
+
     record(records)
-    train_engine(params, **kwargs)
+    report = tune.report
+    if stall_after and tune.get_checkpoint() is None:
+        removed = records.parent / "node-removed"
+
+        def stalling(metrics: dict[str, Any], *args: Any, **options: Any) -> None:
+            report(metrics, *args, **options)
+            deadline = time.monotonic() + 60
+            while metrics.get("epoch", 0) >= stall_after and not removed.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        tune.report = stalling
+    try:
+        train_engine(params, **kwargs)
+    finally:
+        tune.report = report  # the actor runs later trials too
 
 
 def quiet(line: str) -> None:
@@ -151,12 +172,14 @@ def node_loss(spec: dict[str, Any], cluster: Cluster, workers: list[Any], record
                 removed.update(node_id=mine[0]["node_id"], trial_id=mine[0]["trial_id"],
                                epochs_before=rows_of(sweep.sweep_dir, mine[0]["trial_id"]))
                 cluster.remove_node(by_id[mine[0]["node_id"]], allow_graceful=False)
+                (records.parent / "node-removed").touch()
                 return
             time.sleep(0.05)
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    run_sweep(sweep, log=quiet, trial_function=partial(engine_on_node, records=records))
+    run_sweep(sweep, log=quiet, trial_function=partial(engine_on_node, records=records,
+                                                      stall_after=spec["kill_after_epochs"]))
     thread.join(timeout=5)
     return {"removed": removed, "sweep_dir": str(sweep.sweep_dir)}
 

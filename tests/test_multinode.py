@@ -127,8 +127,8 @@ def test_trials_are_placed_on_every_node_and_results_checkpoints_and_analysis_ar
     assert set(table["trial_id"]) == set(runs)
 
 
-EPOCHS = 16
-#: A real digits trial long enough (the full set, 16 epochs) that a node can be removed while it trains.
+EPOCHS = 8
+#: A real digits trial; the first attempt pauses after epoch 3 until a node is removed (see the driver).
 ENGINE_BASE: dict[str, Any] = {
     "data": {"name": "digits"},
     "model": {"name": "mlp", "hidden": 64},
@@ -164,7 +164,8 @@ def metrics(row: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_removed_node_s_trial_is_retried_on_a_surviving_node_and_ends_identical(cluster_env, tmp_path):
     """Three nodes of one GPU, a 2-point grid of real digits trials: a worker node that runs a trial is removed
-    (raylet and trial worker SIGKILLed) after the trial reported 3 epochs. Ray retries that trial on a surviving
+    (raylet and trial worker SIGKILLed) after the trial reported 3 epochs (first attempts pause there until a
+    node is gone, so the kill lands mid-trial however fast the machine). Ray retries that trial on a surviving
     node from its last checkpoint (checkpoint_every: 1), the sweep ends with exactly its two trials, and the
     interrupted one ends with the metrics of an uninterrupted run."""
     sweep = {
@@ -187,7 +188,7 @@ def test_a_removed_node_s_trial_is_retried_on_a_surviving_node_and_ends_identica
     facts = drive("node_loss", spec, cluster_env, tmp_path)
 
     removed = facts["removed"]
-    assert removed, "the node was never removed while its trial ran"
+    assert removed and removed["epochs_before"] >= 3, f"the node was never removed while its trial ran: {removed}"
     assert removed["node_id"] not in facts["nodes"]["workers"]
     survivors = {facts["nodes"]["head"], *facts["nodes"]["workers"]}
     runs = by_trial(facts["records"])
