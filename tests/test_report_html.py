@@ -163,11 +163,16 @@ def test_report_page_renders_every_table_and_image_without_errors(
     tables = browser.evaluate(
         "[...document.querySelectorAll('table')].map(t => [...t.rows].map(r => [...r.cells].map(c => c.innerText.trim())))"
     )
-    assert len(tables) == 4 + (not report.importance.empty)  # results, selected, oracle, [importance], cost
+    # results, memorisation, selected, oracle, [importance], cost
+    assert len(tables) == 5 + (not report.importance.empty)
     results = report.table.flat(missing="–")
     assert tables[0][0] == list(results.columns)
     assert tables[0][1:] == results.astype(str).to_numpy().tolist()
-    selected = tables[1]
+    memorisation = tables[1]
+    assert memorisation[-len(report.memorisation):] == [
+        [f"{rate:.1f}", *cells] for rate, cells in zip(report.memorisation.index, report.memorisation.to_numpy().tolist())
+    ]
+    selected = tables[2]
     assert len(selected) == 1 + len(report.best)
     assert {"selected trial", "test acc.", "oracle trial", "oracle test acc."} <= set(selected[0])
     assert [row[selected[0].index("selected trial")] for row in selected[1:]] == list(report.best["trial_id"])

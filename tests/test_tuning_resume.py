@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +43,16 @@ def _full_length(experiment: Path, epochs: int = 3, pattern: str = "*") -> dict[
         if lines and json.loads(lines[-1]).get("epoch") == epochs:
             out[path] = path.read_bytes()
     return out
+
+
+def _reported(log: Path, pattern: str, count: int = 1):
+    """A condition on the driver's own output: `count` finished-trial lines matching `pattern` were printed.
+
+    The driver prints a trial's line the moment Ray Tune tells it the trial ended; the trial files in the sweep
+    directory appear only when Ray next syncs its staging directory, which can lag behind the whole sweep on a
+    loaded machine, so waiting for them could let the sweep finish before the interrupt."""
+    regex = re.compile(pattern)
+    return lambda: sum(bool(regex.search(line)) for line in log.read_text().splitlines()) >= count
 
 
 def _interrupt_when(condition, sweep_file: Path, ray_session: Any, log: Path) -> str:
@@ -81,7 +92,8 @@ def test_interrupted_sweep_resumes_where_it_stopped(ray_session: Any, tmp_path: 
     manifest = sweep_dir / "manifest.json"
     search = sweep_dir / "trials"
 
-    output = _interrupt_when(lambda: bool(_full_length(search)), sweep_file, ray_session, tmp_path / "sweep.log")
+    log = tmp_path / "sweep.log"
+    output = _interrupt_when(_reported(log, r"search \w+: epoch 3/3"), sweep_file, ray_session, log)
     assert "--resume" in output
     assert "snapshotting has been triggered" not in output  # checkpoint_every: 1 does not flood the console
 
@@ -125,7 +137,8 @@ def test_sweep_interrupted_during_the_final_runs_resumes_them(ray_session: Any, 
     studies = [f"symmetric-0.4/{method}" for method in ("crossentropy", "labelsmoothing")]
 
     full_length = lambda: _full_length(experiment, epochs=10, pattern="*_final_*")
-    output = _interrupt_when(lambda: bool(full_length()), sweep_file, ray_session, tmp_path / "sweep.log")
+    log = tmp_path / "sweep.log"
+    output = _interrupt_when(_reported(log, r"final \w+, seed \d+: epoch 10/10"), sweep_file, ray_session, log)
     assert "sweep interrupted; its state is saved" in output
     statuses = [entry["status"] for entry in json.loads((sweep_dir / "manifest.json").read_text())["studies"]]
     # One trial at a time: the first study re-runs (its finals are dealt first) before the second starts.
@@ -162,8 +175,8 @@ def _interrupted_guarded_sweep(tmp_path: Path, ray_session: Any) -> Path:
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text(yaml.safe_dump(raw))
     original = tmp_path / "results" / "guarded"
-    _interrupt_when(lambda: len(_full_length(original / "trials")) >= 2, sweep_file, ray_session,
-                    tmp_path / "sweep.log")
+    log = tmp_path / "sweep.log"
+    _interrupt_when(_reported(log, r"search \w+: epoch 3/3", 2), sweep_file, ray_session, log)
     return original
 
 
