@@ -65,7 +65,7 @@ def load_sweep(path: str | Path) -> pd.DataFrame:
     Columns: sweep, study, the GROUP_KEYS, phase ("search" or "final": the final-seed re-runs),
     trial_id, trial_dir, trial_order (a search trial's place in its study's creation order, which
     breaks ties in selection as `proselflc tune` does; NaN where unknown), status (completed /
-    stopped by ASHA / errored / diverged / pending),
+    stopped early by the scheduler / errored / diverged / pending),
     max_epochs (the epochs a full run of the trial has), seed, epoch, every reported metric,
     and one column per sampled hyperparameter under its dotted config path ("loss.exp_base").
     Dotted column names are hyperparameters, plain ones are not. A trial that reported nothing

@@ -73,7 +73,7 @@ class SweepMonitor(tune.Callback):
         if last.get("diverged"):
             note = " diverged"
         elif epoch < self.max_t:
-            note = " stopped by ASHA"
+            note = " stopped early"
         else:
             note = ""
         value = last.get(self.metric, float("nan"))

@@ -41,7 +41,7 @@ from proselflc.sweep_contract import (
 )
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
 from proselflc.tuning import search, state_guard
-from proselflc.tuning.config import SweepConfig, rate_dir, validate_studies
+from proselflc.tuning.config import SweepConfig, build_sweep_config, rate_dir, validate_studies
 from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
@@ -162,7 +162,12 @@ class SweepRunner:
         if resume:
             if not sweep_file.is_file():
                 raise ConfigError(f"--resume: {str(self.dir)!r} holds no sweep to resume (no {SWEEP_FILE})")
-            stored = safe_yaml.read_mapping(sweep_file)
+            # The stored sweep, validated by this version: a form this version writes differently (e.g. the
+            # earlier `searcher: {name: optuna}`) still compares equal when it means the same sweep.
+            stored_sweep = build_sweep_config(
+                safe_yaml.read_mapping(sweep_file), source=str(sweep_file), root=sweep_file.parent
+            )
+            stored = stored_sweep.resolved(validate_studies(stored_sweep))
             # Where the sweep lives is not part of it: a copied or moved sweep directory resumes in place.
             moved = ("storage_path", "name")
             changed = sorted(
