@@ -18,7 +18,7 @@ import ray
 from ray import tune
 from ray.tune.experiment import Trial
 
-from proselflc.sweep_contract import PHASE, STUDY, read_manifest, write_manifest
+from proselflc.sweep_contract import PHASE, STUDY, Manifest, read_manifest, write_manifest
 from proselflc.tuning.state_guard import StateSigner
 from proselflc.tuning.studies import StudySearcher
 
@@ -43,6 +43,7 @@ class SweepMonitor(tune.Callback):
         self._last_status = 0.0
         self._reconciled = False
         self._sweep_dir: Path | None = None
+        self._manifest: Manifest | None = None  # read once per fit: only this monitor writes it meanwhile
         self._signer = StateSigner()
         self._sign_failed = False
 
@@ -50,6 +51,7 @@ class SweepMonitor(tune.Callback):
         """Called by every fit, fresh or restored: check the searcher against the restored trials once."""
         self._reconciled = False
         self._written = -1
+        self._manifest = None
         self._last_status = time.monotonic()
 
     # -- Tune's hooks ------------------------------------------------------------------------------
@@ -120,8 +122,10 @@ class SweepMonitor(tune.Callback):
         sweep_dir = next((Path(t.remote_experiment_path).parent for t in trials), self._sweep_dir)
         if sweep_dir is None:
             return
+        if self._manifest is None or sweep_dir != self._sweep_dir:
+            self._manifest = read_manifest(sweep_dir)
         self._sweep_dir = sweep_dir
-        manifest = read_manifest(sweep_dir)
+        manifest = self._manifest
         for entry in manifest.studies:
             study = self.searcher.studies.get(entry.study)
             if study is None:

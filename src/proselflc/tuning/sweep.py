@@ -35,13 +35,14 @@ from proselflc.sweep_contract import (
     SWEEP_FILE,
     Manifest,
     StudyEntry,
+    StudyKey,
     read_manifest,
     trial_dirname,
     write_manifest,
 )
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
 from proselflc.tuning import search, state_guard
-from proselflc.tuning.config import SweepConfig, build_sweep_config, rate_dir, validate_studies
+from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config, validate_studies
 from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
@@ -57,7 +58,13 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def study_key(sweep: SweepConfig, rate: float, method: str) -> str:
-    return f"{rate_dir(sweep.noise.kind, rate)}/{method}"
+    """The contract's name of the study (rate, method) of `sweep`, e.g. 'symmetric-0.4/proselflc'."""
+    return str(StudyKey(kind=sweep.noise.kind, rate=rate, method=method))
+
+
+def studies(sweep: SweepConfig) -> list[tuple[str, float, MethodSpec]]:
+    """(study key, noise rate, method) of every study, noise rates outermost: the sweep's run order."""
+    return [(study_key(sweep, rate, method.name), rate, method) for rate in sweep.noise.rates for method in sweep.methods]
 
 
 def final_seeds(sweep: SweepConfig) -> list[int]:
@@ -77,7 +84,7 @@ def new_manifest(sweep: SweepConfig) -> Manifest:
         final_seeds=final_seeds(sweep),
         studies=[
             StudyEntry(
-                study=study_key(sweep, rate, method.name),
+                study=key,
                 dataset=sweep.base.data.name,
                 model=sweep.base.model.name,
                 noise_kind=sweep.noise.kind,
@@ -87,8 +94,7 @@ def new_manifest(sweep: SweepConfig) -> Manifest:
                 search_dir=EXPERIMENT_DIR,
                 final_dir=EXPERIMENT_DIR if sweep.final_seeds else None,
             )
-            for rate in sweep.noise.rates
-            for method in sweep.methods
+            for key, rate, method in studies(sweep)
         ],
     )
 
@@ -146,11 +152,7 @@ class SweepRunner:
         self.status_every_s = status_every_s
         self.trial_function = trial_function
         self.spaces = validate_studies(sweep)
-        self.bases = {
-            study_key(sweep, rate, method.name): sweep.study_config(rate, method)
-            for rate in sweep.noise.rates
-            for method in sweep.methods
-        }
+        self.bases = {key: sweep.study_config(rate, method) for key, rate, method in studies(sweep)}
         self.dir = sweep.sweep_dir
 
     # -- directory ---------------------------------------------------------------------------------
@@ -265,12 +267,11 @@ class SweepRunner:
         """Each study's Optuna distributions (from its method's validated space) and trial count."""
         return [
             StudyPlan(
-                study_key(self.sweep, rate, method.name),
+                key,
                 search_spaces.to_optuna(self.spaces[method.name]),
                 num_samples=search.study_samples(self.sweep, self.spaces[method.name]),
             )
-            for rate in self.sweep.noise.rates
-            for method in self.sweep.methods
+            for key, _, method in studies(self.sweep)
         ]
 
     def searcher(self) -> StudySearcher:
