@@ -126,6 +126,27 @@ def test_the_searcher_state_survives_save_and_restore(tmp_path: Path) -> None:
     pickle.dumps(fresh)
 
 
+def test_trials_dealt_but_never_recorded_by_ray_are_dealt_again_with_the_same_seed() -> None:
+    """What a resume in a Ray session that restored a newer searcher than its experiment state relies on."""
+    s = searcher(["a"], per_study_concurrency=2)
+    s.suggest("t1"), s.suggest("t2")
+    s.forget("t2")  # dealt, never started: the study deals a search trial in its place
+    optuna_trial = s.studies["a"].search._ot_study.trials[1]
+    assert optuna_trial.state == optuna.trial.TrialState.FAIL  # not left RUNNING in the sampler's history
+    assert s.suggest("t3")["phase"] == "search" and s.studies["a"].search_trials == ["t1", "t3"]
+    for trial_id, value in [("t1", 0.5), ("t3", 0.7)]:
+        finish(s, trial_id, value)
+    assert s.suggest("t4")["phase"] == "search"
+    finish(s, "t4", 0.1)
+    assert s.suggest("f1")["train.seed"] == 1 and s.suggest("f2")["train.seed"] == 2
+    s.forget("f1")
+    assert s.studies["a"].in_flight == {"f2"}
+    assert s.suggest("f3")["train.seed"] == 1  # seed 1 again, not a second seed 2
+    finish(s, "f2", 0.7), finish(s, "f3", 0.7)
+    assert s.studies["a"].status == "finished" and s.suggest("x") == Searcher.FINISHED
+    assert any("final trial f1 was dealt but never started" in note for note in s.notes)
+
+
 def make_trial(study: str, phase: str = "search") -> Trial:
     return Trial("train", config={"study": study, "phase": phase}, stub=True)
 

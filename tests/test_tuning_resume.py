@@ -261,7 +261,7 @@ def test_resume_verifies_ray_state_falls_back_to_signed_copies_and_runs_in_place
     with pytest.raises(ConfigError, match=r"does not match its signature under your key.*--trust-state"):
         run_sweep(load_sweep(foreign / "sweep.yaml"), resume=True, log=lines.append)
 
-    # That no copy writes into its original is test_a_resumed_copy_leaves_its_original_untouched (a known failure).
+    # That no copy writes into its original is test_a_resumed_copy_leaves_its_original_untouched.
 
 
 @pytest.mark.faults
@@ -307,14 +307,11 @@ def test_a_sweep_resumed_on_a_full_disk_fails_cleanly_and_finishes_once_space_is
 
 
 @pytest.mark.faults
-@pytest.mark.xfail(
-    strict=False,  # whether the interrupted trial had checkpointed before the copy varies with timing
-    reason="known defect: Ray Tune 2.60 restores a trial that had started with its original storage, so a copied "
-    "sweep's resumed trial still writes its checkpoints into the directory it was copied from",
-)
 def test_a_resumed_copy_leaves_its_original_untouched(
     ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A copy of an interrupted sweep resumes and finishes in the copy: its final re-runs, created only after
+    the restore, write nothing into the directory it was copied from (Ray 2.60 would: `ray_compat`)."""
     import shutil
 
     from proselflc.tuning import state_guard

@@ -36,16 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from proselflc.sweep_contract import SWEEP_FILE
     from proselflc.tuning.config import load_sweep
     from proselflc.tuning.preflight import connect
+    from proselflc.tuning.ray_compat import quiet_tune_console
     from proselflc.tuning.sweep import SweepInterrupted, run_sweep
 
     sweep = load_sweep(args.sweep, args.set)
     if not args.verbose:
-        # Ray Tune's new console output prints a configuration box and two path lines per Tuner even at
-        # verbose=0; the sweep's own one-line-per-trial log says what matters.
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # With checkpoint_every: 1 and epochs of a fraction of a second, Ray Tune warns on every forced sync of
-        # its experiment state (harmless on local storage): once per epoch per trial, drowning the sweep's log.
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        quiet_tune_console()
     started = connect(log_to_driver=args.verbose)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:

@@ -104,13 +104,17 @@ class SweepMonitor(tune.Callback):
     # -- what it does ------------------------------------------------------------------------------
 
     def _reconcile(self, trials: list[Trial]) -> None:
-        """After a restore: trials the experiment state has as ended but the searcher (saved a moment
-        earlier) still has in flight are ended in the searcher too, so no study waits for them forever."""
+        """After a restore, make the searcher agree with the trials Ray restored, so no study waits forever:
+        trials Ray has as ended but the searcher (saved a moment earlier) still has in flight are ended in the
+        searcher too; trials the searcher dealt but Ray never recorded are taken back and dealt again."""
+        known = {t.trial_id for t in trials}
         ended = {t.trial_id: t for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)}
         for study in self.searcher.studies.values():
             for trial_id in sorted(study.in_flight & set(ended)):
                 trial = ended[trial_id]
                 self.searcher.on_trial_complete(trial_id, trial.last_result or None, error=trial.status == Trial.ERROR)
+            for trial_id in sorted(study.in_flight - known):
+                self.searcher.forget(trial_id)
 
     def _sync(self, trials: list[Trial]) -> None:
         """Print the searcher's notes and rewrite the manifest when the searcher's state moved."""

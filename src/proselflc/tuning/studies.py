@@ -32,6 +32,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from proselflc.sweep_contract import PHASE, STUDY, select_best, trial_dirname
+from proselflc.tuning import ray_compat
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class StudyProgress:
     errored: set[str] = field(default_factory=set)
     search_done: set[str] = field(default_factory=set)
     final_trials: list[str] = field(default_factory=list)
+    final_seed: dict[str, int] = field(default_factory=dict)  # final trial id -> its seed
     final_done: set[str] = field(default_factory=set)
     in_flight: set[str] = field(default_factory=set)
     best_trial: str | None = None
@@ -143,8 +145,9 @@ class StudySearcher(Searcher):
             return Searcher.FINISHED
         for study in self._by_priority():
             if study.status == "searched" and len(study.final_trials) < len(self.final_seeds):
-                seed = self.final_seeds[len(study.final_trials)]
+                seed = next(s for s in self.final_seeds if s not in study.final_seed.values())
                 study.final_trials.append(trial_id)
+                study.final_seed[trial_id] = seed
                 params = {**(study.best_params or {}), **self.final_params, "train.seed": seed}
                 return self._dealt(trial_id, study, "final", params)
         for study in sorted(self._by_priority(), key=lambda s: len(s.in_flight)):
@@ -212,6 +215,31 @@ class StudySearcher(Searcher):
         if not self._search_open(study) and len(study.search_done) == len(study.search_trials):
             self._end_search(study)
 
+    def forget(self, trial_id: str) -> None:
+        """Take back a trial this searcher dealt but the restored experiment never recorded, to deal it again.
+
+        Ray Tune restores the searcher from the newest state file in the driver's staging directory, which can
+        be newer than the experiment state it restores (a resume that failed after dealing, in the same Ray
+        session): waiting for a trial Ray does not have would stop the sweep for good.
+        """
+        where = self.trial_study.pop(trial_id, None)
+        if where is None:
+            return
+        key, phase = where
+        study = self.studies[key]
+        study.in_flight.discard(trial_id)
+        if phase == "final":
+            study.final_trials.remove(trial_id)
+            study.final_seed.pop(trial_id, None)
+        else:
+            study.search_trials.remove(trial_id)
+            study.params.pop(trial_id, None)
+            study.last.pop(trial_id, None)
+            if study.search is not None:  # its Optuna trial ends as failed rather than running forever
+                study.search.on_trial_complete(trial_id, None, error=True)
+        self.revision += 1
+        self.notes.append(f"{key}: {phase} trial {trial_id} was dealt but never started by Ray: dealt again")
+
     def _end_search(self, study: StudyProgress) -> None:
         """Select the study's configuration with THE selection rule and queue its final re-runs."""
         candidates = ((tid, study.last.get(tid)) for tid in study.search_trials if tid not in study.errored)
@@ -249,6 +277,8 @@ class StudySearcher(Searcher):
         for study in self.studies.values():
             if "samples" not in study.__dict__:  # saved before studies had their own trial count
                 study.samples = self.num_samples if study.search is not None else 1
+            if "final_seed" not in study.__dict__:  # saved before final seeds were recorded per trial
+                study.final_seed = dict(zip(study.final_trials, self.final_seeds))
 
 
 def _finite(value: Any) -> bool:
@@ -285,6 +315,7 @@ class StudyScheduler(FIFOScheduler):
         return None if key is None else self.studies[key]
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        ray_compat.follow_experiment_storage(tune_controller, trial)
         config = trial.config or {}
         if self.make is None or config.get(PHASE) != "search" or trial.trial_id in self.members:
             return

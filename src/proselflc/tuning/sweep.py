@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,7 @@ from proselflc.sweep_contract import (
     write_manifest,
 )
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
-from proselflc.tuning import search, state_guard
+from proselflc.tuning import ray_compat, search, state_guard
 from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config, validate_studies
 from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
@@ -97,29 +95,6 @@ def new_manifest(sweep: SweepConfig) -> Manifest:
             for key, rate, method in studies(sweep)
         ],
     )
-
-
-def _keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _fit_noting_interrupts(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
-    """`tuner.fit()`, and whether Ctrl+C / SIGUSR1 stopped it.
-
-    Tune marks every trial TERMINATED when interrupted, so the results alone cannot tell. Its
-    handler, on a signal, puts back the SIGINT handler it found; finding ours back in place after
-    fit() means Tune was interrupted (ours behaves as Python's default if ever called directly).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return tuner.fit(), False
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, _keyboard_interrupt)
-    try:
-        grid = tuner.fit()
-    finally:
-        interrupted = signal.getsignal(signal.SIGINT) is _keyboard_interrupt
-        signal.signal(signal.SIGINT, previous)
-    return grid, interrupted
 
 
 def _dirname(trial: Any) -> str:
@@ -233,7 +208,7 @@ class SweepRunner:
         Tune returns normally when interrupted; the tell-tale (besides its signal handler) is a study
         the manifest does not have as finished.
         """
-        grid, interrupted = _fit_noting_interrupts(tuner)
+        grid, interrupted = ray_compat.fit_noting_interrupts(tuner)
         self._set_aside_orphans(grid)
         manifest = read_manifest(self.dir)
         if interrupted or not manifest.finished:

@@ -1,0 +1,79 @@
+"""Where proselflc leans on Ray Tune behaviour that its public API does not promise: all of it, in one place.
+
+Each shim names the Ray version it was checked against (`CHECKED_RAY`). When Ray is upgraded, this module is
+what to re-read: `tests/test_ray_compat.py` exercises every shim against the installed Ray.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import threading
+from typing import Any
+
+from ray import tune
+from ray.tune.experiment import Trial
+
+#: The Ray release every shim below was read against and tested with.
+CHECKED_RAY = "2.60.0"
+
+
+def follow_experiment_storage(tune_controller: Any, trial: Trial) -> None:
+    """Give a trial just added to the Tuner the storage of the experiment's first trial (call on trial add).
+
+    Ray 2.60: a restored Tuner re-points its restored trials to where the experiment now is
+    (`TuneController._restore_trials`), but `SearchGenerator.set_state` puts back the pickled `Experiment`
+    from which every *new* trial takes its storage: where the sweep was first run. So the final re-runs of a
+    copied or moved sweep wrote their checkpoints into the directory it was copied from. All trials of one
+    experiment share its storage, and the first trial is a restored one (re-pointed) whenever any were
+    restored, so copying the first trial's storage is right both for a fresh and for a restored Tuner.
+    """
+    if tune_controller is None or trial.storage is None:  # Ray's own schedulers are driven so in tests
+        return
+    first = next(iter(tune_controller.get_trials()), None)
+    if first is None or first is trial or first.storage is None:
+        return
+    here, there = trial.storage, first.storage
+    if (here.storage_fs_path, here.experiment_dir_name) == (there.storage_fs_path, there.experiment_dir_name):
+        return
+    storage = copy.copy(here)
+    storage.storage_filesystem = there.storage_filesystem
+    storage.storage_fs_path = there.storage_fs_path
+    storage.experiment_dir_name = there.experiment_dir_name
+    trial.set_storage(storage)
+
+
+def _keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def fit_noting_interrupts(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
+    """`tuner.fit()`, and whether Ctrl+C / SIGUSR1 stopped it.
+
+    Ray 2.60: Tune marks every trial TERMINATED when interrupted, so the results alone cannot tell. Its
+    handler, on a signal, puts back the SIGINT handler it found; finding ours back in place after
+    fit() means Tune was interrupted (ours behaves as Python's default if ever called directly).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit(), False
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, _keyboard_interrupt)
+    try:
+        grid = tuner.fit()
+    finally:
+        interrupted = signal.getsignal(signal.SIGINT) is _keyboard_interrupt
+        signal.signal(signal.SIGINT, previous)
+    return grid, interrupted
+
+
+def quiet_tune_console() -> None:
+    """Ray 2.60's console settings for a sweep that prints its own one line per trial (unless set already).
+
+    `RAY_AIR_NEW_OUTPUT=0`: the new console output prints a configuration box and two path lines per Tuner
+    even at verbose=0. `TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S=0`: with
+    `checkpoint_every: 1` and sub-second epochs, Tune warns on every forced sync of its experiment state
+    (harmless on local storage), once per epoch per trial, drowning the sweep's log.
+    """
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
