@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from proselflc import metric_table
 from proselflc.config import ConfigError
 from proselflc.io import atomic_write_text
 
@@ -165,15 +166,11 @@ def write_manifest(sweep_dir: str | Path, manifest: Manifest) -> None:
 
 
 #: Metrics computed with the true labels (the clean test set, the noisy subset's true labels): reported,
-#: never used to select a configuration.
-CLEAN_LABEL_METRICS = ("test_accuracy", "test_loss", "test_entropy", "test_max_p", "noisy_corrected", "clean_fit")
+#: never used to select a configuration. Both lists and the guard come from `proselflc.metric_table`.
+CLEAN_LABEL_METRICS = metric_table.clean_label_metrics()
 #: Metrics a search may select on: computed from the noisy training labels only.
-SELECTABLE_METRICS = ("val_accuracy", "train_loss", "noisy_fit")
-
-
-def uses_clean_labels(metric: str) -> bool:
-    """Whether selecting on `metric` would read the true labels (any test_* metric counts)."""
-    return metric in CLEAN_LABEL_METRICS or metric.startswith("test_")
+SELECTABLE_METRICS = metric_table.selectable_metrics()
+uses_clean_labels = metric_table.uses_clean_labels
 
 
 K = TypeVar("K")

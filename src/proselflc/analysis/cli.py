@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mode",
         choices=("max", "min"),
         default=None,
-        help="whether --select-by is maximised or minimised (default: the sweep's mode; min for *loss*)",
+        help="whether --select-by is maximised or minimised (default: the sweep's mode for its metric, "
+        "else the metric's better direction)",
     )
     parser.add_argument(
         "--scope",

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from proselflc.analysis.distributions import search_distributions, trial_params
 from proselflc.analysis.load import GROUP_KEYS, load_sweep
-from proselflc.analysis.select import check_select_by
+from proselflc.analysis.select import selection_mode
 
 #: load_sweep status -> Optuna trial state; "pending" trials (nothing reported) are not exported.
 STATES = {
@@ -49,10 +49,7 @@ def export_optuna(
     """
     df = sweep if isinstance(sweep, pd.DataFrame) else load_sweep(sweep)
     metric = select_by or df.attrs.get("metric", "val_accuracy")
-    check_select_by(df, metric)
-    if mode is None:
-        own = metric == df.attrs.get("metric", "val_accuracy")
-        mode = df.attrs.get("mode", "max") if own else ("min" if "loss" in metric else "max")
+    mode = selection_mode(df, metric, mode)
     rdb = open_storage(storage) if isinstance(storage, str) else storage
     spaces = df.attrs.get("search_spaces", {})
     sweep_name = str(df.attrs.get("sweep") or (df["sweep"].iloc[0] if len(df) else "sweep"))

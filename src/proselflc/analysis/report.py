@@ -15,7 +15,7 @@ from proselflc.analysis.page import write_page
 from proselflc.analysis.progress import SweepProgress, read_progress
 from proselflc.analysis.published import compare, display, read_published
 from proselflc.analysis.published import to_latex as published_latex
-from proselflc.analysis.select import best_configs, trial_summary
+from proselflc.analysis.select import best_configs, selection_mode, trial_summary
 from proselflc.analysis.tables import (
     FORMATS,
     MEMORISATION_CAPTION,
@@ -70,16 +70,14 @@ def build_report(
 ) -> Report:
     """Load a sweep and compute every view (no files written); see `best_configs` for the arguments.
 
-    select_by/mode default to the sweep's own metric and mode; another metric defaults to "min" when
-    its name says it is a loss and "max" otherwise.
+    select_by/mode default to the sweep's own metric and mode; another metric's mode defaults to its
+    better direction in the metric table (see `selection_mode`).
     """
     df = load_sweep(sweep_dir)
     if df["epoch"].notna().sum() == 0:
         raise NoResults(f"sweep {str(sweep_dir)!r} has no trial results yet (run or resume `proselflc tune`)")
     select_by = select_by or df.attrs.get("metric", "val_accuracy")
-    if mode is None:
-        own = select_by == df.attrs.get("metric")
-        mode = df.attrs.get("mode", "max") if own else ("min" if "loss" in select_by else "max")
+    mode = selection_mode(df, select_by, mode)
     best = best_configs(df, select_by=select_by, mode=mode, scope=scope)
     return Report(
         trials=trial_summary(df, select_by, mode),

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from proselflc import metric_table
 from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
 from proselflc.config import closest
 from proselflc.sweep_contract import FINAL_ONLY_KEYS, select_best, uses_clean_labels
@@ -34,6 +35,17 @@ def check_select_by(df: pd.DataFrame, select_by: str) -> None:
         raise ValueError(
             f"select_by={select_by!r} is not a metric of this sweep; {closest(select_by, metrics)}"
         )
+
+
+def selection_mode(df: pd.DataFrame, select_by: str, mode: Literal["max", "min"] | None = None) -> Literal["max", "min"]:
+    """`mode` when given; else the sweep's own mode for its own metric, and the metric table's better
+    direction (`proselflc.metric_table`) for another. Refuses a missing or clean-label `select_by` first."""
+    check_select_by(df, select_by)
+    if mode is not None:
+        return mode
+    if select_by == df.attrs.get("metric", "val_accuracy"):
+        return df.attrs.get("mode", "max")
+    return metric_table.better(select_by)
 
 
 def pick(rows: pd.DataFrame, metric: str, mode: Literal["max", "min"] = "max") -> pd.Series | None:

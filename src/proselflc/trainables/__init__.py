@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 from ray import tune
 
 from proselflc.config import build_run_config
@@ -23,6 +22,7 @@ from proselflc.data.base import Dataset
 from proselflc.search_spaces import apply_params
 from proselflc.sweep_contract import PHASE, STUDY
 from proselflc.training import Engine
+from proselflc.training.process_settings import logger_levels, torch_threads
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -67,35 +67,31 @@ def train_engine(
 ) -> None:
     """One trial: `config`'s dotted keys applied onto `base`, trained by the Engine, reported every epoch.
 
-    Checkpoints every `checkpoint_every` epochs, at the last epoch and on divergence; a trial restored
-    by Ray (retry, resume) continues from `tune.get_checkpoint()` exactly, RNG states included. A
-    diverged run (NaN/inf loss) reports its row with diverged=True and ends the trial.
+    Checkpoints where the Engine's `checkpoint_due` says (every `checkpoint_every` epochs, at the last
+    epoch and on divergence); a trial restored by Ray (retry, resume) continues from
+    `tune.get_checkpoint()` exactly, RNG states included. A diverged run (NaN/inf loss) reports its row
+    with diverged=True and ends the trial. Torch's threads (`threads` unless the config sets
+    train.threads) and the quieter ray.train logger hold for the trial only.
     """
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per epoch is noise
     cfg = build_run_config(apply_params(base, config), source="trial config")
-    if threads is not None and cfg.train.threads is None:
-        torch.set_num_threads(threads)
-    engine = Engine(cfg, dataset=shared.get())
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            engine.load_checkpoint(Path(directory) / CHECKPOINT_FILE)
-        if engine.history:
-            # Ray registers a checkpoint before it logs the row reported with it: a worker killed in between
-            # leaves that epoch out of result.json. Report it again (the analysis keeps one row per epoch).
-            tune.report(engine.history[-1])
-    last = cfg.train.epochs
-    for row in engine.epochs():
-        epoch = row["epoch"]
-        due = row["diverged"] or epoch == last or (checkpoint_every > 0 and epoch % checkpoint_every == 0)
-        if not due:
-            tune.report(row)
-        else:
+    # One "checkpoint created" line per epoch is noise.
+    with logger_levels({"ray.train": logging.WARNING}), torch_threads(threads):
+        engine = Engine(cfg, dataset=shared.get())
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                engine.load_checkpoint(Path(directory) / CHECKPOINT_FILE)
+            if engine.history:
+                # Ray registers a checkpoint before it logs the row reported with it: a worker killed in between
+                # leaves that epoch out of result.json. Report it again (the analysis keeps one row per epoch).
+                tune.report(engine.history[-1])
+        for row in engine.epochs():
+            if not engine.checkpoint_due(row["epoch"], every=checkpoint_every):
+                tune.report(row)
+                continue
             with tempfile.TemporaryDirectory(prefix="proselflc-ckpt-") as directory:
                 engine.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
                 tune.report(row, checkpoint=tune.Checkpoint.from_directory(directory))
-        if row["diverged"]:
-            return
 
 
 #: What runs one trial: (its dotted params, base run config dict, shared dataset, checkpoint_every, threads).

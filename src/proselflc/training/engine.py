@@ -2,8 +2,10 @@
 
 Reads top to bottom like a minimal trainer: data lives on the device, batches are index slices of a
 seeded permutation, the loss is whatever `losses.build` returns, and every evaluated epoch yields the
-noisy-label diagnostics. Everything random is drawn from generators the Engine owns, so a checkpoint
-can capture them and a resumed run ends bit-identical to an uninterrupted one.
+noisy-label diagnostics (`proselflc.metric_table` lists them). Everything random is drawn from
+generators the Engine owns, so a checkpoint can capture them and a resumed run ends bit-identical to an
+uninterrupted one. Counters say what they count: `batches_done` / `total_batches` are training batches
+(ProSelfLC's time t = batches_done / total_batches); optimiser updates are counted by the LR schedule.
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from proselflc import data as data_lib
-from proselflc import losses, models, noise
+from proselflc import losses, metric_table, models
 from proselflc.config import ConfigError, OptimConfig, RunConfig, build_run_config, read_yaml
 from proselflc.data.base import Dataset
 from proselflc.data.sampler import class_balanced_order
 from proselflc.io import atomic_write
-from proselflc.training.cpu_memory import keep_freed_memory
+from proselflc.training.cpu_memory import freed_memory_kept
 from proselflc.training.metrics import NAN, fit_metrics, test_metrics
+from proselflc.training.noisy_split import noisy_split
+from proselflc.training.process_settings import torch_threads
 from proselflc.training.run_dir import RunDirWriter
 from proselflc.training.schedule import lr_factor
 
@@ -70,13 +73,19 @@ class Engine:
         self.cfg = cfg
         train = cfg.train
         self.device = resolve_device(train.device)
-        if train.threads is not None:
-            torch.set_num_threads(train.threads)
-        if self.device.type == "cpu":
-            keep_freed_memory()
         dataset = (dataset or data_lib.load(cfg.data)).limit(cfg.data.limit)
         self.num_classes = dataset.num_classes
-        self._split_and_corrupt(dataset)
+        split = noisy_split(
+            dataset.train_labels, cfg.noise, num_classes=dataset.num_classes, val_fraction=cfg.data.val_fraction,
+            seed=train.seed, labels_are_noisy=dataset.labels_are_noisy,
+        )
+        as_tensor = lambda a: torch.tensor(a, device=self.device)  # a copy: object-store arrays are read-only
+        self.val_index = as_tensor(split.val_index)
+        self.train_index = as_tensor(split.train_index)
+        self.noisy_labels = as_tensor(split.noisy)
+        self.true_labels = as_tensor(dataset.train_labels)
+        self.is_noisy = None if split.is_noisy is None else as_tensor(split.is_noisy)
+        self.test_labels = as_tensor(dataset.test_labels)
         self.dataset = dataset.to(self.device)
 
         torch.manual_seed(train.seed)
@@ -91,13 +100,11 @@ class Engine:
         self.loss_fn = losses.build(cfg.loss.name, dataset.num_classes, **cfg.loss.hyperparameters).to(self.device)
         self.amp = self.device.type == "cuda" and train.amp
 
-        n_train = len(self.train_index)
-        self.batches_per_epoch = self._num_batches(n_train)
-        self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.optim.accumulate_steps)
-        self.total_steps = train.epochs * self.batches_per_epoch
-        if cfg.optim.milestones_unit == "iterations" and cfg.optim.milestones[-1:] > [self.total_steps]:
+        self.batches_per_epoch = self._num_batches(len(self.train_index))
+        self.total_batches = train.epochs * self.batches_per_epoch
+        if cfg.optim.milestones_unit == "iterations" and cfg.optim.milestones[-1:] > [self.total_batches]:
             raise ConfigError(
-                f"optim.milestones {cfg.optim.milestones} (iterations) go past the run's {self.total_steps} "
+                f"optim.milestones {cfg.optim.milestones} (iterations) go past the run's {self.total_batches} "
                 f"iterations ({train.epochs} epochs x {self.batches_per_epoch} batches)"
             )
         self.optimizer = build_optimizer(model, cfg.optim)
@@ -107,41 +114,9 @@ class Engine:
         self.shuffle_rng = torch.Generator().manual_seed(train.seed)
         self.augment_rng = torch.Generator(device=self.device).manual_seed(train.seed + 1)
         self.epoch = 0
-        self.step = 0
+        self.batches_done = 0
         self.history: list[dict[str, Any]] = []
         self.writer = RunDirWriter(run_dir, cfg) if run_dir is not None else None
-
-    def _split_and_corrupt(self, dataset: Dataset) -> None:
-        """Noise the whole training set, then hold a validation split out of it (so validation is noisy)."""
-        cfg = self.cfg
-        true = dataset.train_labels
-        if dataset.labels_are_noisy:
-            noisy, is_noisy = true, None
-        else:
-            noisy_labels = noise.corrupt(
-                true,
-                kind=cfg.noise.kind,
-                rate=cfg.noise.rate,
-                num_classes=dataset.num_classes,
-                seed=cfg.noise.seed if cfg.noise.seed is not None else cfg.train.seed,
-                matrix=None if cfg.noise.matrix is None else np.asarray(cfg.noise.matrix, dtype=np.float64),
-                allow_true_label=cfg.noise.allow_true_label,
-            )
-            noisy, is_noisy = noisy_labels.noisy, noisy_labels.is_noisy
-        order = np.random.default_rng(cfg.train.seed).permutation(len(true))
-        n_val = round(cfg.data.val_fraction * len(true))
-        if len(true) - n_val < 2:
-            raise ConfigError(
-                f"data.val_fraction = {cfg.data.val_fraction} leaves {len(true) - n_val} training examples; "
-                "at least 2 are needed"
-            )
-        as_tensor = lambda a: torch.tensor(a, device=self.device)  # a copy: object-store arrays are read-only
-        self.val_index = as_tensor(np.sort(order[:n_val]))
-        self.train_index = as_tensor(np.sort(order[n_val:]))
-        self.noisy_labels = as_tensor(noisy)
-        self.true_labels = as_tensor(true)
-        self.is_noisy = None if is_noisy is None else as_tensor(is_noisy)
-        self.test_labels = as_tensor(dataset.test_labels)
 
     def _num_batches(self, n: int) -> int:
         """Full batches plus the last partial one, unless it would hold a single example (BatchNorm can't).
@@ -195,7 +170,9 @@ class Engine:
             x = self._inputs("train", index, augment=cfg.data.augment)
             with self._autocast():
                 logits = self.forward(x)
-            loss = self.loss_fn(logits.float(), self.noisy_labels[index], step=self.step, total_steps=self.total_steps)
+            loss = self.loss_fn(
+                logits.float(), self.noisy_labels[index], step=self.batches_done, total_steps=self.total_batches
+            )
             (loss / accumulate).backward()
             if (b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch:
                 self.optimizer.step()
@@ -205,7 +182,7 @@ class Engine:
             loss_sum += loss.detach() * n
             eps_sum += self.loss_fn.stats["mean_epsilon"].to(self.device) * n
             seen += n
-            self.step += 1
+            self.batches_done += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
@@ -236,36 +213,59 @@ class Engine:
             )
         return out
 
+    @contextlib.contextmanager
+    def process_settings(self) -> Iterator[None]:
+        """The process-wide settings the run trains under, put back when it ends: torch's threads
+        (`train.threads`; None keeps the process's) and, on CPU, glibc's allocator thresholds (`cpu_memory`)."""
+        memory = freed_memory_kept() if self.device.type == "cpu" else contextlib.nullcontext()
+        with torch_threads(self.cfg.train.threads), memory:
+            yield
+
+    def evaluation_due(self, epoch: int) -> bool:
+        """Every `train.eval_every` epochs and at the last one (a diverged epoch reports without evaluating)."""
+        return epoch % self.cfg.train.eval_every == 0 or epoch == self.cfg.train.epochs
+
+    def checkpoint_due(self, epoch: int, every: int | None = None) -> bool:
+        """Whether the state after `epoch` is saved: the one rule for run directories and Ray trials.
+
+        Due at the last epoch, at an epoch that diverged (the run ends there), and every `every` epochs
+        (default `train.checkpoint_every`; 0: no periodic checkpoints). Ask once `epoch`'s row is in `history`.
+        """
+        every = self.cfg.train.checkpoint_every if every is None else every
+        last = self.history[-1] if self.history else {}
+        diverged_here = last.get("epoch") == epoch and bool(last.get("diverged"))
+        return epoch == self.cfg.train.epochs or diverged_here or (every > 0 and epoch % every == 0)
+
     def epochs(self) -> Iterator[dict[str, Any]]:
-        """Train to `train.epochs`, yielding metrics after each evaluated epoch; stops early on divergence."""
-        cfg = self.cfg.train
-        while self.epoch < cfg.epochs:
-            train_loss, mean_eps, speed = self._train_epoch()
-            self.epoch += 1
-            row: dict[str, Any] = {
-                "epoch": self.epoch,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "train_loss": train_loss,
-                "mean_epsilon": mean_eps,
-                "samples_per_s": speed,
-                "diverged": not math.isfinite(train_loss),
-            }
-            if row["diverged"]:
-                row.update({"val_accuracy": 0.0, "test_accuracy": 0.0, "test_loss": NAN, "test_entropy": NAN,
-                            "test_max_p": NAN, "noisy_fit": NAN, "noisy_corrected": NAN, "clean_fit": NAN})
-            elif self.epoch % cfg.eval_every and self.epoch != cfg.epochs:
-                continue
-            else:
-                row.update(self.evaluate())
-            self.history.append(row)
-            if self.writer is not None:
-                self.writer.write_metrics(self.history)
-                every = cfg.checkpoint_every
-                if row["diverged"] or self.epoch == cfg.epochs or (every and self.epoch % every == 0):
-                    self.save_checkpoint(self.writer.checkpoint_path)
-            yield row
-            if row["diverged"]:
-                return
+        """Train to `train.epochs`, yielding metrics after each evaluated epoch; stops early on divergence.
+
+        The process-wide settings (`process_settings`) hold from the first epoch until the loop ends or
+        its consumer drops it.
+        """
+        with self.process_settings():
+            while self.epoch < self.cfg.train.epochs:
+                train_loss, mean_eps, speed = self._train_epoch()
+                self.epoch += 1
+                diverged = not math.isfinite(train_loss)
+                if not diverged and not self.evaluation_due(self.epoch):
+                    continue
+                row: dict[str, Any] = {
+                    "epoch": self.epoch,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "train_loss": train_loss,
+                    "mean_epsilon": mean_eps,
+                    "samples_per_s": speed,
+                    "diverged": diverged,
+                    **(metric_table.diverged_values() if diverged else self.evaluate()),
+                }
+                self.history.append(row)
+                if self.writer is not None:
+                    self.writer.write_metrics(self.history)
+                    if self.checkpoint_due(self.epoch):
+                        self.save_checkpoint(self.writer.checkpoint_path)
+                yield row
+                if diverged:
+                    return
 
     def run(self) -> list[dict[str, Any]]:
         """Train to the end (with a progress bar when enabled); returns the metrics history."""
@@ -285,7 +285,10 @@ class Engine:
         return self.history
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: weights, optimiser, schedule, loss, counters, RNG states."""
+        """Everything needed to continue exactly: weights, optimiser, schedule, loss, counters, RNG states.
+
+        `step` holds `batches_done` (the key checkpoints have always used).
+        """
         rng = {
             "torch": torch.get_rng_state(),
             "shuffle": self.shuffle_rng.get_state(),
@@ -297,7 +300,7 @@ class Engine:
             "format": CHECKPOINT_FORMAT,
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,
-            "step": self.step,
+            "step": self.batches_done,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -321,7 +324,7 @@ class Engine:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loss_fn.load_state_dict(state["loss"])
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.epoch, self.batches_done = int(state["epoch"]), int(state["step"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         self.shuffle_rng.set_state(rng["shuffle"])
@@ -352,7 +355,7 @@ class Engine:
 
 
 #: Fields a resumed run may change: where the data is, and how the run is executed and shown, never what it
-#: computes. Anything else (data, noise, model, loss, optim, train.epochs: ProSelfLC's t = step / total_steps
+#: computes. Anything else (data, noise, model, loss, optim, train.epochs: ProSelfLC's t = batches_done / total_batches
 #: and the lr schedule depend on it, batches, seed, precision) would silently corrupt the run.
 RESUME_MAY_CHANGE = (
     "name", "data.root", "data.download", "train.device", "train.progress", "train.threads",

@@ -7,23 +7,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-METRIC_KEYS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "val_accuracy",
-    "test_accuracy",
-    "test_loss",
-    "test_entropy",
-    "test_max_p",
-    "noisy_fit",
-    "noisy_corrected",
-    "clean_fit",
-    "mean_epsilon",
-    "samples_per_s",
-    "diverged",
-)
-NAN = float("nan")
+from proselflc import metric_table
+from proselflc.metric_table import NAN
+
+#: The keys of every row the Engine reports, in metrics.csv's column order (see `proselflc.metric_table`).
+METRIC_KEYS = metric_table.names()
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -193,10 +193,14 @@ class SweepConfig(StrictModel):
     @classmethod
     def _metric(cls, value: str) -> str:
         value = one_of(value, METRIC_KEYS, "metric")
-        if uses_clean_labels(value):
+        if uses_clean_labels(value) or value not in SELECTABLE_METRICS:
+            why = (
+                "is computed with the clean labels, which a noisy-label study must not select on"
+                if uses_clean_labels(value)
+                else "does not judge a configuration (the metric table gives it no better direction)"
+            )
             raise ValueError(
-                f"metric {value!r} is computed with the clean labels, which a noisy-label study must not select "
-                f"on; choose one computed on the noisy labels: {', '.join(SELECTABLE_METRICS)}"
+                f"metric {value!r} {why}; choose one computed on the noisy labels: {', '.join(SELECTABLE_METRICS)}"
             )
         return value
 

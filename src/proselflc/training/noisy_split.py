@@ -1,0 +1,63 @@
+"""The labels a run learns from: noise the whole training set, then hold a validation split out of it.
+
+In this order the validation labels are as noisy as the training labels, as they are in real life, so
+`val_accuracy` is an honest selection metric; the test labels stay clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from proselflc import noise as noise_lib
+from proselflc.config import ConfigError, NoiseConfig
+
+
+@dataclass(frozen=True)
+class NoisySplit:
+    """Noisy labels of the whole training set, which of them the noise changed, and the two index sets.
+
+    `is_noisy` is None where the noise is unknown (datasets whose published labels are already noisy).
+    """
+
+    noisy: np.ndarray
+    is_noisy: np.ndarray | None
+    train_index: np.ndarray
+    val_index: np.ndarray
+
+
+def noisy_split(
+    true_labels: np.ndarray,
+    noise: NoiseConfig,
+    *,
+    num_classes: int,
+    val_fraction: float,
+    seed: int,
+    labels_are_noisy: bool = False,
+) -> NoisySplit:
+    """Corrupt `true_labels` with `noise` (seeded by `noise.seed`, else `seed`), then split by a `seed` permutation.
+
+    Labels that are already noisy (`labels_are_noisy`) are used as they are, with an unknown noise mask.
+    """
+    if labels_are_noisy:
+        noisy, is_noisy = true_labels, None
+    else:
+        corrupted = noise_lib.corrupt(
+            true_labels,
+            kind=noise.kind,
+            rate=noise.rate,
+            num_classes=num_classes,
+            seed=noise.seed if noise.seed is not None else seed,
+            matrix=None if noise.matrix is None else np.asarray(noise.matrix, dtype=np.float64),
+            allow_true_label=noise.allow_true_label,
+        )
+        noisy, is_noisy = corrupted.noisy, corrupted.is_noisy
+    n = len(true_labels)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = round(val_fraction * n)
+    if n - n_val < 2:
+        raise ConfigError(
+            f"data.val_fraction = {val_fraction} leaves {n - n_val} training examples; at least 2 are needed"
+        )
+    return NoisySplit(noisy=noisy, is_noisy=is_noisy, train_index=np.sort(order[n_val:]), val_index=np.sort(order[:n_val]))
