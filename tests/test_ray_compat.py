@@ -1,0 +1,59 @@
+"""The shims in `proselflc.tuning.ray_compat`, checked against the installed Ray with Ray's own objects.
+
+Each shim leans on Ray behaviour that Ray's public API does not promise; when Ray is upgraded, these tests say
+which assumption moved. The end-to-end behaviour they enable is tested where it matters: a copied sweep's
+resume (tests/test_tuning_resume.py), Ctrl+C (same), a loopback-only local Ray (tests/test_ray_loopback.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray.train._internal.storage import StorageContext
+from ray.tune import result as ray_result
+from ray.tune.experiment import Trial
+
+from proselflc.tuning import ray_compat
+
+
+def _trial(storage_path: Path, name: str) -> Trial:
+    storage = StorageContext(storage_path=str(storage_path), experiment_dir_name="trials", trial_dir_name=name)
+    return Trial("train", config={}, trial_id=name, storage=storage, stub=True)
+
+
+class _Controller:
+    """What Ray 2.60 hands a scheduler's `on_trial_add`: its trials, in the order they were added."""
+
+    def __init__(self, trials: list[Trial]) -> None:
+        self.trials = trials
+
+    def get_trials(self) -> list[Trial]:
+        return self.trials
+
+
+def test_a_new_trial_takes_the_storage_of_the_experiment_first_trial(tmp_path: Path) -> None:
+    restored = _trial(tmp_path / "copy", "restored")  # Ray re-pointed it to where the sweep is now
+    stale = _trial(tmp_path / "original", "new")  # made from the restored searcher's pickled Experiment
+    ray_compat.follow_experiment_storage(_Controller([restored, stale]), stale)
+    assert stale.storage.storage_fs_path == restored.storage.storage_fs_path
+    assert stale.storage.trial_fs_path == str(tmp_path / "copy" / "trials" / "new")
+    assert Path(stale.path) == tmp_path / "copy" / "trials" / "new"
+
+
+def test_trials_of_a_fresh_experiment_are_left_as_ray_made_them(tmp_path: Path) -> None:
+    first, second = _trial(tmp_path / "here", "a"), _trial(tmp_path / "here", "b")
+    before = second.storage
+    ray_compat.follow_experiment_storage(_Controller([first]), first)
+    ray_compat.follow_experiment_storage(_Controller([first, second]), second)
+    assert second.storage is before
+
+
+def test_the_bookkeeping_keys_cover_what_ray_tune_adds_to_a_result() -> None:
+    # time_total_s is kept on purpose: the analysis reports search cost from it.
+    added = set(ray_result.AUTO_RESULT_KEYS) | {ray_result.DONE, ray_result.SHOULD_CHECKPOINT, ray_result.TRIAL_ID}
+    assert added - {ray_result.TIME_TOTAL_S} <= ray_compat.RESULT_BOOKKEEPING_KEYS
+    assert ray_result.TIME_TOTAL_S not in ray_compat.RESULT_BOOKKEEPING_KEYS
+
+
+def test_the_cluster_config_call_answers_on_a_local_ray(ray_session: object) -> None:
+    config = ray_compat.reported_cluster_config()  # a local Ray has no platform-reported node groups
+    assert config is None or hasattr(config, "node_group_configs")
