@@ -1,7 +1,8 @@
-"""Where proselflc leans on Ray Tune behaviour that its public API does not promise: all of it, in one place.
+"""Where proselflc leans on Ray behaviour that its public API does not promise: all of it, in one place.
 
 Each shim names the Ray version it was checked against (`CHECKED_RAY`). When Ray is upgraded, this module is
-what to re-read: `tests/test_ray_compat.py` exercises every shim against the installed Ray.
+what to re-read: `tests/test_ray_compat.py` checks every shim against the installed Ray. Ray is imported inside
+the functions, so the analysis can read `RESULT_BOOKKEEPING_KEYS` without starting Ray's import.
 """
 
 from __future__ import annotations
@@ -10,13 +11,28 @@ import copy
 import os
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray import tune
-from ray.tune.experiment import Trial
+if TYPE_CHECKING:
+    from ray import tune
+    from ray.tune.experiment import Trial
 
 #: The Ray release every shim below was read against and tested with.
 CHECKED_RAY = "2.60.0"
+
+#: Ray 2.60: the bookkeeping keys Ray Tune adds to every reported result (`ray.tune.result.AUTO_RESULT_KEYS`
+#: and the controller's own); they are not metrics of the run. The analysis drops them from its rows.
+RESULT_BOOKKEEPING_KEYS = frozenset(
+    {
+        "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date",
+        "time_this_iter_s", "pid", "hostname", "node_ip", "config", "time_since_restore",
+        "iterations_since_restore", "timesteps_total", "timesteps_since_restore", "episodes_total",
+        "experiment_id", "experiment_tag", "warmup_time",
+    }
+)
+#: Ray 2.60's own switch for local-only Ray (its default on macOS/Windows), read when `ray` is imported: "0"
+#: keeps the node IP at 127.0.0.1, so every process it starts (GCS, raylet, workers, agents, metrics) binds it.
+_RAY_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def follow_experiment_storage(tune_controller: Any, trial: Trial) -> None:
@@ -65,6 +81,42 @@ def fit_noting_interrupts(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
         interrupted = signal.getsignal(signal.SIGINT) is _keyboard_interrupt
         signal.signal(signal.SIGINT, previous)
     return grid, interrupted
+
+
+def init_on_loopback(**kwargs: object) -> None:
+    """ray.init on 127.0.0.1 only.
+
+    Ray 2.60: `ray.init(_node_ip_address="127.0.0.1")` is not enough: Ray replaces a loopback node IP by the
+    machine's address, and its C++ servers then bind every interface. Ray's local-only mode keeps the
+    node IP at 127.0.0.1; its flag is read when `ray` is imported, so it is set, for this call, in the
+    driver and in the environment the processes Ray starts inherit (workers inherit the raylet's).
+    """
+    import ray
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(_RAY_LOCAL_ONLY_ENV)
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_RAY_LOCAL_ONLY_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(_node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
+    finally:  # the processes Ray started keep the flag; later ones in this driver need not
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(_RAY_LOCAL_ONLY_ENV, None)
+        else:
+            os.environ[_RAY_LOCAL_ONLY_ENV] = saved_env
+
+
+def reported_cluster_config() -> Any:
+    """The node groups the cluster's platform reported to Ray's GCS, or None (needs a connected Ray).
+
+    Ray 2.60: `ray._private.state.state.get_cluster_config()`, the call Ray Data's own autoscaling reads; it
+    returns a `ClusterConfig` whose `node_group_configs` have `name`, `resources` and `max_count` (-1: no limit).
+    """
+    from ray._private.state import state
+
+    return state.get_cluster_config()
 
 
 def quiet_tune_console() -> None:
