@@ -19,7 +19,7 @@ so that a machine whose load drifts slows them alike. samples/s is timed samples
 a fixed device batch with the Engine's settings (channels_last, allocator), the Engine's compute-bound
 ceiling. No Ray needed.
 
-    python -m benchmarks throughput [--quick] [--device cpu|cuda] [--samples N] [--workers W]
+    python -m benchmarks throughput [--quick] [--device cpu|cuda] [--samples N] [--workers W] [--model NAME]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def engine_epochs(images: np.ndarray, labels: np.ndarray, args: argparse.Namespa
             "name": "throughput",
             "data": {"name": "cifar100", "root": unused_root, "val_fraction": 0.0, "augment": True},
             "noise": {"kind": "symmetric", "rate": 0.0},
-            "model": {"name": "resnet18"},
+            "model": {"name": args.model},
             "loss": {"name": "crossentropy"},
             "optim": {"lr": LR, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "schedule": "constant"},
             "train": {"epochs": 1 + args.epochs, "batch_size": args.batch_size, "eval_batch_size": 1024,
@@ -112,9 +112,9 @@ class PILCifar(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def _model(device: torch.device, channels_last: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
+def _model(name: str, device: torch.device, channels_last: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
-    model = models.build("resnet18", NUM_CLASSES, (3, 32, 32)).to(device)
+    model = models.build(name, NUM_CLASSES, (3, 32, 32)).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
@@ -155,7 +155,7 @@ def reference_epochs(images: np.ndarray, labels: np.ndarray, args: argparse.Name
         persistent_workers=args.workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
-    model, optimizer = _model(device, channels_last=device.type == "cuda")  # the usual: NHWC on GPUs only
+    model, optimizer = _model(args.model, device, channels_last=device.type == "cuda")  # the usual: NHWC on GPUs only
     amp = device.type == "cuda" and args.amp
     for _ in range(1 + args.epochs):
         start, seen = time.perf_counter(), 0
@@ -175,7 +175,7 @@ def model_only_epochs(images: np.ndarray, labels: np.ndarray, args: argparse.Nam
     device = resolve_device(args.device)
     if device.type == "cpu":
         keep_freed_memory()
-    model, optimizer = _model(device, channels_last=True)
+    model, optimizer = _model(args.model, device, channels_last=True)
     x = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
     amp = device.type == "cuda" and args.amp
@@ -276,6 +276,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--workers", type=int, default=_cores(), help="reference DataLoader workers (default: all cores)"
     )
+    p.add_argument("--model", default="resnet18",
+                   help="registered model both systems train (default resnet18; cnn: a seconds-long smoke run)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA for both systems")
     p.add_argument(
         "--compile",
@@ -295,6 +297,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.epochs = 1 if args.quick else 2
     if args.batch_size is None:
         args.batch_size = 64 if args.quick and not cuda else 128
+    try:
+        models.check_name(args.model)
+    except ValueError as exc:
+        p.error(f"--model: {exc}")
     for name in ("samples", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)})")
@@ -308,7 +314,7 @@ def main(argv: list[str]) -> int:
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(
-        f"throughput: ResNet-18 (CIFAR stem), {args.samples} CIFAR-shaped images, batch {args.batch_size}, "
+        f"throughput: {args.model}, {args.samples} CIFAR-shaped images, batch {args.batch_size}, "
         f"1 warm-up + {args.epochs} timed epoch(s), {device.type} ({name}), {_cores()} cores, "
         f"torch {torch.__version__}, amp={'bf16' if device.type == 'cuda' and args.amp else 'off'}, "
         f"compile={'on' if args.compile else 'off'}"

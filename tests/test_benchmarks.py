@@ -98,28 +98,45 @@ def test_gpu_packing_smallest_runs_on_the_sessions_fake_gpus(ray_session, capsys
     assert ratio > 0
 
 
+#: The throughput benchmark at its smallest: a small CNN instead of ResNet-18, two batches, one timed epoch.
+THROUGHPUT_SMOKE = ["--device", "cpu", "--model", "cnn", "--samples", "64", "--batch-size", "32", "--epochs", "1",
+                    "--workers", "1"]
+
+
 def test_throughput_smallest_runs_each_system_in_its_own_process(capsys: pytest.CaptureFixture[str]) -> None:
     from benchmarks import throughput
 
-    argv = ["--device", "cpu", "--samples", "64", "--batch-size", "32", "--epochs", "1", "--workers", "1"]
-    assert throughput.main(argv) == 0
+    assert throughput.main(THROUGHPUT_SMOKE) == 0
     out = capsys.readouterr().out
+    assert out.startswith("throughput: cnn, 64 CIFAR-shaped images, batch 32, 1 warm-up + 1 timed epoch(s), cpu"), out
     speeds = {
-        key: float(re.search(rf"{key}.*?([\d.]+) samples/s", out).group(1))
+        key: float(re.search(rf"{key}.*? ([\d.]+) samples/s", out).group(1))
         for key in ("engine", "reference", "model only")
     }
     assert all(speed > 0 for speed in speeds.values()), out
-    ratio = float(re.search(r"ratio engine / reference: ([\d.]+)x", out).group(1))
-    assert ratio == pytest.approx(speeds["engine"] / speeds["reference"], abs=0.01)
+    ratio = float(re.search(r"ratio engine / reference: (\d+\.\d\d)x", out).group(1))
+    # The ratio is engine / reference of the unrounded speeds: the printed speeds (1 decimal) bound it, and
+    # the printed ratio is that quotient to 2 decimals.
+    engine, reference = speeds["engine"], speeds["reference"]
+    low, high = (engine - 0.05) / (reference + 0.05), (engine + 0.05) / max(reference - 0.05, 1e-9)
+    assert low - 0.005 <= ratio <= high + 0.005, (ratio, low, high, out)
 
 
 def test_throughput_names_the_system_that_failed() -> None:
     from benchmarks import throughput
 
-    args = throughput.parse_args(["--device", "cpu", "--samples", "64", "--batch-size", "32", "--epochs", "1"])
+    args = throughput.parse_args(THROUGHPUT_SMOKE)
     args.workers = -1  # past parse_args' check: DataLoader itself rejects it, inside the reference's process
     with pytest.raises(RuntimeError, match="the reference system failed"):
         throughput.measure(args)
+
+
+def test_throughput_rejects_an_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import throughput
+
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--device", "cpu", "--model", "resnet19"])
+    assert "--model: unknown model 'resnet19'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -156,16 +156,31 @@ def test_a_diverging_trial_is_recorded_and_stopped(ray_session: Any, tmp_path: P
 
 
 def test_fractional_gpus_pack_at_most_four_trials_on_two_gpus(ray_session: Any, tmp_path: Path) -> None:
+    """8 trials of 0.5 GPU on 2 GPUs. Each trial holds a file under live/ for as long as it holds its GPU share,
+    and waits until it sees 4 such files (or until all 8 have started: the last ones may find fewer left), so
+    packing is seen without timing: a file present means its trial holds its share, so no count is too high."""
+    live, started = tmp_path / "live", tmp_path / "started"
+    live.mkdir()
+    started.mkdir()
+
     def probe(config: dict[str, Any]) -> None:
-        """Record what a trial was given (nested, so Ray pickles it by value for the workers)."""
-        start = time.time()
-        time.sleep(2.0)
-        tune.report({
-            "start": start,
-            "end": time.time(),
-            "gpu_ids": [str(i) for i in ray_session.get_gpu_ids()],
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-        })
+        """Record what a trial was given and whom it saw (nested, so Ray pickles it by value for the workers)."""
+        gpu_ids = [str(i) for i in ray_session.get_gpu_ids()]
+        mine = live / f"{config['i']}-gpu{'-'.join(gpu_ids)}"
+        mine.touch()
+        (started / str(config["i"])).touch()
+        seen: list[list[str]] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            names = sorted(p.name for p in live.iterdir())
+            if not seen or names != seen[-1]:
+                seen.append(names)
+            if len(names) >= 4 or len(list(started.iterdir())) == 8:
+                break
+            time.sleep(0.02)
+        mine.unlink()
+        tune.report({"gpu_ids": gpu_ids, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                     "seen": seen})
 
     tuner = tune.Tuner(
         tune.with_resources(probe, trial_resources(cpu=0.25, gpu=0.5)),
@@ -177,31 +192,30 @@ def test_fractional_gpus_pack_at_most_four_trials_on_two_gpus(ray_session: Any, 
     for r in results:
         assert len(r["gpu_ids"]) == 1 and r["gpu_ids"][0] in {"0", "1"}
         assert r["cuda_visible_devices"] == r["gpu_ids"][0]
-    events = sorted([(r["start"], 1, r["gpu_ids"][0]) for r in results] + [(r["end"], -1, r["gpu_ids"][0])
-                                                                          for r in results])
-    running, per_gpu, peak = 0, {"0": 0, "1": 0}, 0
-    for _, delta, gpu in sorted(events, key=lambda e: (e[0], e[1])):
-        running += delta
-        per_gpu[gpu] += delta
-        peak = max(peak, running)
-        assert per_gpu[gpu] <= 2  # two 0.5-GPU trials per GPU
-    assert 2 < peak <= 4  # packed (more than one per GPU), never more than 2 GPUs / 0.5
+    snapshots = [names for r in results for names in r["seen"]]
+    for names in snapshots:
+        assert len(names) <= 4, names  # never more than 2 GPUs / 0.5
+        for gpu in ("0", "1"):
+            assert sum(name.endswith(f"-gpu{gpu}") for name in names) <= 2, names  # two 0.5-GPU trials per GPU
+    assert max(len(names) for names in snapshots) == 4  # packed: two trials on each GPU at once
 
 
 def _stand_in(barrier: Path | None) -> Any:
     """A trial function that reports a learning curve without training (nested: Ray pickles it by value).
 
     Its val_accuracy sits near 0.9 at noise rate 0 and near 0.1 at rate 0.6. With `barrier`, a trial first
-    waits (at most 60 s) until a trial of another study has started too, and reports whether it saw one."""
+    waits (at most 60 s) until a trial of another study has started too, and reports whether it saw one, and
+    until `barrier/released` exists (the driver's `StatusLog` touches it once a status line shows both)."""
 
     def run(params: dict[str, Any], *, base: dict[str, Any], **_: Any) -> None:
         study = f"{base['noise']['kind']}-{base['noise']['rate']:g}"
-        saw_other = False
+        saw_other = released = False
         if barrier is not None:
-            (barrier / f"{study}-{os.getpid()}-{time.monotonic_ns()}").touch()
+            (barrier / "studies" / f"{study}-{os.getpid()}-{time.monotonic_ns()}").touch()
             deadline = time.monotonic() + 60
-            while not saw_other and time.monotonic() < deadline:
-                saw_other = any(not p.name.startswith(study + "-") for p in barrier.iterdir())
+            while not (saw_other and released) and time.monotonic() < deadline:
+                saw_other = any(not p.name.startswith(study + "-") for p in (barrier / "studies").iterdir())
+                released = (barrier / "released").exists()
                 time.sleep(0.05)
         level = 0.9 if base["noise"]["rate"] == 0 else 0.1
         for epoch in range(1, base["train"]["epochs"] + 1):
@@ -210,6 +224,22 @@ def _stand_in(barrier: Path | None) -> Any:
                          "saw_other_study": saw_other})
 
     return run
+
+
+class StatusLog:
+    """The sweep's log kept in a list; the first status line containing `awaited` touches `release`.
+
+    The driver writes status lines while trials run: trials that wait for `release` are thus still running
+    when a status line names them, however late the driver's status tick comes."""
+
+    def __init__(self, awaited: str, release: Path) -> None:
+        self.awaited, self.release = awaited, release
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        if line.startswith("status: ") and self.awaited in line:
+            self.release.touch()
 
 
 def _stand_in_sweep(tmp_path: Path, name: str, **changes: Any) -> Any:
@@ -231,20 +261,21 @@ def test_trials_of_different_studies_run_side_by_side(ray_session: Any, tmp_path
     """Two trial slots and one trial in flight per study: the second slot can only go to the other study, so
     each study's first trial meets the other's at a barrier (it would wait out its 60 s in a serial sweep)."""
     barrier = tmp_path / "barrier"
-    barrier.mkdir()
+    (barrier / "studies").mkdir(parents=True)
     sweep = _stand_in_sweep(
         tmp_path, "overlap", resources={"cpu": 1, "gpu": 0}, max_concurrent_trials=2, per_study_concurrency=1
     )
-    lines: list[str] = []
-    sweep_dir = run_sweep(sweep, log=lines.append, status_every_s=0.2, trial_function=_stand_in(barrier))
+    both = "2 running; 2 trials running, holding 0/2 GPUs (0%), 2/2 CPUs (100%)"
+    log = StatusLog(both, barrier / "released")
+    sweep_dir = run_sweep(sweep, log=log, status_every_s=0.2, trial_function=_stand_in(barrier))
     firsts = []
     for study in ("symmetric-0/crossentropy", "symmetric-0.6/crossentropy"):
         entry = studies(sweep_dir)[study]
         firsts.append(results(sweep_dir / "trials" / entry["trial_order"][0])[0]["saw_other_study"])
         assert len(study_trials(sweep_dir, study)) == 4 and len(study_trials(sweep_dir, study, "final")) == 1
     assert firsts == [True, True]
-    status = [line for line in lines if line.startswith("status: ")]
-    assert any("2 running; 2 trials running, holding 0/2 GPUs (0%), 2/2 CPUs (100%)" in line for line in status), status
+    status = [line for line in log.lines if line.startswith("status: ")]
+    assert any(both in line for line in status), status
 
 
 def test_a_low_scoring_study_is_not_cut_by_another_study_s_rungs(ray_session: Any, tmp_path: Path) -> None:
