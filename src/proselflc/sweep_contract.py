@@ -23,9 +23,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from proselflc import metric_table
+from proselflc import metric_table, storage
 from proselflc.config import ConfigError
-from proselflc.io import atomic_write_text
 
 SWEEP_FILE = "sweep.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -137,9 +136,9 @@ class Manifest(BaseModel):
         return all(entry.done for entry in self.studies)
 
 
-def read_manifest(sweep_dir: str | Path) -> Manifest:
-    """Parse `<sweep>/manifest.json`, naming the file and the bad field on failure (ConfigError)."""
-    root = Path(sweep_dir)
+def read_manifest(sweep_dir: str | Path | storage.Location) -> Manifest:
+    """Parse `<sweep>/manifest.json` (a local path or a URI), naming the file and the bad field on failure."""
+    root = storage.as_dir(sweep_dir)
     if not root.is_dir():
         raise ConfigError(f"sweep directory {str(root)!r} does not exist")
     path = root / MANIFEST_FILE
@@ -161,8 +160,8 @@ def read_manifest(sweep_dir: str | Path) -> Manifest:
         raise ConfigError(f"{str(path)!r} is not a valid sweep manifest: {problems}") from None
 
 
-def write_manifest(sweep_dir: str | Path, manifest: Manifest) -> None:
-    atomic_write_text(Path(sweep_dir) / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n")
+def write_manifest(sweep_dir: str | Path | storage.Location, manifest: Manifest) -> None:
+    storage.write_text(storage.as_dir(sweep_dir) / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n")
 
 
 #: Metrics computed with the true labels (the clean test set, the noisy subset's true labels): reported,

@@ -1,8 +1,16 @@
-"""`proselflc report SWEEP_DIR`: print the results table, write every export and plot to --out."""
+"""`proselflc report SWEEP_DIR`: print the results table, write every export and plot to --out.
+
+SWEEP_DIR may be a URI (s3://bucket/prefix/<sweep>): its results are read through pyarrow, as Ray Tune
+wrote them, and the report goes to a local directory (default ./<sweep>-report), into the bucket only when
+--out is a URI too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from proselflc.analysis.tables import FORMATS
@@ -13,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "sweep_dir",
         metavar="SWEEP_DIR",
-        type=Path,
-        help="sweep directory written by `proselflc tune` (<storage_path>/<sweep name>)",
+        help="sweep directory written by `proselflc tune` (<storage_path>/<sweep name>), or its URI "
+        "(s3://bucket/prefix/<sweep name>)",
     )
     parser.add_argument(
         "--format",
@@ -25,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"export format to write, repeatable ({', '.join(FORMATS)}; default: all)",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="directory for exports and plots (default: SWEEP_DIR/report)"
+        "--out",
+        default=None,
+        help="directory for exports and plots (default: SWEEP_DIR/report; ./<sweep name>-report when SWEEP_DIR "
+        "is a URI); a URI writes them there",
     )
     parser.add_argument(
         "--select-by",
@@ -69,12 +80,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@contextlib.contextmanager
+def _output(sweep: str, out: str | None) -> Iterator[Path | None]:
+    """The local directory the report is written to; a URI --out is uploaded once the report is complete."""
+    from proselflc import storage
+
+    if out is not None and storage.is_uri(out):
+        storage.resolve(out, "--out")  # an unknown scheme fails before the report is built
+        with tempfile.TemporaryDirectory(prefix="proselflc-report-") as tmp:
+            yield Path(tmp)
+            storage.upload_dir(Path(tmp), out)
+        return
+    if out is None and storage.is_uri(sweep):
+        yield Path(f"{storage.resolve(sweep, 'SWEEP_DIR').name}-report")
+        return
+    yield None if out is None else Path(out)
+
+
 def run(args: argparse.Namespace) -> int:
+    """Read the sweep (through pyarrow for a URI), write the report and print the main table."""
+    from proselflc import storage
+
+    with storage.local_copy(args.sweep_dir) as sweep_dir, _output(args.sweep_dir, args.out) as out:
+        _report(args, sweep_dir, out)
+    if storage.is_uri(args.out or ""):
+        print(f"uploaded the report to {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace, sweep_dir: Path, out: Path | None) -> None:
     """Write the report and print the main table; errors surface as ValueError for the CLI to format."""
     from proselflc.analysis.progress import read_progress
     from proselflc.analysis.report import write_report  # deferred: matplotlib/optuna only when reporting
 
-    progress = read_progress(args.sweep_dir)
+    progress = read_progress(sweep_dir)
     if args.strict:
         progress.require_finished()
     if progress.running:  # first line of the output: a partial table must not pass for the final one
@@ -86,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
 
         storage = open_storage(args.optuna_storage)  # a bad URL fails before any file is written
     report = write_report(
-        args.sweep_dir,
-        out=args.out,
+        sweep_dir,
+        out=out,
         formats=tuple(args.formats or FORMATS),
         select_by=args.select_by,
         figures=not args.no_plots,
@@ -103,11 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
         print("\nPublished vs. reproduced (%):\n")
         print(display(report.published).to_markdown(index=False))
-    out = report.files[0].parent if report.files else args.out
-    print(f"\nwrote {len(report.files)} file(s) to {out}")
+    written = report.files[0].parent if report.files else out
+    print(f"\nwrote {len(report.files)} file(s) to {written}")
     if storage is not None:
         from proselflc.analysis.optuna_export import export_optuna
 
-        names = export_optuna(args.sweep_dir, storage, select_by=args.select_by, mode=args.mode)
+        names = export_optuna(sweep_dir, storage, select_by=args.select_by, mode=args.mode)
         print(f"exported {len(names)} Optuna stud{'y' if len(names) == 1 else 'ies'} to {args.optuna_storage}")
-    return 0

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from proselflc import safe_yaml
+from proselflc import safe_yaml, storage
 from proselflc import sweep_contract as contract
 from proselflc.sweep_contract import LEGACY_FINAL_RUN, PHASE, STUDY, Manifest
 
@@ -60,7 +60,8 @@ def read_manifest(sweep_dir: str | Path) -> Manifest:
 
 
 def load_sweep(path: str | Path) -> pd.DataFrame:
-    """One tidy row per (study, phase, trial, epoch) of the sweep at `path`.
+    """One tidy row per (study, phase, trial, epoch) of the sweep at `path` (a directory, or a URI such as
+    s3://bucket/prefix/<sweep>, whose results are read through pyarrow as Ray Tune wrote them).
 
     Columns: sweep, study, the GROUP_KEYS, phase ("search" or "final": the final-seed re-runs),
     trial_id, trial_dir, trial_order (a search trial's place in its study's creation order, which
@@ -73,7 +74,11 @@ def load_sweep(path: str | Path) -> pd.DataFrame:
     Where the manifest lists a study's trial directories (sweeps of this version), only those count:
     a trial Ray started but the study never dealt (a killed driver's leftover) is not the study's.
     """
-    root = Path(path)
+    with storage.local_copy(path) as root:
+        return _load_local(root)
+
+
+def _load_local(root: Path) -> pd.DataFrame:
     manifest = read_manifest(root)
     frames: list[pd.DataFrame] = []
     experiments: dict[Path, list[_Trial]] = {}

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate the sweep, connect to Ray (RAY_ADDRESS, or a local instance), run it, print the table."""
     import ray
 
+    from proselflc import storage
     from proselflc.analysis import summary
     from proselflc.sweep_contract import SWEEP_FILE
     from proselflc.tuning.config import load_sweep
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt as exc:
         if not isinstance(exc, SweepInterrupted):  # stopped before the Tuner ran: what is saved is resumable
-            print(f"sweep interrupted; continue with `proselflc tune {sweep.sweep_dir / SWEEP_FILE} --resume`",
+            print(f"sweep interrupted; continue with `proselflc tune {storage.join(sweep.sweep_dir, SWEEP_FILE)} --resume`",
                   flush=True)
         raise
     finally:

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from proselflc import search_spaces
+from proselflc import search_spaces, storage
 from proselflc.config import (
     ConfigError,
     RunConfig,
@@ -144,7 +144,9 @@ class SweepConfig(StrictModel):
     per_study_concurrency: int | None = Field(
         None, ge=1, description="a study's search trials in flight at once; default: its sampler's startup trials"
     )
-    storage_path: Path = Path("results")
+    storage_path: Path | str = Field(
+        Path("results"), description="local directory, or a URI Ray Tune accepts (s3://bucket/prefix, gs://...)"
+    )
     final_seeds: int = Field(3, ge=0)
     final_include_val: bool = Field(
         False, description="final re-runs train on the whole noisy training set, validation split included"
@@ -213,10 +215,17 @@ class SweepConfig(StrictModel):
             raise ValueError(f"method names {dupes} appear more than once")
         return value
 
-    @field_validator("storage_path")
+    @field_validator("storage_path", mode="before")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute(cls, value: Any) -> Path | str:
+        """A URI is kept as written (Ray Tune and pyarrow resolve it); a local path is made absolute."""
+        if isinstance(value, str) and storage.is_uri(value):
+            return value.rstrip("/")
+        if not isinstance(value, str | Path):  # ValueError: pydantic reports only that one as the field's error
+            raise ValueError(  # noqa: TRY004
+                f"expected a local path or a URI such as s3://bucket/prefix, got {value!r}"
+            )
+        return Path(value).expanduser().resolve()
 
     @model_validator(mode="after")
     def _asha_fits(self) -> SweepConfig:
@@ -250,8 +259,9 @@ class SweepConfig(StrictModel):
         return self.asha.max_t or self.base.train.epochs
 
     @property
-    def sweep_dir(self) -> Path:
-        return self.storage_path / self.name
+    def sweep_dir(self) -> Path | str:
+        """`<storage_path>/<name>`: a Path, or a URI string when storage_path is one."""
+        return storage.join(self.storage_path, self.name)
 
     @property
     def n_startup_trials(self) -> int:
@@ -328,15 +338,24 @@ def build_sweep_config(raw: dict[str, Any], source: str = "sweep", root: str | P
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
-    """Read a sweep YAML, apply `--set` overrides (e.g. num_samples=4, base.train.epochs=5), validate."""
-    path = Path(path)
-    raw = read_yaml(path)
+    """Read a sweep YAML, apply `--set` overrides (e.g. num_samples=4, base.train.epochs=5), validate.
+
+    `path` may be the sweep.yaml inside a sweep directory on object storage (`s3://.../<name>/sweep.yaml`):
+    the sweep then lives there, as for a local sweep directory's own sweep.yaml.
+    """
+    remote = storage.resolve(path, "sweep") if isinstance(path, str) and storage.is_uri(path) else None
+    path = Path(path) if remote is None else Path(remote.path)
+    raw = read_yaml(path) if remote is None else storage.read_mapping(remote)
     updates = parse_overrides(overrides)
     base_updates = updates.pop("base", None)
     raw = deep_merge(raw, updates)
     if base_updates:
         # `--set base.x=...` must not replace a base given as a file path: route it through `overrides`.
         raw["overrides"] = deep_merge(_nested(raw.get("overrides")), base_updates)
+    if remote is not None:
+        raw["storage_path"] = str(remote.parent.parent)
+        raw["name"] = remote.parent.name
+        return build_sweep_config(raw, source=str(remote))
     if path.name == SWEEP_FILE and (path.parent / MANIFEST_FILE).is_file():
         # A sweep directory's own sweep.yaml: the sweep lives where that file is now (copied or moved), not
         # where it was first written.

@@ -4,6 +4,12 @@ Two `proselflc tune --resume` runs on one sweep would both run every trial and m
 trial directories aside. The kernel releases a flock when its holder dies (even by SIGKILL), so a
 crashed driver never blocks the next one. On a filesystem where flock is not supported, the lock
 file alone decides: it is taken over when its holder is a dead process on this host.
+
+On object storage (`storage_path: s3://...`) there is no flock and pyarrow offers no conditional PUT, so
+the lock is best effort: a driver refuses a sweep whose `.lock` names a live holder, writes its own record
+(with a random token), and reads it back a moment later to see that no other driver overwrote it. Two
+drivers started within that moment can both pass; a driver killed with SIGKILL leaves its record, which is
+taken over only when it names a dead process on this host: elsewhere, delete the object to free the sweep.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -20,9 +27,12 @@ from typing import IO, Any
 
 from typing_extensions import Self
 
+from proselflc import storage
 from proselflc.config import ConfigError
 
 LOCK_FILE = ".lock"
+#: On object storage: how long to wait before reading the record back to see whether another driver won.
+SETTLE_S = 1.0
 
 
 def _holder_text(info: dict[str, Any]) -> str:
@@ -47,9 +57,10 @@ class SweepLock:
     (an unlocked file is not a held lock).
     """
 
-    def __init__(self, sweep_dir: str | Path) -> None:
-        self.path = Path(sweep_dir) / LOCK_FILE
+    def __init__(self, sweep_dir: str | Path | storage.Location) -> None:
+        self.path = storage.as_dir(sweep_dir) / LOCK_FILE
         self._fh: IO[str] | None = None
+        self._token: str | None = None  # the record this driver wrote on object storage
 
     def holder(self) -> dict[str, Any]:
         """What the lock file says about its holder ({} when unreadable or empty)."""
@@ -73,8 +84,26 @@ class SweepLock:
             return not info
         return not _pid_alive(info["pid"]) or info["pid"] == os.getpid()
 
+    def _acquire_remote(self, path: storage.Location) -> Self:
+        """Best effort on object storage (see the module docstring): refuse a live record, write, read back."""
+        info = self.holder()
+        here = info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int)
+        if info and not (here and not _pid_alive(info["pid"])):  # held, unless by a dead process of this host
+            raise self._refuse()
+        token = secrets.token_hex(8)
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "token": token}
+        path.parent.mkdir()
+        path.write_text(json.dumps(record) + "\n")
+        time.sleep(SETTLE_S)
+        if self.holder().get("token") != token:
+            raise self._refuse()
+        self._token = token
+        return self
+
     def acquire(self) -> Self:
         """Take the lock or raise ConfigError naming the holder (host, pid, since when)."""
+        if isinstance(self.path, storage.Location):
+            return self._acquire_remote(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = self.path.open("a+")
         try:
@@ -100,6 +129,11 @@ class SweepLock:
 
     def release(self) -> None:
         """Drop the lock (closing the file releases the flock) and mark the record released."""
+        if isinstance(self.path, storage.Location):
+            if self._token is not None and self.holder().get("token") == self._token:
+                self.path.write_text("")
+            self._token = None
+            return
         if self._fh is None:
             return
         self._fh.seek(0)

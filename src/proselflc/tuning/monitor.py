@@ -18,6 +18,7 @@ import ray
 from ray import tune
 from ray.tune.experiment import Trial
 
+from proselflc import storage
 from proselflc.sweep_contract import PHASE, STUDY, Manifest, read_manifest, write_manifest
 from proselflc.tuning.state_guard import StateSigner
 from proselflc.tuning.studies import StudySearcher
@@ -42,7 +43,7 @@ class SweepMonitor(tune.Callback):
         self._written = -1
         self._last_status = 0.0
         self._reconciled = False
-        self._sweep_dir: Path | None = None
+        self._sweep_dir: storage.Dir | None = None
         self._manifest: Manifest | None = None  # read once per fit: only this monitor writes it meanwhile
         self._signer = StateSigner()
         self._sign_failed = False
@@ -93,7 +94,9 @@ class SweepMonitor(tune.Callback):
         trial = next(iter(trials), None)
         if trial is None or not Path(trial.local_experiment_path).is_dir():
             return
-        experiment = Path(trial.remote_experiment_path)
+        experiment = _experiment_dir(trial)
+        if isinstance(experiment, storage.Location):
+            return  # not signed on object storage (said when the sweep starts; its resume needs --trust-state)
         try:
             self._signer.sign(experiment.parent, Path(trial.local_experiment_path), experiment)
         except OSError as exc:  # a full disk must not stop the sweep here; resume falls back to older copies
@@ -123,7 +126,7 @@ class SweepMonitor(tune.Callback):
         self.searcher.notes.clear()
         if self.searcher.revision == self._written:
             return
-        sweep_dir = next((Path(t.remote_experiment_path).parent for t in trials), self._sweep_dir)
+        sweep_dir = next((_experiment_dir(t).parent for t in trials), self._sweep_dir)
         if sweep_dir is None:
             return
         if self._manifest is None or sweep_dir != self._sweep_dir:
@@ -165,6 +168,11 @@ class SweepMonitor(tune.Callback):
             f"status: {finished}/{len(self.searcher.studies)} studies finished, {active} running; "
             f"{len(running)} trials running{holding}"
         )
+
+
+def _experiment_dir(trial: Trial) -> storage.Dir:
+    """Where the trial's experiment lives: a Path, or a Location on the filesystem Ray resolved for a URI."""
+    return storage.on_filesystem(trial.storage.storage_filesystem, trial.remote_experiment_path)
 
 
 def _label(trial: Trial) -> str:

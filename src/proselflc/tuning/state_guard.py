@@ -11,6 +11,10 @@ sweep resumes from its last consistent signed state (trials that finished after 
 their checkpoints, not lost). Trials' pickled errors are set aside too (their error.txt stays). A
 snapshot that does not verify refuses the resume, naming the file. `--trust-state` skips all this for a
 directory the user vouches for.
+
+On object storage (`storage_path: s3://...`) nothing is signed: the snapshot's atomic swap needs renames
+that an object store does not have. A resume from a URI is refused unless `--trust-state` says that only
+trusted people can write to the bucket.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import secrets
 import shutil
 from pathlib import Path
 
+from proselflc import storage
 from proselflc.config import ConfigError
 from proselflc.io import atomic_write_text
 
@@ -117,21 +122,33 @@ class StateSigner:
         return True
 
 
-def has_results(experiment: Path) -> bool:
+#: Said when a sweep on object storage starts, and why its resume needs --trust-state.
+UNSIGNED_REMOTE = (
+    "storage_path is a URI: Ray Tune's saved state is not signed on object storage (no atomic renames there), "
+    "so `--resume` of this sweep needs --trust-state: Ray unpickles that state, so trust everyone who can write "
+    "to the bucket"
+)
+
+
+def has_results(experiment: storage.Dir) -> bool:
     """Whether any trial of the experiment reported a result (there is work a fresh start would lose)."""
+    if isinstance(experiment, storage.Location):
+        return any((trial / "result.json").size() > 0 for trial in experiment.iterdir())
     return any(p.stat().st_size > 0 for p in experiment.glob("*/result.json"))
 
 
-def has_snapshot(sweep_dir: Path) -> bool:
-    return _snapshot(sweep_dir) is not None
+def has_snapshot(sweep_dir: storage.Dir) -> bool:
+    return not isinstance(sweep_dir, storage.Location) and _snapshot(sweep_dir) is not None
 
 
-def verify(sweep_dir: Path, experiment: Path) -> list[str]:
+def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
     """Verify the last signed snapshot and make Ray's state files equal to it; returns what was changed.
 
     Raises ConfigError, naming the file, when there is no snapshot or one of its files does not match its
-    signature under this user's key.
+    signature under this user's key, and for a sweep on object storage, where nothing is signed.
     """
+    if isinstance(sweep_dir, storage.Location) or isinstance(experiment, storage.Location):
+        raise ConfigError(f"--resume: {str(sweep_dir)!r}: {UNSIGNED_REMOTE}")
     snapshot = _snapshot(sweep_dir)
     if snapshot is None:
         raise ConfigError(

@@ -9,12 +9,14 @@ runs the studies one after another instead.
 The Tuner's experiment is `<sweep>/trials/`. Ray Tune saves the searcher (every study's sampler and
 progress) with it, so `--resume` restores the one Tuner with `Tuner.restore(..., resume_errored=True)`;
 `manifest.json` mirrors the studies' progress for people and for the analysis.
+
+The sweep directory may be a URI (`storage_path: s3://bucket/prefix`): Ray Tune writes the trials there and
+proselflc writes its own files (sweep.yaml, manifest.json, .lock) there through `proselflc.storage`.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,8 @@ import optuna
 from ray import tune
 
 from proselflc import data as data_lib
-from proselflc import safe_yaml, search_spaces
+from proselflc import safe_yaml, search_spaces, storage
 from proselflc.config import ConfigError
-from proselflc.io import atomic_write_text
 from proselflc.sweep_contract import (
     CURRENT_VERSION,
     EXPERIMENT_DIR,
@@ -97,6 +98,12 @@ def new_manifest(sweep: SweepConfig) -> Manifest:
     )
 
 
+def _local_root(directory: storage.Dir) -> Path:
+    """What relative paths in a stored sweep.yaml are relative to (its base is inlined there, so a URI's
+    directory needs none)."""
+    return directory if isinstance(directory, Path) else Path(".")
+
+
 def _dirname(trial: Any) -> str:
     """`<kind>-<rate>_<method>_<phase>_<trial id>`: a trial directory says which study it serves."""
     config = trial.config or {}
@@ -128,7 +135,7 @@ class SweepRunner:
         self.trial_function = trial_function
         self.spaces = validate_studies(sweep)
         self.bases = {key: sweep.study_config(rate, method) for key, rate, method in studies(sweep)}
-        self.dir = sweep.sweep_dir
+        self.dir: storage.Dir = storage.as_dir(sweep.sweep_dir)
 
     # -- directory ---------------------------------------------------------------------------------
 
@@ -142,7 +149,7 @@ class SweepRunner:
             # The stored sweep, validated by this version: a form this version writes differently (e.g. the
             # earlier `searcher: {name: optuna}`) still compares equal when it means the same sweep.
             stored_sweep = build_sweep_config(
-                safe_yaml.read_mapping(sweep_file), source=str(sweep_file), root=sweep_file.parent
+                storage.read_mapping(sweep_file), source=str(sweep_file), root=_local_root(sweep_file.parent)
             )
             stored = stored_sweep.resolved(validate_studies(stored_sweep))
             # Where the sweep lives is not part of it: a copied or moved sweep directory resumes in place.
@@ -169,16 +176,19 @@ class SweepRunner:
                 "the sweep's name or storage_path"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(sweep_file, safe_yaml.dump_text(resolved))
+        storage.write_text(sweep_file, safe_yaml.dump_text(resolved))
         manifest = new_manifest(self.sweep)
         write_manifest(self.dir, manifest)
         return manifest
 
     # -- running -----------------------------------------------------------------------------------
 
-    def run(self, resume: bool = False) -> Path:
+    def run(self, resume: bool = False) -> storage.Dir:
         """Search every study and re-run each one's best config with fresh seeds, all in one Tuner."""
         sweep = self.sweep
+        if isinstance(self.dir, storage.Location):  # an unreachable store fails here, not in the trials
+            storage.check_reachable(self.dir)
+            self.log(f"    {state_guard.UNSIGNED_REMOTE}")
         dataset = data_lib.load(sweep.base.data)  # missing or malformed data files fail here, before Ray
         connect()
         # Refused at once if no node can hold a trial, unless the cluster can scale: then it waits for a node.
@@ -230,11 +240,12 @@ class SweepRunner:
         experiment = self.dir / EXPERIMENT_DIR
         if not known or not experiment.is_dir():
             return
-        for trial_dir in sorted(experiment.glob("[!.]*")):
+        for trial_dir in sorted(experiment.iterdir(), key=lambda d: d.name):
+            if trial_dir.name.startswith("."):
+                continue
             if trial_dir.is_dir() and (trial_dir / "params.json").exists() and trial_dir.name not in known:
                 target = experiment / ORPHANED_DIR / trial_dir.name
-                target.parent.mkdir(exist_ok=True)
-                shutil.move(str(trial_dir), target)
+                storage.move(trial_dir, target)
                 self.log(f"    set aside {trial_dir.name}: started by a killed driver before Ray recorded it "
                          f"(its study dealt the trial again); kept in {target.parent}")
 
@@ -292,7 +303,7 @@ class SweepRunner:
         if path.exists():
             # Interrupted before Ray saved any state, or before any trial reported and its state was signed:
             # nothing to lose, so start it afresh rather than load unverified pickles.
-            shutil.rmtree(path)
+            storage.remove_tree(path)
         searcher = self.searcher()
         monitor = SweepMonitor(
             searcher, metric=sweep.metric, max_t=sweep.max_t, log=self.log, status_every_s=self.status_every_s
@@ -331,7 +342,7 @@ def run_sweep(
     status_every_s: float = 30.0,
     trial_function: TrialFunction = train_engine,
     trust_state: bool = False,
-) -> Path:
+) -> storage.Dir:
     """Run or resume `sweep` on Ray (already initialised, RAY_ADDRESS, or a local start); returns the sweep dir.
 
     `trust_state` resumes without verifying Ray's pickled state against this user's signatures.
