@@ -1,4 +1,6 @@
-"""The Engine's CPU allocator setting: the buffers a CNN step frees are reused, not page-faulted back in."""
+"""The Engine's CPU allocator setting: the buffers a CNN step frees are reused, not page-faulted back in, while
+a run trains; afterwards the process returns them again. Each case runs in a fresh interpreter, so the test
+session's own allocator is never touched."""
 
 from __future__ import annotations
 
@@ -10,15 +12,21 @@ import textwrap
 
 import pytest
 
-from proselflc.training.cpu_memory import keep_freed_memory
+from proselflc.training.cpu_memory import mallopt_available
 
 STEP_FAULTS = textwrap.dedent(
     """
-    import json, resource, sys, torch
+    import contextlib, json, resource, sys, torch
     from torch import nn
-    from proselflc.training.cpu_memory import keep_freed_memory
+    from proselflc.training.cpu_memory import freed_memory_kept, keep_freed_memory
     if sys.argv[1] == "keep":
         assert keep_freed_memory()
+    if sys.argv[1] == "after_run":  # a CPU training run held the setting, then ended
+        from proselflc.config import build_run_config
+        from proselflc.training import Engine
+        Engine(build_run_config({"data": {"limit": 200}, "model": {"name": "mlp", "hidden": 8},
+                                 "train": {"epochs": 1, "device": "cpu", "progress": False}})).run()
+    scope = freed_memory_kept() if sys.argv[1] == "scoped" else contextlib.nullcontext(True)
     torch.manual_seed(0)
     torch.set_num_threads(1)
     # 64 channels x 32 x 32 x batch 128 in float32: 32 MiB activations, as in a CIFAR ResNet's first stage
@@ -27,12 +35,14 @@ STEP_FAULTS = textwrap.dedent(
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
     faults = []
-    for _ in range(8):
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    with scope as kept:
+        assert kept
+        for _ in range(8):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     print(json.dumps(faults))
     """
 )
@@ -44,9 +54,17 @@ def steady_faults_per_step(mode: str) -> float:
     return statistics.median(json.loads(out.stdout)[2:])
 
 
-@pytest.mark.skipif(not keep_freed_memory(), reason="glibc's mallopt is not available on this platform")
+ONE_BUFFER = 32 * 2**20 // 4096  # pages of a 32 MiB activation buffer
+
+
+@pytest.mark.skipif(not mallopt_available(), reason="glibc's mallopt is not available on this platform")
 def test_keeping_freed_memory_stops_page_faults_on_every_step():
     default = steady_faults_per_step("default")
-    assert default >= 32 * 2**20 // 4096  # glibc unmaps each 32 MiB buffer on free and faults it back in
+    assert default >= ONE_BUFFER  # glibc unmaps each 32 MiB buffer on free and faults it back in
     assert steady_faults_per_step("keep") <= default / 100
-    assert keep_freed_memory()  # once per process; calling again is harmless
+
+
+@pytest.mark.skipif(not mallopt_available(), reason="glibc's mallopt is not available on this platform")
+def test_the_setting_holds_inside_its_scope_and_is_gone_after_a_training_run():
+    assert steady_faults_per_step("scoped") <= ONE_BUFFER / 100
+    assert steady_faults_per_step("after_run") >= ONE_BUFFER, "the thresholds went back when the run ended"
