@@ -325,7 +325,8 @@ class Engine:
         self.scheduler.load_state_dict(state["scheduler"])
         self.loss_fn.load_state_dict(state["loss"])
         self.epoch, self.batches_done = int(state["epoch"]), int(state["step"])
-        rng = state["rng"]
+        # Generators take their state as CPU bytes; `map_location` moved every tensor to this run's device.
+        rng = {name: value.cpu() for name, value in state["rng"].items()}
         torch.set_rng_state(rng["torch"])
         self.shuffle_rng.set_state(rng["shuffle"])
         self.augment_rng.set_state(rng["augment"])
