@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -94,6 +95,11 @@ def _files(uri: str) -> list[str]:
     fs, root = pafs.FileSystem.from_uri(uri)
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     return sorted(i.path[len(root) + 1:] for i in infos if i.type == pafs.FileType.File)
+
+
+def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    with fs.open_output_stream(path) as out:
+        out.write(data)
 
 
 @pytest.fixture(scope="module")
@@ -220,11 +226,22 @@ def test_an_interrupted_s3_sweep_resumes_from_the_bucket(ray_session: Any, s3_bu
 
     resumed = load_sweep(f"{uri}/sweep.yaml")  # the sweep file stored in the bucket, as the message says
     assert resumed.sweep_dir == uri
-    with pytest.raises(ConfigError, match="--trust-state"):  # Ray's state in a bucket is not signed
+    # Ray's state in the bucket is signed as it is locally: a changed signed copy refuses the resume...
+    files = _files(uri)
+    (signed,) = [f for f in files if f.startswith(".state-backup/") and f.endswith("/tuner.pkl")]
+    original = fs.open_input_stream(f"{root}/{signed}").readall()
+    _put(fs, f"{root}/{signed}", original + b"x")
+    with pytest.raises(ConfigError, match="does not match its signature"):
         run_sweep(resumed, resume=True)
+    _put(fs, f"{root}/{signed}", original)
+    # ... and a changed state file of Ray's is set aside for its signed copy.
+    state = next(f for f in files if re.fullmatch(r"trials/experiment_state-.*\.json", f))
+    _put(fs, f"{root}/{state}", b"{}")
     lines: list[str] = []
-    run_sweep(resumed, resume=True, trust_state=True, log=lines.append)
+    run_sweep(resumed, resume=True, log=lines.append)
 
+    assert any("not the last signed state" in line for line in lines)
+    assert f"{state}.rejected" in _files(uri)
     assert any("restoring the interrupted sweep's Tuner" in line for line in lines)
     after = results()
     assert {p: after[p] for p in before} == before  # finished trials were not re-run

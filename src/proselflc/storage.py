@@ -95,10 +95,13 @@ class Location:
     def read_text(self, errors: str = "strict") -> str:
         return self.read_bytes().decode("utf-8", errors=errors)
 
-    def write_text(self, text: str) -> None:
+    def write_bytes(self, data: bytes) -> None:
         """One PUT: the object store shows the old object or the new one, never a part."""
         with self.fs.open_output_stream(self.path) as stream:
-            stream.write(text.encode("utf-8"))
+            stream.write(data)
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode("utf-8"))
 
     def iterdir(self) -> list[Location]:
         import pyarrow.fs as pafs

@@ -95,8 +95,6 @@ class SweepMonitor(tune.Callback):
         if trial is None or not Path(trial.local_experiment_path).is_dir():
             return
         experiment = _experiment_dir(trial)
-        if isinstance(experiment, storage.Location):
-            return  # not signed on object storage (said when the sweep starts; its resume needs --trust-state)
         try:
             self._signer.sign(experiment.parent, Path(trial.local_experiment_path), experiment)
         except OSError as exc:  # a full disk must not stop the sweep here; resume falls back to older copies

@@ -12,9 +12,9 @@ their checkpoints, not lost). Trials' pickled errors are set aside too (their er
 snapshot that does not verify refuses the resume, naming the file. `--trust-state` skips all this for a
 directory the user vouches for.
 
-On object storage (`storage_path: s3://...`) nothing is signed: the snapshot's atomic swap needs renames
-that an object store does not have. A resume from a URI is refused unless `--trust-state` says that only
-trusted people can write to the bucket.
+On object storage (`storage_path: s3://...`), which has no renames, each snapshot is a new generation
+`.state-backup/<n>/` whose `signatures.json` is written last: the newest generation that has it is the last
+complete snapshot, and older ones are deleted once a newer one is complete.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import shutil
+from fnmatch import fnmatch
 from pathlib import Path
 
 from proselflc import storage
@@ -67,7 +68,17 @@ def state_files(directory: Path) -> list[Path]:
     return sorted({p for pattern in _STATE for p in directory.glob(pattern) if p.is_file()})
 
 
-def _digest(key: bytes, path: Path) -> str:
+def _remote_state_files(directory: storage.Location) -> list[storage.Location]:
+    """`state_files` of an experiment on object storage."""
+    return sorted(
+        (f for f in directory.iterdir() if any(fnmatch(f.name, p) for p in _STATE) and f.is_file()),
+        key=lambda f: f.name,
+    )
+
+
+def _digest(key: bytes, path: storage.Dir) -> str:
+    if isinstance(path, storage.Location):
+        return hmac.new(key, path.read_bytes(), digestmod=hashlib.sha256).hexdigest()
     mac = hmac.new(key, digestmod=hashlib.sha256)
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -75,8 +86,17 @@ def _digest(key: bytes, path: Path) -> str:
     return mac.hexdigest()
 
 
-def _snapshot(sweep_dir: Path) -> Path | None:
-    """The newest complete snapshot (a kill between the two renames of a swap leaves only `.old`)."""
+def _generations(sweep_dir: storage.Location) -> list[storage.Location]:
+    """The snapshot generations on object storage, newest first."""
+    found = [d for d in (sweep_dir / SNAPSHOT).iterdir() if d.name.isdigit()]
+    return sorted(found, key=lambda d: int(d.name), reverse=True)
+
+
+def _snapshot(sweep_dir: storage.Dir) -> storage.Dir | None:
+    """The newest complete snapshot (a kill between the two renames of a swap leaves only `.old`; on object
+    storage, a kill mid-snapshot leaves a generation without signatures)."""
+    if isinstance(sweep_dir, storage.Location):
+        return next((g for g in _generations(sweep_dir) if (g / SIGNATURES).is_file()), None)
     for candidate in (sweep_dir / SNAPSHOT, sweep_dir / f"{SNAPSHOT}.old"):
         if (candidate / SIGNATURES).is_file():
             return candidate
@@ -91,19 +111,26 @@ class StateSigner:
         self._seen: dict[str, tuple[int, int]] = {}
         self._key: bytes | None = None
 
-    def sign(self, sweep_dir: Path, staging: Path, experiment: Path) -> bool:
+    def sign(self, sweep_dir: storage.Dir, staging: Path, experiment: storage.Dir) -> bool:
         """Snapshot and sign if Ray's state changed since the last call; True if it did.
 
         `staging` is the driver's staging directory, where Ray writes its state synchronously before
         syncing it to `experiment` (the storage directory, where `tuner.pkl` is written directly).
         """
         files = {p.name: p for p in state_files(staging) if p.name != "tuner.pkl"}
-        if (experiment / "tuner.pkl").is_file():
-            files["tuner.pkl"] = experiment / "tuner.pkl"
+        tuner = experiment / "tuner.pkl"
+        remote = isinstance(sweep_dir, storage.Location)
+        # On object storage only a changed staging file triggers a snapshot: no request to the store per step.
+        if not remote and tuner.is_file():
+            files["tuner.pkl"] = tuner
         stamps = {name: (p.stat().st_mtime_ns, p.stat().st_size) for name, p in files.items()}
         if not files or stamps == self._seen:
             return False
         self._key = self._key or load_key()
+        if remote:
+            self._sign_remote(sweep_dir, {**files, "tuner.pkl": tuner} if tuner.is_file() else dict(files))
+            self._seen = stamps
+            return True
         new = sweep_dir / f"{SNAPSHOT}.new"
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir(parents=True)
@@ -121,13 +148,19 @@ class StateSigner:
         self._seen = stamps
         return True
 
-
-#: Said when a sweep on object storage starts, and why its resume needs --trust-state.
-UNSIGNED_REMOTE = (
-    "storage_path is a URI: Ray Tune's saved state is not signed on object storage (no atomic renames there), "
-    "so `--resume` of this sweep needs --trust-state: Ray unpickles that state, so trust everyone who can write "
-    "to the bucket"
-)
+    def _sign_remote(self, sweep_dir: storage.Location, files: dict[str, Path | storage.Location]) -> None:
+        """A new generation with the files, then its signatures (the commit point), then older ones deleted."""
+        assert self._key is not None
+        older = _generations(sweep_dir)
+        new = sweep_dir / SNAPSHOT / str(int(older[0].name) + 1 if older else 1)
+        signatures = {}
+        for name, source in files.items():
+            data = source.read_bytes()  # sign the bytes stored: Ray may rewrite the source meanwhile
+            (new / name).write_bytes(data)
+            signatures[name] = hmac.new(self._key, data, digestmod=hashlib.sha256).hexdigest()
+        (new / SIGNATURES).write_text(json.dumps(signatures, indent=1, sort_keys=True) + "\n")
+        for generation in older:
+            generation.rmtree()
 
 
 def has_results(experiment: storage.Dir) -> bool:
@@ -138,17 +171,15 @@ def has_results(experiment: storage.Dir) -> bool:
 
 
 def has_snapshot(sweep_dir: storage.Dir) -> bool:
-    return not isinstance(sweep_dir, storage.Location) and _snapshot(sweep_dir) is not None
+    return _snapshot(sweep_dir) is not None
 
 
 def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
     """Verify the last signed snapshot and make Ray's state files equal to it; returns what was changed.
 
     Raises ConfigError, naming the file, when there is no snapshot or one of its files does not match its
-    signature under this user's key, and for a sweep on object storage, where nothing is signed.
+    signature under this user's key.
     """
-    if isinstance(sweep_dir, storage.Location) or isinstance(experiment, storage.Location):
-        raise ConfigError(f"--resume: {str(sweep_dir)!r}: {UNSIGNED_REMOTE}")
     snapshot = _snapshot(sweep_dir)
     if snapshot is None:
         raise ConfigError(
@@ -170,18 +201,37 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
                 "code, so the resume is refused. Resume with --trust-state only if you trust the directory"
             )
     changed = []
-    for file in state_files(experiment):
+    remote = isinstance(experiment, storage.Location)
+    for file in _remote_state_files(experiment) if remote else state_files(experiment):
         if file.name not in signatures or file.read_bytes() != (snapshot / file.name).read_bytes():
-            os.replace(file, file.with_name(file.name + ".rejected"))
+            _rename(file, file.name + ".rejected")
             changed.append(file.name)
     for name in signatures:
         if not (experiment / name).is_file():
-            shutil.copyfile(snapshot / name, experiment / name)
-    errors = list(experiment.glob("*/error.pkl"))
+            _copy(snapshot / name, experiment / name)
+    if remote:
+        errors = [d / "error.pkl" for d in experiment.iterdir() if (d / "error.pkl").is_file()]
+    else:
+        errors = list(experiment.glob("*/error.pkl"))
     for error in errors:
-        os.replace(error, error.with_name("error.pkl.rejected"))
+        _rename(error, "error.pkl.rejected")
     notes = [f"{name}: not the last signed state (cut off, late or changed); set aside for the signed copy"
              for name in sorted(changed)]
     if errors:
         notes.append(f"{len(errors)} trials' pickled errors set aside (their error.txt is kept)")
     return notes
+
+
+def _rename(file: storage.Dir, name: str) -> None:
+    """Give `file` a new name in its directory (on object storage: a copy, then a delete)."""
+    if isinstance(file, storage.Location):
+        file.move(file.parent / name)
+    else:
+        os.replace(file, file.with_name(name))
+
+
+def _copy(source: storage.Dir, target: storage.Dir) -> None:
+    if isinstance(target, storage.Location):
+        target.write_bytes(source.read_bytes())
+    else:
+        shutil.copyfile(source, target)

@@ -188,7 +188,6 @@ class SweepRunner:
         sweep = self.sweep
         if isinstance(self.dir, storage.Location):  # an unreachable store fails here, not in the trials
             storage.check_reachable(self.dir)
-            self.log(f"    {state_guard.UNSIGNED_REMOTE}")
         dataset = data_lib.load(sweep.base.data)  # missing or malformed data files fail here, before Ray
         connect()
         # Refused at once if no node can hold a trial, unless the cluster can scale: then it waits for a node.
