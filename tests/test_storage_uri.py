@@ -152,9 +152,13 @@ def test_report_of_an_s3_sweep_is_written_locally_and_equals_a_local_copy_s(
 
 
 @pytest.mark.ray
-def test_report_out_as_a_uri_uploads_the_report(s3_sweep: str, s3_bucket: str, tmp_path: Path) -> None:
-    assert main(["report", s3_sweep, "--no-plots", "--format", "csv", "--out", f"{s3_bucket}/reports/r1"]) == 0
-    assert _files(f"{s3_bucket}/reports/r1")
+def test_report_out_as_a_uri_uploads_the_report(
+    s3_sweep: str, s3_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = f"{s3_bucket}/reports/r1"
+    assert main(["report", s3_sweep, "--no-plots", "--format", "csv", "--out", out]) == 0
+    assert f"file(s) to {out}" in capsys.readouterr().out
+    assert any(name.endswith(".csv") for name in _files(out))
 
 
 def test_the_lock_on_object_storage_names_its_holder_and_is_freed_on_release(

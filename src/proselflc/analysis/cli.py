@@ -103,15 +103,14 @@ def run(args: argparse.Namespace) -> int:
 
     with storage.local_copy(args.sweep_dir) as sweep_dir, _output(args.sweep_dir, args.out) as out:
         _report(args, sweep_dir, out)
-    if storage.is_uri(args.out or ""):
-        print(f"uploaded the report to {args.out}")
     return 0
 
 
 def _report(args: argparse.Namespace, sweep_dir: Path, out: Path | None) -> None:
     """Write the report and print the main table; errors surface as ValueError for the CLI to format."""
     from proselflc.analysis.progress import read_progress
-    from proselflc.analysis.report import write_report  # deferred: matplotlib/optuna only when reporting
+    from proselflc.analysis.report import write_report
+    from proselflc.storage import is_uri  # deferred: matplotlib/optuna only when reporting
 
     progress = read_progress(sweep_dir)
     if args.strict:
@@ -143,7 +142,7 @@ def _report(args: argparse.Namespace, sweep_dir: Path, out: Path | None) -> None
         print("\nPublished vs. reproduced (%):\n")
         print(display(report.published).to_markdown(index=False))
     written = report.files[0].parent if report.files else out
-    print(f"\nwrote {len(report.files)} file(s) to {written}")
+    print(f"\nwrote {len(report.files)} file(s) to {args.out if is_uri(args.out or '') else written}")
     if storage is not None:
         from proselflc.analysis.optuna_export import export_optuna
 
