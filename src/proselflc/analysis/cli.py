@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, sweep_dir: Path, out: Path | None) -> None:
     """Write the report and print the main table; errors surface as ValueError for the CLI to format."""
     from proselflc.analysis.progress import read_progress
-    from proselflc.analysis.report import write_report
-    from proselflc.storage import is_uri  # deferred: matplotlib/optuna only when reporting
+    from proselflc.analysis.report import write_report  # deferred: matplotlib/optuna only when reporting
+    from proselflc.storage import is_uri
 
     progress = read_progress(sweep_dir)
     if args.strict:
