@@ -20,7 +20,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import optuna
 from ray import tune
 
 from proselflc import data as data_lib
@@ -40,6 +39,7 @@ from proselflc.sweep_contract import (
     write_manifest,
 )
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
+from proselflc.training.process_settings import logger_levels
 from proselflc.tuning import ray_compat, search, state_guard
 from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config, validate_studies
 from proselflc.tuning.lock import SweepLock
@@ -194,16 +194,15 @@ class SweepRunner:
         nodes = wait_for_placeable(sweep.resources.cpu, sweep.resources.gpu, log=self.log)
         # Put into the object store once per sweep: every study's trials share it.
         shared = SharedDataset.put(dataset)
-        with SweepLock(self.dir):  # one driver per sweep directory, from the first write to the last
+        # Quieter Ray Tune and Optuna ("A new study created" once per study) for this sweep only.
+        quiet = {} if self.verbose else {"ray.tune": logging.WARNING, "optuna": logging.WARNING}
+        with SweepLock(self.dir), logger_levels(quiet):  # one driver per sweep directory, first write to last
             self._run_locked(shared, nodes, resume)
         return self.dir
 
     def _run_locked(self, shared: SharedDataset, nodes: list[dict[str, float]], resume: bool) -> None:
         sweep = self.sweep
         manifest = self.prepare(resume)
-        if not self.verbose:
-            logging.getLogger("ray.tune").setLevel(logging.WARNING)
-            optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created" once per study
         pending = [entry for entry in manifest.studies if not entry.done]
         self.log(f"sweep {sweep.name}: {len(manifest.studies)} studies ({len(pending)} to do) -> {self.dir}")
         if pending:
