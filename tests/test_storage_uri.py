@@ -161,6 +161,26 @@ def test_report_out_as_a_uri_uploads_the_report(
     assert any(name.endswith(".csv") for name in _files(out))
 
 
+def test_storage_uris_keep_their_query_and_file_uris_are_local_paths(tmp_path: Path) -> None:
+    query = "?endpoint_override=127.0.0.1:9000&scheme=http"
+    sweep = build_sweep_config({**SMALL_SWEEP, "storage_path": f"s3://b/runs/{query}"})
+    assert sweep.sweep_dir == f"s3://b/runs/tiny{query}"
+    assert str(storage.resolve(str(sweep.sweep_dir)) / "manifest.json") == f"s3://b/runs/tiny/manifest.json{query}"
+    local = build_sweep_config({**SMALL_SWEEP, "storage_path": f"file://{tmp_path}"})
+    assert local.sweep_dir == tmp_path / "tiny"
+
+
+@pytest.mark.ray
+def test_the_endpoint_may_be_given_in_the_uri_instead_of_the_environment(
+    s3_sweep: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = len(analysis.load_sweep(s3_sweep))
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    uri = f"{s3_sweep}?endpoint_override=127.0.0.1:{PORT}&scheme=http"
+    assert read_manifest(uri).finished
+    assert len(analysis.load_sweep(uri)) == rows
+
+
 def test_the_lock_on_object_storage_names_its_holder_and_is_freed_on_release(
     s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -39,6 +39,12 @@ def is_uri(value: str | Path) -> bool:
     return isinstance(value, str) and bool(_SCHEME.match(text)) and not text.startswith("file://")
 
 
+def local_path(value: str | Path) -> Path:
+    """A local path, written plainly or as a `file://` URI (which Ray Tune accepts too)."""
+    text = str(value)
+    return Path(text[len("file://"):]) if isinstance(value, str) and text.startswith("file://") else Path(value)
+
+
 @dataclass(frozen=True)
 class Location:
     """A file or directory on a pyarrow filesystem: `uri` as users and Ray name it, `path` as pyarrow does."""
@@ -127,7 +133,9 @@ def resolve(uri: str, what: str = "storage_path") -> Location:
 
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
-    except (ValueError, OSError) as exc:
+    except OSError as exc:  # e.g. resolving an S3 bucket's region when the URI names none
+        raise ConfigError(f"{what}: cannot reach {uri!r}: {exc}") from None
+    except ValueError as exc:
         raise ConfigError(
             f"{what}: {uri!r} is not a URI Ray Tune can write to ({exc}); give a local path or a URI such as "
             "s3://bucket/prefix, gs://bucket/prefix or hdfs://host:port/path"
@@ -139,7 +147,7 @@ def as_dir(value: str | Path | Location) -> Dir:
     """A Location for a URI, a Path for anything else (what the contract and the analysis accept)."""
     if isinstance(value, Location | Path):
         return value
-    return resolve(value) if is_uri(value) else Path(value)
+    return resolve(value) if is_uri(value) else local_path(value)
 
 
 def on_filesystem(fs: pyarrow.fs.FileSystem, path: str) -> Dir:

@@ -225,7 +225,7 @@ class SweepConfig(StrictModel):
             raise ValueError(  # noqa: TRY004
                 f"expected a local path or a URI such as s3://bucket/prefix, got {value!r}"
             )
-        return Path(value).expanduser().resolve()
+        return storage.local_path(value).expanduser().resolve()
 
     @model_validator(mode="after")
     def _asha_fits(self) -> SweepConfig:
