@@ -53,3 +53,16 @@ def study_trials(sweep_dir: Path, study: str, phase: str = "search") -> list[tup
 def final_trial_dirs(sweep_dir: Path, study: str) -> list[Path]:
     """The final re-runs of `study`."""
     return study_trial_dirs(sweep_dir, study, "final")
+
+
+def results_cells(summary_text: str) -> dict[str, dict[str, str]]:
+    """The cells of the results table (the first Markdown table) of `summary()`: {noise rate: {column: cell}}."""
+    lines = summary_text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[first:]:
+        if not line.startswith("|"):  # the table ends at its first non-table line
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    header, body = rows[0], rows[2:]  # rows[1]: the |---| separator
+    return {row[header.index("noise rate")]: dict(zip(header, row, strict=True)) for row in body}

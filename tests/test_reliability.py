@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -24,7 +25,7 @@ from proselflc.config import build_run_config
 from proselflc.io import atomic_write_text
 from proselflc.training import Engine
 from proselflc.tuning import build_sweep_config, run_sweep
-from sweep_files import final_trial_dirs, results, study_trial_dirs, trial_dirs
+from sweep_files import final_trial_dirs, results, results_cells, study_trial_dirs, trial_dirs
 
 pytestmark = [pytest.mark.faults, pytest.mark.ray]
 
@@ -55,63 +56,81 @@ def sweep_dict(storage: Path, name: str, **changes: Any) -> dict[str, Any]:
     return raw
 
 
-def trial_processes() -> list[psutil.Process]:
-    """Ray worker processes currently running a function trainable (ray::ImplicitFunc...)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "name"]):
-        try:
-            title = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["name"] or "")
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if "ImplicitFunc" in title:
-            found.append(proc)
-    return found
-
-
 def strip(row: dict[str, Any]) -> dict[str, Any]:
     from proselflc.training import METRIC_KEYS
 
     return {k: row[k] for k in METRIC_KEYS if k != "samples_per_s"}
 
 
-EPOCHS = 30
+#: The epoch after which the first attempt of the killed trial waits to be killed.
+KILL_AFTER = 2
+
+
+def _waits_to_be_killed_after(epoch: int, marker: Path) -> Any:
+    """The platform's `train_engine`, except that a first attempt (nothing to restore), once its row for `epoch`
+    is reported with its checkpoint, writes its process id to `marker` and waits to be killed. Nested, so Ray
+    pickles it by value for the workers."""
+
+    def run(params: dict[str, Any], **kwargs: Any) -> None:
+        from ray import tune
+
+        from proselflc.trainables import train_engine
+
+        if tune.get_checkpoint() is not None:  # the retry: train to the end
+            train_engine(params, **kwargs)
+            return
+        report = tune.report
+
+        def report_then_wait(metrics: dict[str, Any], **options: Any) -> None:
+            report(metrics, **options)
+            if metrics["epoch"] == epoch:
+                marker.write_text(str(os.getpid()))
+                threading.Event().wait(120)  # SIGKILLed here; were it not, the test fails on `killed`
+
+        tune.report = report_then_wait
+        try:
+            train_engine(params, **kwargs)
+        finally:
+            tune.report = report
+
+    return run
 
 
 def test_a_killed_trial_worker_is_retried_from_its_checkpoint_and_ends_identical(ray_session, tmp_path):
-    # Long enough (the full digits set, 30 epochs: seconds) that the kill lands while the trial trains.
-    slow = {**BASE, "data": {"name": "digits"}, "model": {"name": "mlp", "hidden": 64},
-            "train": {**BASE["train"], "epochs": EPOCHS}}
-    sweep = build_sweep_config(sweep_dict(tmp_path, "worker-kill", base=slow))
+    sweep = build_sweep_config(sweep_dict(tmp_path, "worker-kill"))
     experiment = sweep.sweep_dir / "trials"
+    marker = tmp_path / "kill-me"
     killed: list[int] = []
 
     def killer() -> None:
+        """SIGKILL the trial's worker once it waits to be killed and the driver has logged its checkpointed row."""
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
+        while time.monotonic() < deadline:
             dirs = trial_dirs(experiment) if experiment.exists() else []
-            if dirs and len(results(dirs[0])) >= 2:
-                for proc in trial_processes():
-                    proc.send_signal(signal.SIGKILL)
-                    killed.append(proc.pid)
+            if marker.exists() and dirs and any(r["epoch"] == KILL_AFTER for r in results(dirs[0])):
+                pid = int(marker.read_text())
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
                 return
             time.sleep(0.05)
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    run_sweep(sweep)
+    run_sweep(sweep, trial_function=_waits_to_be_killed_after(KILL_AFTER, marker))
     thread.join(timeout=5)
-    assert killed, "the trial's worker process was never found to kill"
+    assert killed, "the trial never reached the epoch it is killed after"
 
     (trial,) = trial_dirs(experiment)
     rows = results(trial)
     epochs = [r["epoch"] for r in rows]
-    assert epochs[-1] == EPOCHS
+    last = BASE["train"]["epochs"]
+    assert epochs[-1] == last
     assert epochs.count(1) == 1, f"the retried trial started over instead of restoring: {epochs}"
-    assert sorted(set(epochs)) == list(range(1, EPOCHS + 1)), f"per-epoch rows were lost: {epochs}"
+    assert sorted(set(epochs)) == list(range(1, last + 1)), f"per-epoch rows were lost: {epochs}"
     from proselflc import analysis
 
     rows_read = analysis.load_sweep(sweep.sweep_dir)
-    assert list(rows_read["epoch"]) == list(range(1, EPOCHS + 1)), "the analysis must see every epoch once"
+    assert list(rows_read["epoch"]) == list(range(1, last + 1)), "the analysis must see every epoch once"
     assert rows[-1]["iterations_since_restore"] < rows[-1]["training_iteration"], "no restore was recorded"
 
     run_cfg = sweep.study_config(0.4, sweep.methods[0])
@@ -124,9 +143,23 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_and_ends_identical
     assert strip(rows[-1]) == strip(uninterrupted[-1])
 
 
+def saved_trial_statuses(experiment: Path) -> dict[str, str]:
+    """Trial id -> status in the Tuner's last saved experiment state: what `Tuner.restore` will restore."""
+    saved = sorted(experiment.glob("experiment_state-*.json"))
+    if not saved:
+        return {}
+    try:
+        data = json.loads(saved[-1].read_text())
+    except json.JSONDecodeError:  # being rewritten right now
+        return {}
+    trials = (json.loads(trial) for trial, _runtime in data["trial_data"])
+    return {t["trial_id"]: t["status"] for t in trials}
+
+
 def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, tmp_path):
-    """Two studies side by side (two trials at once), the driver SIGKILLed while trials of both train:
-    --resume restores the one Tuner and every study ends with exactly its trials, none re-run."""
+    """Two studies side by side (two trials at once), the driver SIGKILLed while trials of both train and once
+    the Tuner's saved state has a finished trial: --resume restores the one Tuner and every study ends with
+    exactly its trials; none that the saved state had as finished is re-run."""
     studies = ("symmetric-0.4/crossentropy", "symmetric-0.4/labelsmoothing")
     raw = sweep_dict(
         tmp_path,
@@ -145,16 +178,24 @@ def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, t
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text(yaml.safe_dump(raw))
     sweep_dir = tmp_path / "driver-kill"
-    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    experiment = sweep_dir / "trials"
+    # Ray saves the Tuner's state at most every 10 s by default: every second here, so that a finished trial
+    # is in the saved state well before the sweep ends (which trials count as finished is read from it).
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     cli = [sys.executable, "-m", "proselflc.cli", "tune", str(sweep_file)]
     driver = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def reported(study: str) -> bool:
-        return any(results(d) for d in study_trial_dirs(sweep_dir, study)) if (sweep_dir / "trials").exists() else False
+        return any(results(d) for d in study_trial_dirs(sweep_dir, study)) if experiment.exists() else False
+
+    def saved_finished() -> set[str]:
+        return {trial_id for trial_id, status in saved_trial_statuses(experiment).items() if status == "TERMINATED"}
 
     try:
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and driver.poll() is None and not all(map(reported, studies)):
+        while time.monotonic() < deadline and driver.poll() is None and not (
+            all(map(reported, studies)) and saved_finished()
+        ):
             time.sleep(0.1)
         assert driver.poll() is None, f"the driver ended before it could be killed:\n{driver.stdout.read()}"
         driver.send_signal(signal.SIGKILL)
@@ -164,8 +205,10 @@ def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, t
             driver.kill()
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
     assert not all(s["status"] == "finished" for s in manifest["studies"])
+    finished = saved_finished()
     before = {d.name: results(d) for study in studies for d in study_trial_dirs(sweep_dir, study)
-              if results(d) and results(d)[-1]["epoch"] == 4}
+              if d.name.rsplit("_", 1)[1] in finished}
+    assert before and all(before.values()), before  # finished: trained to the end or stopped by ASHA
 
     resumed = subprocess.run([*cli, "--resume"], check=False, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -217,10 +260,13 @@ def test_a_diverging_trial_is_recorded_and_the_sweep_and_analysis_carry_on(ray_s
     df = analysis.load_sweep(sweep_dir)
     statuses = df[df["method"] == "absurd_lr"].groupby("trial_id")["status"].last()
     assert set(statuses) == {"diverged"}
-    best = analysis.best_configs(df)
-    assert set(best["method"]) >= {"crossentropy"}
-    table = analysis.summary(str(sweep_dir))
-    assert "crossentropy" in table and "absurd_lr" in table
+    best = analysis.best_configs(df).set_index("study")
+    assert best.loc["symmetric-0.4/crossentropy", "selected_score"] > 0, best
+    assert "symmetric-0.4/absurd_lr" not in best.index or pd.isna(best.loc["symmetric-0.4/absurd_lr", "selected_score"]), best
+    text = analysis.summary(str(sweep_dir))
+    row = results_cells(text)["0.4"]
+    assert re.fullmatch(r"\*\*\d+\.\d\d\*\*", row["crossentropy"]), text  # one final seed: a mean, the row's best
+    assert row["absurd_lr"] == "–", text  # no usable trial: an empty cell, not a number
 
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_crashes(tmp_path):

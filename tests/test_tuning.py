@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from proselflc.config import ConfigError
 from proselflc.trainables import trial_resources
 from proselflc.training import METRIC_KEYS
 from proselflc.tuning import build_sweep_config, run_sweep
-from sweep_files import final_trial_dirs, results, study_trial_dirs, study_trials, trial_dirs
+from sweep_files import final_trial_dirs, results, results_cells, study_trial_dirs, study_trials, trial_dirs
 
 pytestmark = pytest.mark.ray
 
@@ -94,11 +95,14 @@ def test_fixed_hyperparameters_reach_the_trials(tiny_sweep: Path) -> None:
 
 
 def test_the_summary_printed_after_a_sweep_has_every_rate_and_method(tiny_sweep: Path) -> None:
-    table = summary(tiny_sweep)
-    for study in studies(tiny_sweep):
-        rate, method = study.split("/")
-        assert method in table and rate.split("-")[1] in table
-    assert "±" in table
+    text = summary(tiny_sweep)
+    cells = results_cells(text)
+    rates = {float(rate) for rate in cells}
+    assert rates == {float(study.split("/")[0].split("-")[1]) for study in studies(tiny_sweep)}, text
+    for row in cells.values():  # 2 final seeds per study: every cell is a mean ± std, best of its row in bold
+        values = [row[method] for method in ("crossentropy", "proselflc")]
+        assert all(re.fullmatch(r"(\*\*)?\d+\.\d\d ± \d+\.\d\d(\*\*)?", value) for value in values), text
+        assert any(value.startswith("**") for value in values), text
 
 
 def test_rerunning_a_finished_sweep_without_resume_is_refused(tiny_sweep: Path) -> None:
