@@ -311,12 +311,12 @@ BAD = [
         "proselflc",
         {"epsilon": 0.1},
         (
-            r"^loss 'proselflc' has no hyperparameter 'epsilon'; "
+            r"^loss\.epsilon: loss 'proselflc' has no hyperparameter 'epsilon'; "
             r"allowed: exp_base, logit_temperature, transit_time_ratio, trust_mode$"
         ),
     ),
     ("proselflc", {"exp_bas": 2.0}, r"no hyperparameter 'exp_bas'.*did you mean 'exp_base'"),
-    ("crossentropy", {"epsilon": 0.1}, r"loss 'crossentropy' has no hyperparameter 'epsilon'; allowed: none"),
+    ("crossentropy", {"epsilon": 0.1}, r"loss 'crossentropy' has no hyperparameter 'epsilon'; allowed: \(none\)"),
     (
         "crossentropie",
         {},

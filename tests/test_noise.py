@@ -171,8 +171,8 @@ ERRORS = [
     ({"kind": "matrix", "rate": 0.0, "matrix": [[1.5, -0.5], [0, 1]]}, r"finite, non-negative"),
     ({"kind": "matrix", "rate": 0.2, "matrix": [[1, 0], [0, 1]]}, r"noise\.rate must be 0 \(got 0\.2\)"),
     ({"kind": "cifar100_superclass"}, r"needs num_classes = 100 \(got 2\)"),
-    ({"kind": "pairflip", "allow_true_label": True}, r"allow_true_label applies to kind 'symmetric' only"),
-    ({"matrix": [[1, 0], [0, 1]]}, r"noise\.matrix is only used by kind 'matrix'"),
+    ({"kind": "pairflip", "allow_true_label": True}, r"noise\.allow_true_label: noise kind 'pairflip' has no option 'allow_true_label'; allowed: \(none\)"),
+    ({"matrix": [[1, 0], [0, 1]]}, r"noise\.matrix: noise kind 'symmetric' has no option 'matrix'; allowed: allow_true_label"),
 ]
 
 

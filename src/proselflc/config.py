@@ -7,7 +7,6 @@ so a typo in a YAML file is caught once, here, with the field path and what is a
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 import math
 import re
@@ -26,34 +25,16 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from proselflc import safe_yaml
+from proselflc.errors import ConfigError, closest, one_of  # noqa: F401  (closest, one_of: re-exported for users)
+from proselflc.noise import NOISE_KINDS
 
-DATASETS = ("digits", "cifar10", "cifar100", "deeploc", "clothing1m", "food101n")
-NOISE_KINDS = ("symmetric", "pairflip", "cifar100_superclass", "matrix")
-#: Datasets whose training labels are already noisy (real-world noise): no synthetic noise on top.
-REAL_NOISE_DATASETS = ("clothing1m", "food101n")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be run, with a message naming the field, the value and what is allowed."""
-
-
-def closest(name: str, valid: tuple[str, ...] | list[str]) -> str:
-    """The 'did you mean' suffix shared by every registry error."""
-    match = difflib.get_close_matches(str(name), list(valid), n=1)
-    hint = f" (did you mean {match[0]!r}?)" if match else ""
-    return f"valid: {', '.join(sorted(valid))}{hint}"
-
-
-def one_of(value: str, valid: tuple[str, ...] | list[str], what: str) -> str:
-    """`value` if it is in `valid`, else a ValueError naming it and listing the valid names."""
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; {closest(str(value), valid)}")
-    return value
+# Each section's names and options belong to its registry (losses.LOSSES, models.MODELS,
+# data.DATASETS, noise.NOISE_KINDS); the sections below ask the registry to check them.
 
 
 def check_noise_kind(kind: str) -> str:
-    """A known noise kind, or a ValueError listing them (shared by run and sweep configs)."""
-    return one_of(kind, NOISE_KINDS, "noise kind")
+    """A known noise kind, or a ConfigError listing them (shared by run and sweep configs)."""
+    return NOISE_KINDS.entry(kind).name
 
 
 def is_noise_rate(rate: float) -> bool:
@@ -149,16 +130,21 @@ class DataConfig(StrictModel):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        return one_of(value, DATASETS, "dataset")
+        from proselflc.data import DATASETS
+
+        return DATASETS.entry(value).name
 
     @model_validator(mode="after")
     def _root_needed(self) -> DataConfig:
-        if self.rotation_degrees and self.name not in ("cifar10", "cifar100"):
+        from proselflc.data import DATASETS
+
+        rotating = DATASETS.with_info("rotation")
+        if self.rotation_degrees and self.name not in rotating:
             raise ValueError(
-                f"data.rotation_degrees = {self.rotation_degrees} is only implemented for cifar10 and cifar100 "
+                f"data.rotation_degrees = {self.rotation_degrees} is only implemented for {' and '.join(rotating)} "
                 f"(got dataset {self.name!r}); set it to 0"
             )
-        if self.name != "digits" and self.root is None:
+        if DATASETS.entry(self.name).info.get("needs_root", True) and self.root is None:
             raise ValueError(f"dataset {self.name!r} needs data.root (the directory holding its files)")
         return self
 
@@ -184,13 +170,14 @@ class NoiseConfig(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _matrix_given(self) -> NoiseConfig:
-        if self.kind == "matrix" and self.matrix is None:
-            raise ValueError("noise kind 'matrix' needs noise.matrix (a row-stochastic C x C list of lists)")
-        if self.kind == "matrix" and self.rate != 0:
-            raise ValueError(f"noise kind 'matrix' takes its noise from noise.matrix; noise.rate must be 0 (got {self.rate})")
-        if self.kind != "matrix" and self.matrix is not None:
-            raise ValueError(f"noise.matrix is only used with noise.kind 'matrix' (got kind {self.kind!r})")
+    def _options_of_the_kind(self) -> NoiseConfig:
+        # The kind's generator decides which of matrix / allow_true_label it reads and which it needs.
+        options = {"matrix": self.matrix} if self.matrix is not None else {}
+        if self.allow_true_label:
+            options["allow_true_label"] = True
+        NOISE_KINDS.check(self.kind, options)
+        if not NOISE_KINDS.entry(self.kind).info.get("uses_rate", True) and self.rate != 0:
+            raise ValueError(f"noise kind {self.kind!r} does not use noise.rate; noise.rate must be 0 (got {self.rate})")
         return self
 
 
@@ -311,12 +298,15 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
-        if self.data.name in REAL_NOISE_DATASETS and self.noise.rate > 0:
+        from proselflc.data import DATASETS
+
+        if DATASETS.entry(self.data.name).info.get("real_noise") and self.noise.rate > 0:
             raise ValueError(
                 f"dataset {self.data.name!r} has real-world noisy labels; noise.rate must be 0 (got {self.noise.rate})"
             )
-        if self.noise.kind == "cifar100_superclass" and self.data.name != "cifar100":
-            raise ValueError(f"noise kind 'cifar100_superclass' needs data.name 'cifar100' (got {self.data.name!r})")
+        needs = NOISE_KINDS.entry(self.noise.kind).info.get("dataset")
+        if needs is not None and self.data.name != needs:
+            raise ValueError(f"noise kind {self.noise.kind!r} needs data.name {needs!r} (got {self.data.name!r})")
         epoch_milestones = self.optim.milestones_unit == "epochs"
         if epoch_milestones and self.optim.milestones and self.optim.milestones[-1] > self.train.epochs:
             raise ValueError(

@@ -3,18 +3,24 @@
 Every generator is a pure function of its inputs (its own `numpy.random.Generator`, never the
 global RNG) and flips an exact number of labels, so a (kind, rate, seed) triple names one noisy
 training set and `is_noisy` tells the training loop which examples it may memorise.
+
+Each kind registers its generator `fn(y, rate, num_classes, rng, **options) -> noisy labels` in
+`NOISE_KINDS`; its keyword options are the `noise.*` keys only that kind reads (`allow_true_label`,
+`matrix`), and its registration says what the config checks need (`uses_rate`, `dataset`).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from proselflc.config import NOISE_KINDS, one_of
+from proselflc.registry import Param, Registry
 
-KINDS = NOISE_KINDS
+#: Every noise kind, by `noise.kind`. Per kind: `uses_rate` (default true; false: `noise.rate` must be
+#: 0) and `dataset` (the only dataset it applies to).
+NOISE_KINDS = Registry("noise kind", "noise", positional=("y", "rate", "num_classes", "rng"))
 
 #: CIFAR-100 fine label (index) -> coarse superclass, in torchvision's label order.
 CIFAR100_FINE_TO_COARSE: tuple[int, ...] = (
@@ -67,22 +73,14 @@ def corrupt(
     since the matrix alone sets the noise.
     """
     y = _check_labels(labels, num_classes)
-    one_of(kind, KINDS, "noise kind")
+    NOISE_KINDS.entry(kind)
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0.0 <= rate < 1.0:
         raise ValueError(f"noise.rate = {rate!r} is outside the allowed range [0, 1)")
-    if allow_true_label and kind != "symmetric":
-        raise ValueError(f"noise.allow_true_label applies to kind 'symmetric' only (got kind {kind!r})")
-    if matrix is not None and kind != "matrix":
-        raise ValueError(f"noise.matrix is only used by kind 'matrix' (got kind {kind!r})")
-    rng = np.random.default_rng(seed)
-    if kind == "symmetric":
-        noisy = _symmetric(y, rate, num_classes, rng, allow_true_label)
-    elif kind == "pairflip":
-        noisy = _pairflip(y, rate, num_classes, rng)
-    elif kind == "cifar100_superclass":
-        noisy = _cifar100_superclass(y, rate, num_classes, rng)
-    else:
-        noisy = _matrix(y, rate, num_classes, rng, matrix)
+    # Only the options a caller set are passed, so a kind that does not read one names it.
+    options = {"allow_true_label": True} if allow_true_label else {}
+    if matrix is not None:
+        options["matrix"] = matrix
+    noisy = NOISE_KINDS.build(kind, y, rate, num_classes, np.random.default_rng(seed), **options)
     return NoisyLabels(noisy=noisy, is_noisy=noisy != y)
 
 
@@ -104,8 +102,9 @@ def _check_labels(labels: ArrayLike, num_classes: int) -> np.ndarray:
     return y
 
 
+@NOISE_KINDS.register("symmetric")
 def _symmetric(
-    y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator, allow_true_label: bool
+    y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator, allow_true_label: bool = False
 ) -> np.ndarray:
     noisy = y.copy()
     chosen = rng.choice(y.size, size=n_flips(rate, y.size), replace=False)
@@ -118,6 +117,7 @@ def _symmetric(
     return noisy
 
 
+@NOISE_KINDS.register("pairflip")
 def _pairflip(y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator) -> np.ndarray:
     noisy = y.copy()
     for c in range(num_classes):
@@ -127,6 +127,7 @@ def _pairflip(y: np.ndarray, rate: float, num_classes: int, rng: np.random.Gener
     return noisy
 
 
+@NOISE_KINDS.register("cifar100_superclass", dataset="cifar100")
 def _cifar100_superclass(
     y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -159,11 +160,12 @@ def check_matrix(matrix: ArrayLike, num_classes: int) -> np.ndarray:
     return m
 
 
+@NOISE_KINDS.register(
+    "matrix", params={"matrix": Param(help="a row-stochastic C x C list of lists")}, uses_rate=False
+)
 def _matrix(
-    y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator, matrix: ArrayLike | None
+    y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator, matrix: ArrayLike
 ) -> np.ndarray:
-    if matrix is None:
-        raise ValueError("noise kind 'matrix' needs noise.matrix (a row-stochastic C x C list of lists)")
     if rate != 0:
         raise ValueError(
             f"noise kind 'matrix' takes its noise from noise.matrix; noise.rate must be 0 (got {rate})"
@@ -185,3 +187,10 @@ def _largest_remainder(expected: np.ndarray) -> np.ndarray:
         order = np.argsort(-(expected - counts), kind="stable")
         counts[order[:short]] += 1
     return counts
+
+
+def __getattr__(name: str) -> Any:
+    # KINDS follows the registry, so a kind registered later (a plugin, a test) is listed too.
+    if name == "KINDS":
+        return NOISE_KINDS.names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

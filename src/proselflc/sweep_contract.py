@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proselflc import metric_table, storage
-from proselflc.config import ConfigError
+from proselflc.errors import ConfigError
 
 SWEEP_FILE = "sweep.yaml"
 MANIFEST_FILE = "manifest.json"

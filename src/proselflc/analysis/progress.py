@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from proselflc.config import ConfigError
+from proselflc.errors import ConfigError
 from proselflc.sweep_contract import read_manifest
 
 #: Shown for a study whose manifest entry has no status (older sweeps).

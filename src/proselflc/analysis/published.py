@@ -15,7 +15,7 @@ import pandas as pd
 
 from proselflc.analysis.load import GROUP_KEYS
 from proselflc.analysis.tables import ResultsTable
-from proselflc.config import closest
+from proselflc.errors import closest
 
 COLUMNS = (*GROUP_KEYS, "metric", "value", "source")
 METRICS = ("test_accuracy", "noisy_fit", "noisy_corrected", "clean_fit")

@@ -23,7 +23,7 @@ from proselflc.analysis.tables import (
     memorisation_table,
     results_table,
 )
-from proselflc.config import closest
+from proselflc.errors import closest
 
 
 class NoResults(ValueError):

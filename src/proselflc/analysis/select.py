@@ -14,7 +14,7 @@ import pandas as pd
 
 from proselflc import metric_table
 from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
-from proselflc.config import closest
+from proselflc.errors import closest
 from proselflc.sweep_contract import FINAL_ONLY_KEYS, select_best, uses_clean_labels
 
 #: How much of the noisy subset a run fits with its noisy labels (memorisation) and with its true labels.

@@ -1,28 +1,29 @@
-"""Datasets by name: `load(DataConfig) -> Dataset`, the embedded digits and the papers' benchmarks."""
+"""Datasets by name: `load(DataConfig) -> Dataset`, the embedded digits and the papers' benchmarks.
+
+Each dataset module registers its loader in `DATASETS` (`proselflc.data.base`); a new dataset is one
+module in this package.
+"""
 
 from __future__ import annotations
 
-import importlib
+from typing import TYPE_CHECKING, Any
 
-from proselflc.config import DATASETS, ConfigError, DataConfig, closest
-from proselflc.data.base import Dataset
+from proselflc.data.base import DATASETS, Dataset
+
+if TYPE_CHECKING:
+    from proselflc.config import DataConfig
 
 __all__ = ["DATASETS", "Dataset", "load"]
-
-#: dataset name -> module under proselflc.data exposing `load(cfg) -> Dataset`
-_MODULES = {
-    "digits": "digits",
-    "cifar10": "cifar",
-    "cifar100": "cifar",
-    "deeploc": "deeploc",
-    "clothing1m": "webly",
-    "food101n": "webly",
-}
 
 
 def load(cfg: DataConfig) -> Dataset:
     """Load the dataset named in `cfg` (CPU tensors; the Engine moves them to its device)."""
-    if cfg.name not in _MODULES:
-        raise ConfigError(f"data.name: unknown dataset {cfg.name!r}; {closest(cfg.name, DATASETS)}")
-    module = importlib.import_module(f"proselflc.data.{_MODULES[cfg.name]}")
-    return module.load(cfg).limit(cfg.limit)
+    dataset: Dataset = DATASETS.build(cfg.name, cfg)
+    return dataset.limit(cfg.limit)
+
+
+def __getattr__(name: str) -> Any:
+    # NAMES follows the registry, so a dataset registered later (a plugin, a test) is listed too.
+    if name == "NAMES":
+        return DATASETS.names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

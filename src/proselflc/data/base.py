@@ -3,6 +3,10 @@
 The Engine never knows the modality: it asks a dataset for a batch of indices and gets a tensor on
 its device, already normalised (and augmented when training). In-memory datasets keep everything
 on the device and slice it, so the GPU never waits on Python or on worker processes.
+
+Every dataset registers its loader `load(cfg: DataConfig) -> Dataset` in `DATASETS` where the loader
+is defined, saying what the config checks need to know about it (`needs_root`, `real_noise`,
+`rotation`); a new dataset is one module in this package.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from proselflc.registry import Registry
+
 Split = Literal["train", "test"]
+
+#: Every dataset, by `data.name`; the modules of this package register their loaders into it. Per loader:
+#: `needs_root` (its files live under data.root; default true), `real_noise` (its training labels are
+#: already noisy: no synthetic noise on top), `rotation` (it implements data.rotation_degrees).
+DATASETS = Registry("dataset", "data", positional=("cfg",), package="proselflc.data")
 
 
 @dataclass

@@ -13,23 +13,24 @@ import functools
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.error import URLError
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision import datasets as tv_datasets
 
-from proselflc.config import DataConfig
-from proselflc.data.base import Dataset
+from proselflc.data.base import DATASETS, Dataset
+
+if TYPE_CHECKING:
+    from proselflc.config import DataConfig
 
 
 @dataclass(frozen=True)
 class _Layout:
     """Where torchvision puts one CIFAR variant and how its pickles name things."""
 
-    torchvision_class: type
+    torchvision_class: str
     folder: str
     train_files: tuple[str, ...]
     test_file: str
@@ -43,7 +44,7 @@ class _Layout:
 
 LAYOUTS = {
     "cifar10": _Layout(
-        tv_datasets.CIFAR10,
+        "CIFAR10",
         "cifar-10-batches-py",
         tuple(f"data_batch_{i}" for i in range(1, 6)),
         "test_batch",
@@ -55,7 +56,7 @@ LAYOUTS = {
         (0.2470, 0.2435, 0.2616),
     ),
     "cifar100": _Layout(
-        tv_datasets.CIFAR100,
+        "CIFAR100",
         "cifar-100-python",
         ("train",),
         "test",
@@ -168,13 +169,17 @@ def _read_split(folder: Path, files: tuple[str, ...], labels_key: str) -> tuple[
     return torch.from_numpy(np.ascontiguousarray(data)), np.asarray(labels, dtype=np.int64)
 
 
+@DATASETS.register("cifar10", rotation=True)
+@DATASETS.register("cifar100", rotation=True)
 def load(cfg: DataConfig) -> Dataset:
     """CIFAR-10 or CIFAR-100 (`cfg.name`) from `cfg.root`, downloading there first when `cfg.download`."""
     layout = LAYOUTS[cfg.name]
     root = Path(cfg.root).expanduser()
     if cfg.download:
+        from torchvision import datasets as tv_datasets
+
         try:
-            layout.torchvision_class(str(root), train=True, download=True)
+            getattr(tv_datasets, layout.torchvision_class)(str(root), train=True, download=True)
         except (URLError, ConnectionError, TimeoutError) as exc:
             raise ValueError(
                 f"data.download: could not fetch {cfg.name} ({getattr(exc, 'reason', exc)}): this machine seems to "

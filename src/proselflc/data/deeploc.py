@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
-from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
-from proselflc.config import DataConfig
-from proselflc.data.base import Dataset
+from proselflc.data.base import DATASETS, Dataset
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from proselflc.config import DataConfig
 
 #: ProtBert's vocabulary, in its order: the built-in tokenizer is interchangeable with Rostlab's.
 RESIDUE_VOCAB = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"LAGVESIKRDTPNQFYMHCWXUBZO")
@@ -48,6 +52,8 @@ MEMBRANE_CLASSES = ("M", "S")
 
 def residue_tokenizer() -> PreTrainedTokenizerBase:
     """BERT word-piece tokenizer whose words are single residues (not lower-cased: residues are capitals)."""
+    from transformers import BertTokenizer
+
     return BertTokenizer(vocab={token: i for i, token in enumerate(RESIDUE_VOCAB)}, do_lower_case=False)
 
 
@@ -138,6 +144,8 @@ def load_tokenizer(name_or_path: str | None) -> PreTrainedTokenizerBase:
     """The built-in residue tokenizer, or `AutoTokenizer.from_pretrained` (e.g. a model directory)."""
     if name_or_path is None:
         return residue_tokenizer()
+    from transformers import AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
@@ -150,6 +158,7 @@ def load_tokenizer(name_or_path: str | None) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+@DATASETS.register("deeploc")
 def load(cfg: DataConfig) -> Dataset:
     """`cfg.task` labels of the DeepLoc CSV at `cfg.root` (a file, or a directory with deeploc_data.csv)."""
     frame = read_table(_csv_path(Path(cfg.root).expanduser()))

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from proselflc.config import DataConfig
-from proselflc.data.base import Dataset
+from proselflc.data.base import DATASETS, Dataset
+
+if TYPE_CHECKING:
+    from proselflc.config import DataConfig
 
 #: Fixed so that every run, trial and seed sees the same clean test set.
 SPLIT_SEED = 0
 
 
+@DATASETS.register("digits", needs_root=False)
 def load(cfg: DataConfig) -> Dataset:
     """1,797 8x8 grey images in 10 classes, split into train and a stratified clean test set.
 

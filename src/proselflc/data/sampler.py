@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from proselflc.config import ConfigError
+from proselflc.errors import ConfigError
 
 
 def class_balanced_order(

@@ -39,15 +39,16 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2 import functional as TF
 
-from proselflc.config import DataConfig
-from proselflc.data.base import Dataset, Split
+from proselflc.data.base import DATASETS, Dataset, Split
 from proselflc.data.cifar import normalize
+
+if TYPE_CHECKING:
+    from proselflc.config import DataConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -103,6 +104,9 @@ class ImageFileDataset(Dataset):
 
     def _read(self, path: str, draw: list[float] | None) -> torch.Tensor:
         """Decode to RGB uint8, resize the shorter side, crop `image_size` (random + flip, or centre)."""
+        from torchvision.io import ImageReadMode, decode_image
+        from torchvision.transforms.v2 import functional as TF
+
         image = TF.resize(decode_image(path, mode=ImageReadMode.RGB), self.resize, antialias=True)
         h, w = image.shape[-2:]
         size = self.image_size
@@ -149,6 +153,7 @@ def _labelled(keys: list[str], labels: dict[str, int], source: Path) -> np.ndarr
     return np.asarray([labels[k] for k in keys], dtype=np.int64)
 
 
+@DATASETS.register("clothing1m", real_noise=True)
 def load_clothing1m(cfg: DataConfig) -> ImageFileDataset:
     root = Path(cfg.root).expanduser()
     notes = root / "annotations" if (root / "annotations").is_dir() else root
@@ -163,6 +168,7 @@ def load_clothing1m(cfg: DataConfig) -> ImageFileDataset:
     return _image_dataset(cfg, root, train_keys, train_y, test_keys, test_y, classes)
 
 
+@DATASETS.register("food101n", real_noise=True)
 def load_food101n(cfg: DataConfig) -> ImageFileDataset:
     root = Path(cfg.root).expanduser()
     meta = root / "Food-101N_release" / "meta"
@@ -224,7 +230,3 @@ def _image_dataset(
         image_size=cfg.image_size,
     )
 
-
-def load(cfg: DataConfig) -> Dataset:
-    """Clothing1M or Food-101N (`cfg.name`) from its published layout under `cfg.root`."""
-    return load_clothing1m(cfg) if cfg.name == "clothing1m" else load_food101n(cfg)

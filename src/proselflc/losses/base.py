@@ -2,6 +2,8 @@
 
 Losses are stateless `nn.Module`s called as `loss_fn(logits, targets, step=..., total_steps=...)`.
 Everything is computed from `log_softmax(logits)` so no loss ever takes `log(p + eps)`.
+A loss registers itself in `LOSSES` with its hyperparameters' ranges; each default is written once,
+in the constructor's signature or in its `Param`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from proselflc.registry import Registry
+
 Step = int | float | Tensor
+
+#: Every loss, by `loss.name`; the modules of this package register into it.
+LOSSES = Registry("loss", "loss", option="hyperparameter", positional=("num_classes",), package="proselflc.losses")
 
 
 class Loss(nn.Module):

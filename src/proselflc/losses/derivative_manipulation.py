@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from proselflc.losses.base import Loss, Step
+from proselflc.losses.base import LOSSES, Loss, Step
+from proselflc.registry import Param
 
 
 class _DerivativeManipulation(torch.autograd.Function):
@@ -41,6 +42,7 @@ class _DerivativeManipulation(torch.autograd.Function):
         return grad_output * grad, None, None, None
 
 
+@LOSSES.register("dm_imae", params={"beta": Param(low=0.0), "lambda": Param(low=0.0, arg="lam")})
 class DMIMAE(Loss):
     """Derivative manipulation with the emphasis density exp(beta (1 - p) p^lambda)."""
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from proselflc.losses.base import Loss, Step, soft_cross_entropy
+from proselflc.losses.base import LOSSES, Loss, Step, soft_cross_entropy
+from proselflc.registry import Param
 
 #: SCE's reverse cross entropy replaces log 0 by log(1e-4), as in the authors' code.
 _RCE_MIN_TARGET = 1e-4
@@ -22,6 +23,7 @@ class _Plain(Loss):
         raise NotImplementedError
 
 
+@LOSSES.register("mae")
 class MAE(_Plain):
     """Mean absolute error ||p - y||_1 (= 2 (1 - p_y) for one-hot y), Ghosh et al."""
 
@@ -31,6 +33,7 @@ class MAE(_Plain):
         return (log_p.exp() - targets).abs().sum(dim=1)
 
 
+@LOSSES.register("mse")
 class MSE(_Plain):
     """Squared error ||p - y||_2^2 between the softmax output and the target."""
 
@@ -40,6 +43,7 @@ class MSE(_Plain):
         return (log_p.exp() - targets).pow(2).sum(dim=1)
 
 
+@LOSSES.register("gce", params={"q": Param(low=0.0, high=1.0, low_open=True)})
 class GCE(_Plain):
     """Generalised cross entropy (Zhang & Sabuncu): sum_c y_c (1 - p_c^q) / q; q -> 0 is CE, q = 1 is MAE/2."""
 
@@ -56,6 +60,7 @@ class GCE(_Plain):
         return (targets * (1.0 - (self.q * log_p).exp())).sum(dim=1) / self.q
 
 
+@LOSSES.register("sce", params={"alpha": Param(low=0.0), "beta": Param(low=0.0)})
 class SCE(_Plain):
     """Symmetric cross entropy (Wang et al. 2019): alpha CE(y, p) + beta CE(p, y), log 0 -> log 1e-4."""
 

@@ -10,14 +10,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from proselflc.losses.base import Loss, Step, entropy, normalised_entropy, soft_cross_entropy, time_ratio
+from proselflc.losses.base import (
+    LOSSES,
+    Loss,
+    Step,
+    entropy,
+    normalised_entropy,
+    soft_cross_entropy,
+    time_ratio,
+)
+from proselflc.registry import Param
 
 TRUST_MODES = ("global", "entropy", "max_p")
 #: Confidence penalty: `entropy` is Pereyra et al.'s (1 - eps) CE - eps H(p) (ProSelfLC-AT's code);
 #: `detached` is the ProSelfLC code's CE against the detached target (1 - eps) y - eps p_T.
 CP_DEFINITIONS = ("entropy", "detached")
+_LOGIT_TEMPERATURE = Param(low=0.0, low_open=True)
 
 
+def _epsilon(default: float) -> Param:
+    return Param(default, low=0.0, high=1.0)
+
+
+@LOSSES.register("crossentropy")
 class CrossEntropy(Loss):
     """Plain cross entropy against the (one-hot or soft) target."""
 
@@ -46,6 +61,7 @@ class _FixedEpsilon(Loss):
         raise NotImplementedError
 
 
+@LOSSES.register("labelsmoothing", params={"epsilon": _epsilon(0.1)})
 class LabelSmoothing(_FixedEpsilon):
     """q = (1 - epsilon) y + epsilon u: a fixed pull towards the uniform distribution."""
 
@@ -75,6 +91,14 @@ class _SelfTarget(_FixedEpsilon):
         raise NotImplementedError
 
 
+@LOSSES.register(
+    "confidencepenalty",
+    params={
+        "epsilon": _epsilon(0.1),
+        "definition": Param(choices=CP_DEFINITIONS),
+        "logit_temperature": _LOGIT_TEMPERATURE,
+    },
+)
 class ConfidencePenalty(_SelfTarget):
     """Penalises confident outputs; `definition` picks which of the two published forms (see CP_DEFINITIONS).
 
@@ -105,6 +129,8 @@ class ConfidencePenalty(_SelfTarget):
         return (1.0 - self.epsilon) * soft_cross_entropy(log_p, targets) - self.epsilon * entropy(log_p)
 
 
+# Reed et al.'s soft bootstrapping keeps beta = 0.95 of the label: epsilon = 0.05.
+@LOSSES.register("labelcorrection", params={"epsilon": _epsilon(0.05), "logit_temperature": _LOGIT_TEMPERATURE})
 class LabelCorrection(_SelfTarget):
     """Soft bootstrapping (Reed et al.): q = (1 - epsilon) y + epsilon p_T, p_T = softmax(z / T) detached."""
 
@@ -114,6 +140,15 @@ class LabelCorrection(_SelfTarget):
         return soft_cross_entropy(log_p, (1.0 - self.epsilon) * targets + self.epsilon * p_t)
 
 
+@LOSSES.register(
+    "proselflc",
+    params={
+        "exp_base": Param(low=0.0),
+        "transit_time_ratio": Param(low=0.0, high=1.0),
+        "trust_mode": Param(choices=TRUST_MODES),
+        "logit_temperature": _LOGIT_TEMPERATURE,
+    },
+)
 class ProSelfLC(Loss):
     """Progressive self label correction, exactly as DESIGN.md states it.
 

@@ -1,13 +1,21 @@
-"""Protein sequence classifier: transformers' BERT, from a small config or from a pretrained checkpoint."""
+"""Protein sequence classifier: transformers' BERT, from a small config or from a pretrained checkpoint.
+
+transformers is imported when a model is built, not with this module (the registry imports every
+model module to list the names).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification
-from transformers.utils import logging as hf_logging
+
+from proselflc.models.base import MODELS
+
+if TYPE_CHECKING:
+    from transformers import BertForSequenceClassification
 
 
 class ProteinClassifier(nn.Module):
@@ -31,6 +39,7 @@ class ProteinClassifier(nn.Module):
         self.bert.save_pretrained(path)
 
 
+@MODELS.register("protein_transformer")
 def protein_transformer(
     num_classes: int,
     input_shape: tuple[int, ...] = (512,),
@@ -83,6 +92,8 @@ def protein_transformer(
         raise ValueError(
             f"model.max_position_embeddings: {positions} is shorter than data.max_length ({seq_len})"
         )
+    from transformers import BertConfig, BertForSequenceClassification
+
     config = BertConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -100,6 +111,9 @@ def protein_transformer(
 
 def _from_pretrained(name_or_path: str, num_classes: int, layers: int | None = None) -> BertForSequenceClassification:
     """Load quietly: a new (or resized) head is expected, so its 'newly initialised' notice is noise."""
+    from transformers import BertConfig, BertForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:

@@ -6,7 +6,10 @@ import math
 
 from torch import nn
 
+from proselflc.models.base import MODELS
 
+
+@MODELS.register("mlp")
 def mlp(
     num_classes: int, input_shape: tuple[int, ...], hidden: int = 128, depth: int = 2, dropout: float = 0.0
 ) -> nn.Module:
@@ -22,6 +25,7 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+@MODELS.register("cnn")
 def cnn(num_classes: int, input_shape: tuple[int, ...], width: int = 32) -> nn.Module:
     """Two conv-BN-ReLU blocks with pooling and a linear head, for small images such as 8x8 digits."""
     channels = input_shape[0] if input_shape else 1

@@ -12,14 +12,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import models as tvm
 
-#: ShuffleNetV2 width multiplier -> torchvision constructor.
+from proselflc.models.base import MODELS
+
+#: ShuffleNetV2 width multiplier -> torchvision constructor name (torchvision is imported when building).
 _SHUFFLENET_WIDTHS = {
-    0.5: tvm.shufflenet_v2_x0_5,
-    1.0: tvm.shufflenet_v2_x1_0,
-    1.5: tvm.shufflenet_v2_x1_5,
-    2.0: tvm.shufflenet_v2_x2_0,
+    0.5: "shufflenet_v2_x0_5",
+    1.0: "shufflenet_v2_x1_0",
+    1.5: "shufflenet_v2_x1_5",
+    2.0: "shufflenet_v2_x2_0",
 }
 
 
@@ -31,21 +32,27 @@ def _channels(input_shape: tuple[int, ...]) -> int:
     return input_shape[0]
 
 
+@MODELS.register("resnet18")
 def resnet18(num_classes: int, input_shape: tuple[int, ...] = (3, 32, 32)) -> nn.Module:
     """torchvision's ResNet-18 with the CIFAR stem: conv1 3x3 stride 1, max-pool removed."""
+    from torchvision import models as tvm
+
     model = tvm.resnet18(num_classes=num_classes)
     model.conv1 = nn.Conv2d(_channels(input_shape), 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
     return model
 
 
+@MODELS.register("shufflenetv2")
 def shufflenetv2(
     num_classes: int, input_shape: tuple[int, ...] = (3, 32, 32), width: float = 1.0
 ) -> nn.Module:
     """torchvision's ShuffleNetV2 (width 0.5/1.0/1.5/2.0) with a 3x3 stride-1 stem and no max-pool."""
     if width not in _SHUFFLENET_WIDTHS:
         raise ValueError(f"model.width: {width!r} is not a ShuffleNetV2 width; allowed: 0.5, 1.0, 1.5, 2.0")
-    model = _SHUFFLENET_WIDTHS[width](num_classes=num_classes)
+    from torchvision import models as tvm
+
+    model = getattr(tvm, _SHUFFLENET_WIDTHS[width])(num_classes=num_classes)
     stem_out = model.conv1[0].out_channels
     model.conv1 = nn.Sequential(
         nn.Conv2d(_channels(input_shape), stem_out, kernel_size=3, stride=1, padding=1, bias=False),
@@ -130,6 +137,7 @@ class ShuffleNetV2Cifar(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+@MODELS.register("shufflenetv2_proselflc")
 def shufflenetv2_proselflc(
     num_classes: int, input_shape: tuple[int, ...] = (3, 32, 32), width: float = 1.0
 ) -> nn.Module:
@@ -191,6 +199,7 @@ class PreActResNet18(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
+@MODELS.register("preactresnet18")
 def preactresnet18(
     num_classes: int, input_shape: tuple[int, ...] = (3, 32, 32), width: int = 64
 ) -> nn.Module:
@@ -200,6 +209,7 @@ def preactresnet18(
     return PreActResNet18(num_classes, in_channels=_channels(input_shape), width=width)
 
 
+@MODELS.register("resnet50")
 def resnet50(
     num_classes: int, input_shape: tuple[int, ...] = (3, 224, 224), pretrained_path: str | Path | None = None
 ) -> nn.Module:
@@ -211,6 +221,8 @@ def resnet50(
     """
     if _channels(input_shape) != 3:
         raise ValueError(f"resnet50 takes RGB images (3 channels); input_shape is {input_shape}")
+    from torchvision import models as tvm
+
     model = tvm.resnet50(num_classes=num_classes)
     if pretrained_path is not None:
         _load_backbone(model, Path(pretrained_path))

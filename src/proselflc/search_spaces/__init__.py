@@ -15,14 +15,8 @@ import yaml
 from pydantic import ValidationError
 
 from proselflc import losses
-from proselflc.config import (
-    ConfigError,
-    OptimConfig,
-    TrainConfig,
-    build_run_config,
-    closest,
-    format_validation_error,
-)
+from proselflc.config import OptimConfig, TrainConfig, build_run_config, format_validation_error
+from proselflc.errors import ConfigError, closest
 from proselflc.search_spaces.domains import DOMAIN_TYPES, parse_domain
 
 __all__ = [

@@ -24,9 +24,10 @@ from torch import nn
 
 from proselflc import data as data_lib
 from proselflc import losses, metric_table, models
-from proselflc.config import ConfigError, OptimConfig, RunConfig, build_run_config, read_yaml
+from proselflc.config import OptimConfig, RunConfig, build_run_config, read_yaml
 from proselflc.data.base import Dataset
 from proselflc.data.sampler import class_balanced_order
+from proselflc.errors import ConfigError
 from proselflc.io import atomic_write
 from proselflc.training.cpu_memory import freed_memory_kept
 from proselflc.training.metrics import NAN, fit_metrics, test_metrics

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from proselflc import noise as noise_lib
-from proselflc.config import ConfigError, NoiseConfig
+from proselflc.config import NoiseConfig
+from proselflc.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from pydantic import (
 
 from proselflc import search_spaces, storage
 from proselflc.config import (
-    ConfigError,
     RunConfig,
     StrictModel,
     build_run_config,
@@ -31,10 +30,10 @@ from proselflc.config import (
     deep_merge,
     format_validation_error,
     is_noise_rate,
-    one_of,
     parse_overrides,
     read_yaml,
 )
+from proselflc.errors import ConfigError, one_of
 from proselflc.sweep_contract import (
     MANIFEST_FILE,
     SELECTABLE_METRICS,

@@ -28,7 +28,7 @@ from typing import IO, Any
 from typing_extensions import Self
 
 from proselflc import storage
-from proselflc.config import ConfigError
+from proselflc.errors import ConfigError
 
 LOCK_FILE = ".lock"
 #: On object storage: how long to wait before reading the record back to see whether another driver won.

@@ -30,7 +30,8 @@ from pydantic import (
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.utils import flatten_dict
 
-from proselflc.config import ConfigError, format_validation_error
+from proselflc.config import format_validation_error
+from proselflc.errors import ConfigError
 
 
 class LoggerSpec(BaseModel):

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import ray
 
-from proselflc.config import ConfigError
+from proselflc.errors import ConfigError
 
 #: Set to 0 to let a local Ray started by proselflc listen on the machine's address (Ray's default).
 LOOPBACK_ENV = "PROSELFLC_RAY_LOOPBACK"

@@ -32,7 +32,8 @@ import optuna
 from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
-from proselflc.config import ConfigError, StrictModel, closest
+from proselflc.config import StrictModel
+from proselflc.errors import ConfigError, closest
 from proselflc.search_spaces.domains import Choice
 from proselflc.tuning.studies import SamplerFactory, SchedulerFactory, StudyPlan
 

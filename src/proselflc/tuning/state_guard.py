@@ -29,7 +29,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from proselflc import storage
-from proselflc.config import ConfigError
+from proselflc.errors import ConfigError
 from proselflc.io import atomic_write_text
 
 #: Where the per-user key lives unless PROSELFLC_KEY_FILE names another file.

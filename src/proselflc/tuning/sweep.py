@@ -24,7 +24,7 @@ from ray import tune
 
 from proselflc import data as data_lib
 from proselflc import safe_yaml, search_spaces, storage
-from proselflc.config import ConfigError
+from proselflc.errors import ConfigError
 from proselflc.sweep_contract import (
     CURRENT_VERSION,
     EXPERIMENT_DIR,
