@@ -129,7 +129,7 @@ def test_a_sweep_on_s3_writes_trials_checkpoints_and_manifest_into_the_bucket(
 
 
 @pytest.mark.ray
-def test_report_of_an_s3_sweep_is_written_locally_and_equals_a_local_copy_s(
+def test_report_of_an_s3_sweep_is_written_locally_and_equals_a_local_copy_s_report(
     s3_sweep: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
