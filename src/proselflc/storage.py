@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from proselflc.config import ConfigError
+from proselflc.errors import ConfigError
 from proselflc.io import atomic_write_text
 
 if TYPE_CHECKING:
