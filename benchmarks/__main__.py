@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
             print(f"benchmarks failed: {', '.join(failed)}", file=sys.stderr)
         return 1 if failed else 0
     if name not in BENCHMARKS:
-        from proselflc.config import closest
+        from proselflc.errors import closest
 
         print(f"unknown benchmark {name!r}; {closest(name, [*names, 'all'])}", file=sys.stderr)
         return 2

@@ -28,7 +28,6 @@ TOY = "toy_focal"
 class ToyFocal(Loss):
     """Focal loss (Lin et al.): mean of -(1 - p_y)^gamma log p_y, a loss proselflc does not ship."""
 
-    name = TOY
     calls: ClassVar[int] = 0
 
     def __init__(self, num_classes: int, gamma: float = 2.0) -> None:

@@ -138,7 +138,7 @@ class DataConfig(StrictModel):
     def _root_needed(self) -> DataConfig:
         from proselflc.data import DATASETS
 
-        rotating = DATASETS.with_info("rotation")
+        rotating = sorted(DATASETS.with_info("rotation"))
         if self.rotation_degrees and self.name not in rotating:
             raise ValueError(
                 f"data.rotation_degrees = {self.rotation_degrees} is only implemented for {' and '.join(rotating)} "

@@ -169,8 +169,9 @@ def _read_split(folder: Path, files: tuple[str, ...], labels_key: str) -> tuple[
     return torch.from_numpy(np.ascontiguousarray(data)), np.asarray(labels, dtype=np.int64)
 
 
-@DATASETS.register("cifar10", rotation=True)
+# Decorators apply bottom-up: cifar10 is registered first.
 @DATASETS.register("cifar100", rotation=True)
+@DATASETS.register("cifar10", rotation=True)
 def load(cfg: DataConfig) -> Dataset:
     """CIFAR-10 or CIFAR-100 (`cfg.name`) from `cfg.root`, downloading there first when `cfg.download`."""
     layout = LAYOUTS[cfg.name]

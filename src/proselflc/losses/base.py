@@ -9,7 +9,6 @@ in the constructor's signature or in its `Param`.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +24,6 @@ LOSSES = Registry("loss", "loss", option="hyperparameter", positional=("num_clas
 
 class Loss(nn.Module):
     """Base class: subclasses implement `compute(logits, targets, step, total_steps)` on float logits."""
-
-    name: ClassVar[str] = ""
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
@@ -50,7 +47,7 @@ class Loss(nn.Module):
     def _float_logits(self, logits: Tensor) -> Tensor:
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(
-                f"logits must have shape (N, {self.num_classes}) for loss {self.name!r}; got {tuple(logits.shape)}"
+                f"logits must have shape (N, {self.num_classes}) for {type(self).__name__}; got {tuple(logits.shape)}"
             )
         # Under bf16/fp16 autocast the softmax and logs must run in float32; float64 is kept (gradcheck).
         if logits.dtype != torch.float64:

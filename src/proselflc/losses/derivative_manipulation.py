@@ -46,7 +46,6 @@ class _DerivativeManipulation(torch.autograd.Function):
 class DMIMAE(Loss):
     """Derivative manipulation with the emphasis density exp(beta (1 - p) p^lambda)."""
 
-    name = "dm_imae"
 
     def __init__(self, num_classes: int, beta: float = 2.0, lam: float = 0.0) -> None:
         super().__init__(num_classes)

@@ -27,7 +27,6 @@ class _Plain(Loss):
 class MAE(_Plain):
     """Mean absolute error ||p - y||_1 (= 2 (1 - p_y) for one-hot y), Ghosh et al."""
 
-    name = "mae"
 
     def per_example(self, log_p: Tensor, targets: Tensor) -> Tensor:
         return (log_p.exp() - targets).abs().sum(dim=1)
@@ -37,7 +36,6 @@ class MAE(_Plain):
 class MSE(_Plain):
     """Squared error ||p - y||_2^2 between the softmax output and the target."""
 
-    name = "mse"
 
     def per_example(self, log_p: Tensor, targets: Tensor) -> Tensor:
         return (log_p.exp() - targets).pow(2).sum(dim=1)
@@ -47,7 +45,6 @@ class MSE(_Plain):
 class GCE(_Plain):
     """Generalised cross entropy (Zhang & Sabuncu): sum_c y_c (1 - p_c^q) / q; q -> 0 is CE, q = 1 is MAE/2."""
 
-    name = "gce"
 
     def __init__(self, num_classes: int, q: float = 0.7) -> None:
         super().__init__(num_classes)
@@ -64,7 +61,6 @@ class GCE(_Plain):
 class SCE(_Plain):
     """Symmetric cross entropy (Wang et al. 2019): alpha CE(y, p) + beta CE(p, y), log 0 -> log 1e-4."""
 
-    name = "sce"
 
     def __init__(self, num_classes: int, alpha: float = 0.1, beta: float = 1.0) -> None:
         super().__init__(num_classes)

@@ -36,7 +36,6 @@ def _epsilon(default: float) -> Param:
 class CrossEntropy(Loss):
     """Plain cross entropy against the (one-hot or soft) target."""
 
-    name = "crossentropy"
 
     def compute(self, logits: Tensor, targets: Tensor, step: Step, total_steps: Step) -> Tensor:
         self.stats = {"mean_epsilon": self._constant(0.0, logits)}
@@ -65,7 +64,6 @@ class _FixedEpsilon(Loss):
 class LabelSmoothing(_FixedEpsilon):
     """q = (1 - epsilon) y + epsilon u: a fixed pull towards the uniform distribution."""
 
-    name = "labelsmoothing"
 
     def per_example(self, log_p: Tensor, targets: Tensor) -> Tensor:
         q = (1.0 - self.epsilon) * targets + self.epsilon / self.num_classes
@@ -107,7 +105,6 @@ class ConfidencePenalty(_SelfTarget):
     + eps p_T; at T = 1 that is (1 - eps)(p - y), cross entropy scaled by 1 - eps.
     """
 
-    name = "confidencepenalty"
 
     def __init__(
         self, num_classes: int, epsilon: float, definition: str = "entropy", logit_temperature: float = 1.0
@@ -134,7 +131,6 @@ class ConfidencePenalty(_SelfTarget):
 class LabelCorrection(_SelfTarget):
     """Soft bootstrapping (Reed et al.): q = (1 - epsilon) y + epsilon p_T, p_T = softmax(z / T) detached."""
 
-    name = "labelcorrection"
 
     def per_example_self(self, log_p: Tensor, targets: Tensor, p_t: Tensor) -> Tensor:
         return soft_cross_entropy(log_p, (1.0 - self.epsilon) * targets + self.epsilon * p_t)
@@ -157,7 +153,6 @@ class ProSelfLC(Loss):
     loss = mean CE(q, p), hence d loss / d z = (p - q) / N.
     """
 
-    name = "proselflc"
 
     def __init__(
         self,
