@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 from ray import tune
@@ -139,26 +140,6 @@ def test_preflight_rejects_trials_the_cluster_cannot_place(ray_session: Any, tmp
     assert not (tmp_path / "tiny").exists()  # nothing was started
 
 
-def test_a_diverging_trial_is_recorded_and_stopped(ray_session: Any, tmp_path: Path) -> None:
-    raw = {
-        **TINY_SWEEP,
-        "name": "nan",
-        "storage_path": str(tmp_path),
-        "base": {**TINY_SWEEP["base"], "optim": {"lr": 1.0e12, "schedule": "constant"}},
-        "noise": {"kind": "symmetric", "rates": [0.2]},
-        "methods": {"crossentropy": {"search": {}}},
-        "final_seeds": 0,
-    }
-    lines: list[str] = []
-    sweep_dir = run_sweep(build_sweep_config(raw), log=lines.append)
-    ((params, rows),) = study_trials(sweep_dir, "symmetric-0.2/crossentropy")
-    assert params == {}
-    assert rows[-1]["diverged"] is True and rows[-1]["epoch"] < 3
-    entry = studies(sweep_dir)["symmetric-0.2/crossentropy"]
-    assert entry["status"] == "finished" and entry["best_params"] is None
-    assert any("diverged" in line for line in lines)
-
-
 def test_fractional_gpus_pack_at_most_four_trials_on_two_gpus(ray_session: Any, tmp_path: Path) -> None:
     """8 trials of 0.5 GPU on 2 GPUs. Each trial holds a file under live/ for as long as it holds its GPU share,
     and waits until it sees 4 such files (or until all 8 have started: the last ones may find fewer left), so
@@ -189,6 +170,7 @@ def test_fractional_gpus_pack_at_most_four_trials_on_two_gpus(ray_session: Any, 
     tuner = tune.Tuner(
         tune.with_resources(probe, trial_resources(cpu=0.25, gpu=0.5)),
         param_space={"i": tune.grid_search(list(range(8)))},
+        tune_config=tune.TuneConfig(reuse_actors=True),  # 4 worker processes start, not 8
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="pack", verbose=0),
     )
     results = [r.metrics for r in tuner.fit()]
@@ -296,20 +278,59 @@ def test_a_low_scoring_study_is_not_cut_by_another_study_s_rungs(ray_session: An
     assert entry["status"] == "finished" and entry["best_value"] < 0.2
 
 
-def test_final_runs_can_train_on_the_validation_split_too(ray_session: Any, tmp_path: Path) -> None:
-    """`final_include_val`: the re-runs train on the whole noisy training set (as the papers' final numbers do)."""
+@pytest.fixture(scope="module")
+def diverging_sweep(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """One sweep, two studies: cross entropy, re-run on the whole noisy training set (`final_include_val`), and
+    a learning rate that always diverges. Its sweep dir and the lines it logged."""
     raw = {
         **TINY_SWEEP,
-        "name": "full-train",
-        "storage_path": str(tmp_path),
+        "name": "diverging",
+        "storage_path": str(tmp_path_factory.mktemp("diverging")),
         "noise": {"kind": "symmetric", "rates": [0.4]},
-        "methods": {"crossentropy": {"search": {}}},
+        "methods": {
+            "crossentropy": {"search": {}},
+            "absurd_lr": {"loss": "crossentropy",
+                          "search": {"optim.lr": {"type": "choice", "values": [1.0e6]},
+                                     "optim.momentum": {"type": "choice", "values": [0.99]}}},
+        },
+        "num_samples": 2,
         "final_seeds": 1,
         "final_include_val": True,
     }
-    sweep_dir = run_sweep(build_sweep_config(raw), log=lambda line: None)
+    lines: list[str] = []
+    return run_sweep(build_sweep_config(raw), log=lines.append), lines
+
+
+@pytest.mark.faults
+def test_a_diverging_trial_is_recorded_and_stopped_and_the_analysis_carries_on(
+    diverging_sweep: tuple[Path, list[str]],
+) -> None:
+    sweep_dir, lines = diverging_sweep
+    bad = study_trials(sweep_dir, "symmetric-0.4/absurd_lr")
+    assert bad and all(rows[-1]["diverged"] is True for _, rows in bad)
+    assert all(rows[-1]["epoch"] < 3 for _, rows in bad), "a diverged trial is stopped, not trained to the end"
+    assert any("diverged" in line for line in lines)
+    entry = studies(sweep_dir)["symmetric-0.4/absurd_lr"]
+    assert entry["status"] == "finished" and entry["best_params"] is None
+    assert not final_trial_dirs(sweep_dir, "symmetric-0.4/absurd_lr"), "no usable trial: nothing to re-run"
+
+    df = load_sweep(sweep_dir)
+    statuses = df[df["method"] == "absurd_lr"].groupby("trial_id")["status"].last()
+    assert set(statuses) == {"diverged"}
+    best = best_configs(df).set_index("study")
+    assert best.loc["symmetric-0.4/crossentropy", "selected_score"] > 0, best
+    assert "symmetric-0.4/absurd_lr" not in best.index or pd.isna(best.loc["symmetric-0.4/absurd_lr", "selected_score"])
+    text = summary(sweep_dir)
+    row = results_cells(text)["0.4"]
+    assert re.fullmatch(r"\*\*\d+\.\d\d\*\*", row["crossentropy"]), text  # one final seed: a mean, the row's best
+    assert row["absurd_lr"] == "–", text  # no usable trial: an empty cell, not a number
+
+
+def test_final_runs_can_train_on_the_validation_split_too(diverging_sweep: tuple[Path, list[str]]) -> None:
+    """`final_include_val`: the re-runs train on the whole noisy training set (as the papers' final numbers do)."""
+    sweep_dir, _ = diverging_sweep
     ((params, rows),) = study_trials(sweep_dir, "symmetric-0.4/crossentropy", "final")
     assert params == {"data.val_fraction": 0.0, "train.seed": 1}
     assert rows[-1]["epoch"] == 3 and rows[-1]["test_accuracy"] > 0
-    chosen = best_configs(load_sweep(sweep_dir)).iloc[0]
+    chosen = best_configs(load_sweep(sweep_dir)).set_index("study").loc["symmetric-0.4/crossentropy"]
     assert chosen["final_n"] == 1 and bool(chosen["final_matches_selection"])
