@@ -36,15 +36,26 @@ DRIVER = textwrap.dedent(
         return os.getpid()
 
     ray.get([pid.remote() for _ in range(2)])
-    time.sleep(1)  # agents finish binding their ports
-    procs = psutil.Process().children(recursive=True)
-    listening = []
-    for proc in [psutil.Process(), *procs]:
-        try:
-            listening += [[proc.name(), c.laddr.ip, c.laddr.port] for c in proc.net_connections(kind="inet")
+
+    def listening_sockets(procs):
+        found = []
+        for proc in [psutil.Process(), *procs]:
+            try:
+                found += [[proc.name(), c.laddr.ip, c.laddr.port] for c in proc.net_connections(kind="inet")
                           if c.status == psutil.CONN_LISTEN]
-        except psutil.NoSuchProcess:
-            pass
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    # The node's agents (ray::DashboardAgent, ray::RuntimeEnvAgent) bind their ports as they start: wait for them.
+    deadline = time.monotonic() + 30
+    while True:
+        procs = psutil.Process().children(recursive=True)
+        listening = listening_sockets(procs)
+        agents = {p.name() for p in procs if p.name().endswith("Agent")}
+        if (agents and agents <= {name for name, _, _ in listening}) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     print(json.dumps({"pids": [p.pid for p in procs], "listening": listening}), flush=True)
     if sys.argv[1] == "wait":
         time.sleep(600)
@@ -99,7 +110,7 @@ def test_a_local_ray_listens_on_loopback_only_and_ends_with_the_driver():
     proc, seen = start_driver("exit")
     assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
     names = {name for name, _, _ in seen["listening"]}
-    assert {"gcs_server", "raylet"} <= names, seen["listening"]  # the probe saw Ray's servers
+    assert {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names, seen["listening"]
     exposed = [row for row in seen["listening"] if not is_loopback(row[1])]
     assert exposed == [], f"listening outside 127.0.0.0/8: {exposed}"
     assert wait_gone(seen["pids"], within_s=30) == []
