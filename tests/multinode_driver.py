@@ -1,6 +1,6 @@
 """Run one multi-node scenario on a real Ray cluster of several raylets on 127.0.0.1; print its facts as JSON.
 
-`python tests/multinode_driver.py SCENARIO SPEC.json`. A test runs this in a subprocess: one process can
+`python tests/multinode_driver.py SCENARIO[,SCENARIO...] SPEC.json`. A test runs this in a subprocess: one process can
 `ray.init` once, and the test session's own Ray (tests/conftest.py) must stay untouched. The cluster is
 `ray.cluster_utils.Cluster`: a head and worker nodes, each a separate raylet with its own CPUs and fake GPUs.
 The environment the test gives this process keeps Ray in local-only mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0),
@@ -261,18 +261,24 @@ SCENARIOS = {"spread": spread, "node_loss": node_loss, "node_join": node_join, "
 
 
 def main(argv: list[str]) -> int:
-    scenario, spec_path = argv
+    """Run SCENARIO on a fresh cluster; `A,B` runs A then B on the same one (B starts from what A left), each
+    with its own records dir and its `spec[name]` entries over the spec's own, and prints {name: facts}."""
+    names, spec_path = argv
     spec = json.loads(Path(spec_path).read_text())
-    records = Path(spec["records"])
-    records.mkdir(parents=True, exist_ok=True)
+    scenarios = names.split(",")
     cluster, workers = start_cluster(spec)
+    out: dict[str, Any] = {}
     try:
-        facts = SCENARIOS[scenario](spec, cluster, workers, records)
-        facts.update(nodes=node_ids(cluster), records=read_records(records), listening=listening())
+        for name in scenarios:
+            records = Path(spec["records"]) / name if len(scenarios) > 1 else Path(spec["records"])
+            records.mkdir(parents=True, exist_ok=True)
+            facts = SCENARIOS[name]({**spec, **spec.get(name, {})}, cluster, workers, records)
+            facts.update(nodes=node_ids(cluster), records=read_records(records), listening=listening())
+            out[name] = facts
     finally:
         ray.shutdown()
         cluster.shutdown()
-    print(json.dumps(facts), flush=True)
+    print(json.dumps(out if len(scenarios) > 1 else out[scenarios[0]]), flush=True)
     return 0
 
 

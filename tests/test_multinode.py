@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ BIN = Path(sys.executable).parent
 GPU_NODE = {"num_cpus": 1, "num_gpus": 1}
 
 
-@pytest.fixture
-def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+@contextmanager
+def cluster_environment(tmp_path: Path) -> Iterator[dict[str, str]]:
     """The environment of a cluster's processes: local-only Ray, its own HOME and short temp dir."""
     home = tmp_path / "home"
     home.mkdir()
@@ -48,6 +49,12 @@ def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with cluster_environment(tmp_path) as env:
+        yield env
 
 
 def spec_for(tmp_path: Path, env: dict[str, str], **parts: Any) -> dict[str, Any]:
@@ -87,16 +94,56 @@ def by_trial(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return runs
 
 
-def test_trials_are_placed_on_every_node_and_results_checkpoints_and_analysis_are_complete(cluster_env, tmp_path):
+EPOCHS = 8
+#: A real digits trial; the first attempt pauses after epoch 3 until a node is removed (see the driver).
+ENGINE_BASE: dict[str, Any] = {
+    "data": {"name": "digits"},
+    "model": {"name": "mlp", "hidden": 64},
+    "optim": {"lr": 0.1, "schedule": "constant"},
+    "train": {"epochs": EPOCHS, "batch_size": 64, "seed": 0},
+}
+
+
+def node_loss_sweep(tmp_path: Path) -> dict[str, Any]:
+    """A 2-point grid of real digits trials of one GPU each, checkpointing every epoch, retried once."""
+    return {
+        "name": "node-loss",
+        "base": ENGINE_BASE,
+        "noise": {"kind": "symmetric", "rates": [0.4]},
+        "methods": {"crossentropy": {"search": {"optim.lr": {"type": "choice", "values": [0.05, 0.1]}}}},
+        "searcher": {"name": "grid", "seed": 0},
+        "scheduler": {"name": "fifo"},
+        "num_samples": 2,
+        "resources": {"cpu": 1, "gpu": 1},
+        "max_concurrent_trials": 2,
+        "storage_path": str(tmp_path / "results"),
+        "final_seeds": 0,
+        "checkpoint_every": 1,
+        "max_failures": 1,
+    }
+
+
+@pytest.fixture(scope="module")
+def three_gpu_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Scenarios `spread` then `node_loss` on ONE cluster of three 1-GPU nodes (a cluster start-up is seconds):
+    the facts of each, and the node-loss sweep."""
+    tmp_path = tmp_path_factory.mktemp("three-gpu-nodes")
+    sweep = node_loss_sweep(tmp_path)
+    with cluster_environment(tmp_path) as env:
+        spec = spec_for(tmp_path, env, head=GPU_NODE, workers=[GPU_NODE, GPU_NODE],
+                        spread={"epoch_s": 0.05, "sweep": stand_in_sweep(tmp_path, "spread")},
+                        node_loss={"kill_after_epochs": 3, "sweep": sweep})
+        yield drive("spread,node_loss", spec, env, tmp_path, timeout=480), sweep
+
+
+def test_trials_are_placed_on_every_node_and_results_checkpoints_and_analysis_are_complete(three_gpu_nodes):
     """Three nodes of one GPU each, trials of one GPU: the first three trials meet at a barrier, so each holds
     a node's GPU at once. Before that, a trial the cluster's sum could hold (2 GPUs of 3) but no single node
     can is refused up front, naming every node. Every process of the cluster listens on loopback only."""
     from proselflc import analysis
     from proselflc.sweep_contract import read_manifest
 
-    spec = spec_for(tmp_path, cluster_env, head=GPU_NODE, workers=[GPU_NODE, GPU_NODE], epoch_s=0.05,
-                    sweep=stand_in_sweep(tmp_path, "spread"))
-    facts = drive("spread", spec, cluster_env, tmp_path)
+    facts = three_gpu_nodes[0]["spread"]
 
     assert "no trial can ever be placed: resources.gpu = 2 (lower it to at most 1)" in facts["refused"]
     assert facts["refused"].count("CPU 1, GPU 1") == 3, facts["refused"]
@@ -127,16 +174,6 @@ def test_trials_are_placed_on_every_node_and_results_checkpoints_and_analysis_ar
     assert set(table["trial_id"]) == set(runs)
 
 
-EPOCHS = 8
-#: A real digits trial; the first attempt pauses after epoch 3 until a node is removed (see the driver).
-ENGINE_BASE: dict[str, Any] = {
-    "data": {"name": "digits"},
-    "model": {"name": "mlp", "hidden": 64},
-    "optim": {"lr": 0.1, "schedule": "constant"},
-    "train": {"epochs": EPOCHS, "batch_size": 64, "seed": 0},
-}
-
-
 def uninterrupted(sweep: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """The last row of the same trial trained in this process without Ray, on one thread as the trial was."""
     import torch
@@ -162,30 +199,13 @@ def metrics(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in METRIC_KEYS if k != "samples_per_s"}
 
 
-def test_a_removed_node_s_trial_is_retried_on_a_surviving_node_and_ends_identical(cluster_env, tmp_path):
+def test_a_removed_node_s_trial_is_retried_on_a_surviving_node_and_ends_identical(three_gpu_nodes):
     """Three nodes of one GPU, a 2-point grid of real digits trials: a worker node that runs a trial is removed
     (raylet and trial worker SIGKILLed) after the trial reported 3 epochs (first attempts pause there until a
     node is gone, so the kill lands mid-trial however fast the machine). Ray retries that trial on a surviving
     node from its last checkpoint (checkpoint_every: 1), the sweep ends with exactly its two trials, and the
     interrupted one ends with the metrics of an uninterrupted run."""
-    sweep = {
-        "name": "node-loss",
-        "base": ENGINE_BASE,
-        "noise": {"kind": "symmetric", "rates": [0.4]},
-        "methods": {"crossentropy": {"search": {"optim.lr": {"type": "choice", "values": [0.05, 0.1]}}}},
-        "searcher": {"name": "grid", "seed": 0},
-        "scheduler": {"name": "fifo"},
-        "num_samples": 2,
-        "resources": {"cpu": 1, "gpu": 1},
-        "max_concurrent_trials": 2,
-        "storage_path": str(tmp_path / "results"),
-        "final_seeds": 0,
-        "checkpoint_every": 1,
-        "max_failures": 1,
-    }
-    spec = spec_for(tmp_path, cluster_env, head=GPU_NODE, workers=[GPU_NODE, GPU_NODE], kill_after_epochs=3,
-                    sweep=sweep)
-    facts = drive("node_loss", spec, cluster_env, tmp_path)
+    facts, sweep = three_gpu_nodes[0]["node_loss"], three_gpu_nodes[1]
 
     removed = facts["removed"]
     assert removed and removed["epochs_before"] >= 3, f"the node was never removed while its trial ran: {removed}"

@@ -82,11 +82,13 @@ def test_each_searcher_runs_a_study_and_selects_its_best_trial(ray_session: Any,
 
 @pytest.mark.ray
 def test_the_searcher_seed_makes_suggestions_reproducible(ray_session: Any, tmp_path: Path) -> None:
-    first = run_stand_in(tmp_path, "a", searcher={"name": "qmc", "seed": 7}, max_concurrent_trials=1)
-    again = run_stand_in(tmp_path, "b", searcher={"name": "qmc", "seed": 7}, max_concurrent_trials=1)
-    other = run_stand_in(tmp_path, "c", searcher={"name": "qmc", "seed": 8}, max_concurrent_trials=1)
+    # Three suggestions each and no re-runs: only the searcher's suggestions are compared.
+    small = {"max_concurrent_trials": 1, "num_samples": 3, "final_seeds": 0}
+    first = run_stand_in(tmp_path, "a", searcher={"name": "qmc", "seed": 7}, **small)
+    again = run_stand_in(tmp_path, "b", searcher={"name": "qmc", "seed": 7}, **small)
+    other = run_stand_in(tmp_path, "c", searcher={"name": "qmc", "seed": 8}, **small)
     lrs = [sorted(c["optim.lr"] for c, _ in study_trials(d, STUDY)) for d in (first, again, other)]
-    assert lrs[0] == lrs[1] != lrs[2]
+    assert len(lrs[0]) == 3 and lrs[0] == lrs[1] != lrs[2]
 
 
 @pytest.mark.ray
