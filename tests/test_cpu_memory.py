@@ -27,16 +27,16 @@ STEP_FAULTS = textwrap.dedent(
         Engine(build_run_config({"data": {"limit": 200}, "model": {"name": "mlp", "hidden": 8},
                                  "train": {"epochs": 1, "device": "cpu", "progress": False}})).run()
     scope = freed_memory_kept() if sys.argv[1] == "scoped" else contextlib.nullcontext(True)
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    # 64 channels x 32 x 32 x batch 128 in float32: 32 MiB activations, as in a CIFAR ResNet's first stage
-    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
-    faults = []
-    with scope as kept:
+    with scope as kept:  # entered before the model exists, as keep_freed_memory() is called above
         assert kept
+        torch.manual_seed(0)
+        torch.set_num_threads(1)
+        # 64 channels x 32 x 32 x batch 128 in float32: 32 MiB activations, as in a CIFAR ResNet's first stage
+        model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
+        faults = []
         for _ in range(8):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             optimizer.zero_grad()
@@ -55,16 +55,20 @@ def steady_faults_per_step(mode: str) -> float:
 
 
 ONE_BUFFER = 32 * 2**20 // 4096  # pages of a 32 MiB activation buffer
+#: By default every step faults all its activation buffers back in (16 here); with freed memory kept, a step
+#: faults none, except a buffer now and then while glibc's heap settles: an order of magnitude fewer at the median.
+FEWER = 10
 
 
 @pytest.mark.skipif(not mallopt_available(), reason="glibc's mallopt is not available on this platform")
 def test_keeping_freed_memory_stops_page_faults_on_every_step():
     default = steady_faults_per_step("default")
-    assert default >= ONE_BUFFER  # glibc unmaps each 32 MiB buffer on free and faults it back in
-    assert steady_faults_per_step("keep") <= default / 100
+    assert default >= 4 * ONE_BUFFER  # glibc unmaps each 32 MiB buffer on free and faults it back in
+    assert steady_faults_per_step("keep") <= default / FEWER
 
 
 @pytest.mark.skipif(not mallopt_available(), reason="glibc's mallopt is not available on this platform")
 def test_the_setting_holds_inside_its_scope_and_is_gone_after_a_training_run():
-    assert steady_faults_per_step("scoped") <= ONE_BUFFER / 100
-    assert steady_faults_per_step("after_run") >= ONE_BUFFER, "the thresholds went back when the run ended"
+    after_run = steady_faults_per_step("after_run")
+    assert after_run >= 4 * ONE_BUFFER, "the thresholds went back when the run ended"
+    assert steady_faults_per_step("scoped") <= after_run / FEWER
