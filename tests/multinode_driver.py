@@ -231,7 +231,7 @@ def scale_wait(spec: dict[str, Any], cluster: Cluster, workers: list[Any], recor
     sweep = build_sweep_config(spec["sweep"])
     lines: list[str] = []
 
-    def log(line: str) -> None:
+    def log(line: str) -> None:  # pickled with the Tuner's callbacks: a list, not a threading.Event
         lines.append(line)
         quiet(line)
 
@@ -239,7 +239,6 @@ def scale_wait(spec: dict[str, Any], cluster: Cluster, workers: list[Any], recor
     deadline = time.monotonic() + 120
     while not any("waiting" in line for line in lines) and runner.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(spec.get("start_after_s", 0.0))
     node = cluster.add_node(node_ip_address="127.0.0.1", **spec["join"])
     runner.finish()
     return {"joined": {"node_id": node.node_id}, "lines": lines, "sweep_dir": str(sweep.sweep_dir)}

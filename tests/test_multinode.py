@@ -230,16 +230,12 @@ def test_a_removed_node_s_trial_is_retried_on_a_surviving_node_and_ends_identica
     assert metrics(rows[-1]) == metrics(uninterrupted(sweep, params))
 
 
-def test_a_node_that_joins_mid_sweep_receives_trials(cluster_env, tmp_path):
+def test_a_node_that_joins_mid_sweep_receives_trials(growing_cluster):
     """The sweep starts on one GPU worker; a second joins once the first trial runs (which waits at a barrier
     until a second trial runs beside it) and takes trials (max_concurrent_trials is set: its default is what
     the cluster holds when the sweep starts)."""
-    sweep = stand_in_sweep(tmp_path, "join", noise={"kind": "symmetric", "rates": [0.2]}, num_samples=6,
-                           final_seeds=0, max_concurrent_trials=2,
-                           base={**TINY_SWEEP["base"], "train": {**TINY_SWEEP["base"]["train"], "epochs": 3}})
-    spec = spec_for(tmp_path, cluster_env, workers=[GPU_NODE], join=GPU_NODE, epoch_s=0.3, sweep=sweep)
-    facts = drive("node_join", spec, cluster_env, tmp_path)
-
+    facts = growing_cluster["node_join"]
+    assert len(facts["nodes"]["workers"]) == 2  # the one it started on (scale_wait's) and the one that joined
     joined = facts["joined"]["node_id"]
     assert joined in facts["nodes"]["workers"]
     on_new = [r for r in facts["records"] if r["node_id"] == joined]
@@ -294,21 +290,33 @@ def test_ray_job_submit_runs_a_sweep_across_the_cluster_s_nodes(cluster_env, tmp
     assert len(study_trial_dirs(sweep_dir, "symmetric-0.2/crossentropy")) == 2
 
 
-def test_a_sweep_waits_for_a_node_the_autoscaler_can_start(cluster_env, tmp_path):
+@pytest.fixture(scope="module")
+def growing_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Scenarios `scale_wait` then `node_join` on ONE cluster that grows: a head without GPU; scale_wait adds a
+    GPU node (as the autoscaler would), and node_join starts from that one GPU worker and adds a second."""
+    tmp_path = tmp_path_factory.mktemp("growing")
+    with cluster_environment(tmp_path) as env:
+        (Path(env["HOME"]) / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump({
+            "cluster_name": "test", "max_workers": 2, "head_node_type": "head",
+            "available_node_types": {"head": {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0},
+                                     "gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "node_config": {},
+                                                    "min_workers": 0, "max_workers": 2}},
+        }))
+        scale = stand_in_sweep(tmp_path, "scale", noise={"kind": "symmetric", "rates": [0.2]}, num_samples=2,
+                               final_seeds=0)
+        join = stand_in_sweep(tmp_path, "join", noise={"kind": "symmetric", "rates": [0.2]}, num_samples=6,
+                              final_seeds=0, max_concurrent_trials=2,
+                              base={**TINY_SWEEP["base"], "train": {**TINY_SWEEP["base"]["train"], "epochs": 3}})
+        spec = spec_for(tmp_path, env, join=GPU_NODE, scale_wait={"sweep": scale},
+                        node_join={"epoch_s": 0.3, "sweep": join})
+        yield drive("scale_wait,node_join", spec, env, tmp_path, timeout=480)
+
+
+def test_a_sweep_waits_for_a_node_the_autoscaler_can_start(growing_cluster):
     """The head has no GPU and the cluster launcher's config (~/ray_bootstrap_config.yaml, as `ray up` leaves it
     on the head) has a GPU worker type: the sweep says it waits, asks the autoscaler for a node, and runs once
     one joins (the driver adds it, standing in for the autoscaler's node provider)."""
-    home = Path(cluster_env["HOME"])
-    (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump({
-        "cluster_name": "test", "max_workers": 2, "head_node_type": "head",
-        "available_node_types": {"head": {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0},
-                                 "gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "node_config": {},
-                                                "min_workers": 0, "max_workers": 2}},
-    }))
-    sweep = stand_in_sweep(tmp_path, "scale", noise={"kind": "symmetric", "rates": [0.2]}, num_samples=2,
-                           final_seeds=0)
-    facts = drive("scale_wait", spec_for(tmp_path, cluster_env, join=GPU_NODE, sweep=sweep), cluster_env, tmp_path)
-
+    facts = growing_cluster["scale_wait"]
     waiting = [line for line in facts["lines"] if "waiting" in line]
     assert waiting and "the autoscaler can start node type 'gpu_worker' (CPU 1, GPU 1, up to 2)" in waiting[0]
     assert any(line.startswith("a node that holds a trial joined after") for line in facts["lines"])
