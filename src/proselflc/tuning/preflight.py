@@ -13,12 +13,10 @@ from typing import NoReturn
 import ray
 
 from proselflc.errors import ConfigError
+from proselflc.tuning import ray_compat
 
 #: Set to 0 to let a local Ray started by proselflc listen on the machine's address (Ray's default).
 LOOPBACK_ENV = "PROSELFLC_RAY_LOOPBACK"
-#: Ray's own switch for local-only Ray (its default on macOS/Windows): node IP 127.0.0.1, so every
-#: process it starts (GCS, raylet, workers, agents, metrics export) binds loopback.
-_RAY_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def loopback_wanted() -> bool:
@@ -27,30 +25,6 @@ def loopback_wanted() -> bool:
     if value not in ("0", "1", "true", "false", "yes", "no"):
         raise ConfigError(f"{LOOPBACK_ENV}={value!r}: use 1 (local Ray on 127.0.0.1, default) or 0 (Ray's default)")
     return value in ("1", "true", "yes")
-
-
-def _init_on_loopback(**kwargs: object) -> None:
-    """ray.init on 127.0.0.1 only.
-
-    `ray.init(_node_ip_address="127.0.0.1")` is not enough: Ray replaces a loopback node IP by the
-    machine's address, and its C++ servers then bind every interface. Ray's local-only mode keeps the
-    node IP at 127.0.0.1; its flag is read when `ray` is imported, so it is set, for this call, in the
-    driver and in the environment the processes Ray starts inherit (workers inherit the raylet's).
-    """
-    from ray._private import ray_constants
-
-    saved_env = os.environ.get(_RAY_LOCAL_ONLY_ENV)
-    saved = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[_RAY_LOCAL_ONLY_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        ray.init(_node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
-    finally:  # the processes Ray started keep the flag; later ones in this driver need not
-        ray_constants.ENABLE_RAY_CLUSTER = saved
-        if saved_env is None:
-            os.environ.pop(_RAY_LOCAL_ONLY_ENV, None)
-        else:
-            os.environ[_RAY_LOCAL_ONLY_ENV] = saved_env
 
 
 def connect(log_to_driver: bool = True) -> bool:
@@ -68,7 +42,7 @@ def connect(log_to_driver: bool = True) -> bool:
         ray.init(log_to_driver=log_to_driver)
         return False
     if loopback_wanted():
-        _init_on_loopback(include_dashboard=False, log_to_driver=log_to_driver)
+        ray_compat.init_on_loopback(include_dashboard=False, log_to_driver=log_to_driver)
     else:
         ray.init(include_dashboard=False, log_to_driver=log_to_driver)
     return True
@@ -179,9 +153,7 @@ def autoscaler_node_types(path: str | Path = BOOTSTRAP_CONFIG) -> list[NodeType]
 def reported_node_types() -> list[NodeType]:
     """The node groups the cluster's platform reported to Ray's GCS (the `ClusterConfig` that Ray Data's own
     autoscaling reads through the same call); [] where none was reported. Needs a connected Ray."""
-    from ray._private.state import state
-
-    config = state.get_cluster_config()
+    config = ray_compat.reported_cluster_config()
     if config is None:
         return []
     return [
