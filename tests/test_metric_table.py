@@ -70,7 +70,7 @@ def test_the_diverged_row_follows_a_metric_added_to_the_table(extended: tuple[Me
 
 def test_the_selection_guard_and_lists_follow_the_table(extended: tuple[Metric, ...]) -> None:
     assert sweep_contract.CLEAN_LABEL_METRICS == tuple(m.name for m in metric_table.METRICS[:-1] if m.clean_labels)
-    assert sweep_contract.SELECTABLE_METRICS == ("train_loss", "val_accuracy", "noisy_fit")
+    assert sweep_contract.SELECTABLE_METRICS == ("train_loss", "val_accuracy")
     assert not sweep_contract.uses_clean_labels("val_accuracy")
     assert sweep_contract.uses_clean_labels(EXTRA.name), "the guard reads the table, not a copy of it"
     assert EXTRA.name in metric_table.clean_label_metrics() and EXTRA.name not in metric_table.selectable_metrics()

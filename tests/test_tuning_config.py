@@ -110,6 +110,9 @@ def test_base_from_a_run_file_with_overrides_and_set(tmp_path: Path) -> None:
         ({"final_seeds": -1}, "final_seeds"),
         ({"metric": "test_accuracy"}, "computed with the clean labels"),
         ({"metric": "noisy_corrected"}, "computed with the clean labels"),
+        ({"metric": "noisy_fit"}, "computed with the clean labels"),
+        ({"mode": "min"}, "mode 'min' for metric 'val_accuracy', whose better direction is 'max'"),
+        ({"metric": "train_loss", "mode": "max"}, "omit mode (it follows the metric) or set mode: min"),
         ({"max_concurrent_studies": 0}, "max_concurrent_studies"),
         ({"per_study_concurrency": 0}, "per_study_concurrency"),
         ({"searcher": {"sampler": "bogus"}}, "unknown searcher 'bogus'; valid: cmaes, gp, grid, qmc, random, tpe"),
@@ -126,6 +129,11 @@ def test_bad_sweeps_name_the_field_and_what_is_allowed(changes: dict, expected: 
     with pytest.raises(ConfigError) as info:
         sweep(**changes)
     assert expected in str(info.value)
+
+
+def test_the_mode_follows_the_metric_unless_given() -> None:
+    assert sweep().mode == "max" and sweep(metric="train_loss").mode == "min"
+    assert sweep(metric="train_loss", mode="min").mode == "min"
 
 
 def test_tune_cli_reports_a_bad_sweep_in_one_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

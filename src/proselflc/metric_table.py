@@ -48,8 +48,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("test_entropy", "mean prediction entropy on the test set, divided by log C", clean_labels=True,
            if_diverged=NAN),
     Metric("test_max_p", "mean top probability on the test set", clean_labels=True, if_diverged=NAN),
+    # Which examples are noisy is known only from the true labels, so this needs them as much as clean_fit does.
     Metric("noisy_fit", "accuracy on the noisy subset w.r.t. its noisy labels (memorisation: less is better)",
-           better="min", if_diverged=NAN),
+           clean_labels=True, better="min", if_diverged=NAN),
     Metric("noisy_corrected", "accuracy on the noisy subset w.r.t. its true labels (correction)",
            clean_labels=True, better="max", if_diverged=NAN),
     Metric("clean_fit", "accuracy on the clean subset of the training split", clean_labels=True, better="max",

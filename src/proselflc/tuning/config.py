@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from proselflc import search_spaces, storage
+from proselflc import metric_table, search_spaces, storage
 from proselflc.config import (
     RunConfig,
     StrictModel,
@@ -123,7 +123,7 @@ class SweepConfig(StrictModel):
     noise: NoiseSweep
     methods: list[MethodSpec] = Field(min_length=1)
     metric: str = "val_accuracy"
-    mode: Literal["max", "min"] = "max"
+    mode: Literal["max", "min"] | None = Field(None, description="default: the metric's better direction")
     num_samples: int = Field(8, ge=1)
     time_budget_s: float | None = Field(
         None, gt=0, description="per study: no new search trial once its search has run this many seconds"
@@ -204,6 +204,19 @@ class SweepConfig(StrictModel):
                 f"metric {value!r} {why}; choose one computed on the noisy labels: {', '.join(SELECTABLE_METRICS)}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _mode_follows_metric(self) -> SweepConfig:
+        """Maximising a loss or minimising an accuracy selects the worst configuration: refuse it."""
+        direction = metric_table.better(self.metric)
+        if self.mode is None:
+            self.mode = direction
+        elif self.mode != direction:
+            raise ValueError(
+                f"mode {self.mode!r} for metric {self.metric!r}, whose better direction is {direction!r}: "
+                f"omit mode (it follows the metric) or set mode: {direction}"
+            )
+        return self
 
     @field_validator("methods")
     @classmethod
