@@ -61,3 +61,10 @@ def test_only_finished_counts_as_done_in_older_manifests(tiny_sweep, tmp_path):
     assert list(progress.unfinished.values()) == [NO_STATUS]
     with pytest.raises(ConfigError, match=NO_STATUS):
         progress.require_finished()
+
+
+def test_a_sweep_read_from_a_local_copy_is_named_as_the_user_named_it(tiny_sweep, tmp_path):
+    """A URI sweep is reported from a local copy: `--strict` names the URI, not the temporary directory."""
+    sweep = copy_with_statuses(tiny_sweep, tmp_path, {0: "searching"})
+    with pytest.raises(ConfigError, match=r"sweep 's3://bucket/results/tiny' is not finished"):
+        read_progress(sweep, shown_as="s3://bucket/results/tiny").require_finished()

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 WRITES_TO = {
     "train": "--out (default runs/<name>)",
     "tune": "the sweep's storage_path",
-    "report": "--out (default SWEEP_DIR/report)",
+    "report": "--out (default SWEEP_DIR/report; ./<sweep>-report for a sweep at a URI)",
 }
 
 
@@ -68,6 +68,10 @@ def _output_location(args: argparse.Namespace) -> str | None:
     if getattr(args, "out", None):
         return str(args.out)
     if args.command == "report":
+        from proselflc import storage  # deferred: pyarrow only for a failed report
+
+        if storage.is_uri(args.sweep_dir):
+            return f"{storage.resolve(args.sweep_dir, 'SWEEP_DIR').name}-report"
         return str(Path(args.sweep_dir) / "report")
     return None
 

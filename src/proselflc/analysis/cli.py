@@ -112,7 +112,7 @@ def _report(args: argparse.Namespace, sweep_dir: Path, out: Path | None) -> None
     from proselflc.analysis.report import write_report  # deferred: matplotlib/optuna only when reporting
     from proselflc.storage import is_uri
 
-    progress = read_progress(sweep_dir)
+    progress = read_progress(sweep_dir, shown_as=args.sweep_dir)
     if args.strict:
         progress.require_finished()
     if progress.running:  # first line of the output: a partial table must not pass for the final one

@@ -22,7 +22,7 @@ NO_STATUS = "no status recorded"
 class SweepProgress:
     """Each study's status, in manifest order, and which of them are not finished."""
 
-    sweep_dir: Path
+    sweep_dir: str | Path  # as the user named it (a URI sweep is read from a local copy)
     sweep: str
     statuses: dict[str, str]
 
@@ -58,10 +58,12 @@ class SweepProgress:
             )
 
 
-def read_progress(sweep_dir: str | Path) -> SweepProgress:
-    """Every study's status from `<sweep>/manifest.json` (a ConfigError when there is no valid manifest)."""
+def read_progress(sweep_dir: str | Path, shown_as: str | Path | None = None) -> SweepProgress:
+    """Every study's status from `<sweep>/manifest.json` (a ConfigError when there is no valid manifest).
+
+    `shown_as`: the sweep as the user named it, for messages, where `sweep_dir` is a local copy of a URI sweep."""
     manifest = read_manifest(sweep_dir)
     statuses = {
         entry.study: entry.status if "status" in entry.model_fields_set else NO_STATUS for entry in manifest.studies
     }
-    return SweepProgress(sweep_dir=Path(sweep_dir), sweep=manifest.sweep, statuses=statuses)
+    return SweepProgress(sweep_dir=shown_as or Path(sweep_dir), sweep=manifest.sweep, statuses=statuses)
