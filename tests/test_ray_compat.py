@@ -1,4 +1,4 @@
-"""The shims in `proselflc.tuning.ray_compat`, checked against the installed Ray with Ray's own objects.
+"""The shims in `proselflc.ray_compat`, checked against the installed Ray with Ray's own objects.
 
 Each shim leans on Ray behaviour that Ray's public API does not promise; when Ray is upgraded, these tests say
 which assumption moved. The end-to-end behaviour they enable is tested where it matters: a copied sweep's
@@ -12,7 +12,7 @@ from ray.train._internal.storage import StorageContext
 from ray.tune import result as ray_result
 from ray.tune.experiment import Trial
 
-from proselflc.tuning import ray_compat
+from proselflc import ray_compat
 
 
 def _trial(storage_path: Path, name: str) -> Trial:

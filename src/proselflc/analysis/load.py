@@ -17,6 +17,7 @@ import pandas as pd
 
 from proselflc import safe_yaml, storage
 from proselflc import sweep_contract as contract
+from proselflc.ray_compat import RESULT_BOOKKEEPING_KEYS
 from proselflc.sweep_contract import LEGACY_FINAL_RUN, PHASE, STUDY, Manifest
 
 #: Columns that identify one study (one table cell): what `best_configs` groups by.
@@ -26,31 +27,6 @@ TRIAL_KEYS = ["study", "phase", "trial_id"]
 STATUSES = ("completed", "stopped", "errored", "diverged", "pending")
 PHASES = ("search", "final")
 
-#: Bookkeeping keys Ray adds to every result; they are not metrics of the run.
-_RAY_KEYS = frozenset(
-    {
-        "timestamp",
-        "checkpoint_dir_name",
-        "should_checkpoint",
-        "done",
-        "training_iteration",
-        "trial_id",
-        "date",
-        "time_this_iter_s",
-        "pid",
-        "hostname",
-        "node_ip",
-        "config",
-        "time_since_restore",
-        "iterations_since_restore",
-        "timesteps_total",
-        "timesteps_since_restore",
-        "episodes_total",
-        "experiment_id",
-        "experiment_tag",
-        "warmup_time",
-    }
-)
 _TRIAL_FILES = ("params.json", "result.json", "progress.csv", "error.txt")
 
 
@@ -275,7 +251,7 @@ def _flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _metrics(record: dict[str, Any]) -> dict[str, Any]:
-    row = {k: v for k, v in record.items() if k not in _RAY_KEYS and "/" not in k and _is_scalar(v)}
+    row = {k: v for k, v in record.items() if k not in RESULT_BOOKKEEPING_KEYS and "/" not in k and _is_scalar(v)}
     if "epoch" not in row and "training_iteration" in record:
         row["epoch"] = record["training_iteration"]
     return row

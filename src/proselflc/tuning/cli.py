@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     from proselflc import storage
     from proselflc.analysis import summary
+    from proselflc.ray_compat import quiet_tune_console
     from proselflc.sweep_contract import SWEEP_FILE
     from proselflc.tuning.config import load_sweep
     from proselflc.tuning.preflight import connect
-    from proselflc.tuning.ray_compat import quiet_tune_console
     from proselflc.tuning.sweep import SweepInterrupted, run_sweep
 
     sweep = load_sweep(args.sweep, args.set)

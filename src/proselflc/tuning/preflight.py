@@ -12,8 +12,8 @@ from typing import NoReturn
 
 import ray
 
+from proselflc import ray_compat
 from proselflc.errors import ConfigError
-from proselflc.tuning import ray_compat
 
 #: Set to 0 to let a local Ray started by proselflc listen on the machine's address (Ray's default).
 LOOPBACK_ENV = "PROSELFLC_RAY_LOOPBACK"

@@ -31,8 +31,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from proselflc import ray_compat
 from proselflc.sweep_contract import PHASE, STUDY, select_best, trial_dirname
-from proselflc.tuning import ray_compat
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 from ray import tune
 
 from proselflc import data as data_lib
-from proselflc import safe_yaml, search_spaces, storage
+from proselflc import ray_compat, safe_yaml, search_spaces, storage
 from proselflc.errors import ConfigError
 from proselflc.sweep_contract import (
     CURRENT_VERSION,
@@ -40,7 +40,7 @@ from proselflc.sweep_contract import (
 )
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
 from proselflc.training.process_settings import logger_levels
-from proselflc.tuning import ray_compat, search, state_guard
+from proselflc.tuning import search, state_guard
 from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config, validate_studies
 from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
