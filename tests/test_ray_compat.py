@@ -57,3 +57,12 @@ def test_the_bookkeeping_keys_cover_what_ray_tune_adds_to_a_result() -> None:
 def test_the_cluster_config_call_answers_on_a_local_ray(ray_session: object) -> None:
     config = ray_compat.reported_cluster_config()  # a local Ray has no platform-reported node groups
     assert config is None or hasattr(config, "node_group_configs")
+
+
+def test_the_analysis_reads_the_bookkeeping_keys_without_importing_ray() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, proselflc.analysis.load; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
