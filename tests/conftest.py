@@ -71,3 +71,36 @@ def tiny_sweep(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Pa
     storage = tmp_path_factory.mktemp("tiny-sweep")
     sweep = build_sweep_config({**TINY_SWEEP, "storage_path": str(storage)})
     return run_sweep(sweep)
+
+
+#: Tests marked `last` run at the end of the session: their slow part (an idle wait) overlaps every other test.
+LAST = "last"
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    late = [item for item in items if item.get_closest_marker(LAST)]
+    items[:] = [item for item in items if not item.get_closest_marker(LAST)] + late
+
+
+@pytest.fixture(scope="session")
+def sigkilled_local_ray() -> tuple[list[int], float]:
+    """A driver that started its own local Ray (through proselflc), SIGKILLed: its Ray processes' pids and when.
+
+    Ray's agents wait out a 60 s report to the dead GCS before they exit, so the check runs last (`last`) and
+    this driver is killed when the session starts (`_start_background_checks`): the wait overlaps the suite."""
+    import signal
+    import time
+
+    from test_ray_loopback import start_driver
+
+    proc, seen = start_driver("wait")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return seen["pids"], time.monotonic()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_background_checks(request: pytest.FixtureRequest) -> None:
+    """Start, with the first test, the fixtures whose slow part runs in the background (when a test needs them)."""
+    if any("sigkilled_local_ray" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("sigkilled_local_ray")
