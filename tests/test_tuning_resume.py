@@ -181,6 +181,24 @@ def _interrupted_guarded_sweep(tmp_path: Path, ray_session: Any) -> Path:
     return original
 
 
+def _files(directory: Path) -> dict[Path, tuple[int, int]]:
+    """Every file under `directory` with its modification time and size."""
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*") if p.is_file()}
+
+
+def _settled(directory: Path) -> dict[Path, tuple[int, int]]:
+    """`_files(directory)` once it stops changing (at most 30 s): a stopped driver's trial actors may still be
+    finishing a checkpoint upload."""
+    seen, deadline = _files(directory), time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = _files(directory)
+        if now == seen:
+            break
+        seen = now
+    return seen
+
+
 class _Evil:
     """A pickle that runs code when loaded: what a hostile tuner.pkl could hold."""
 
@@ -208,23 +226,11 @@ def test_resume_verifies_ray_state_falls_back_to_signed_copies_and_runs_in_place
     from proselflc.tuning import state_guard
 
     monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "key"))
-    originals: dict[Path, dict[Path, tuple[int, int]]] = {}
-
-    def files(directory: Path) -> dict[Path, tuple[int, int]]:
-        return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*") if p.is_file()}
 
     def copy(name: str) -> Path:
         original = _interrupted_guarded_sweep(tmp_path / name, ray_session)
         assert (original / ".state-backup" / "signatures.json").is_file()
-        # The stopped driver's trial actors may still be finishing a checkpoint upload: wait until it is still.
-        seen, deadline = files(original), time.monotonic() + 30
-        while time.monotonic() < deadline:
-            time.sleep(2)
-            now = files(original)
-            if now == seen:
-                break
-            seen = now
-        originals[original] = seen
+        _settled(original)
         target = tmp_path / name / "copy" / "guarded"
         shutil.copytree(original, target)
         return target
@@ -318,20 +324,9 @@ def test_a_resumed_copy_leaves_its_original_untouched(
 
     monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "key"))
     original = _interrupted_guarded_sweep(tmp_path, ray_session)
-
-    def files(directory: Path) -> dict[Path, tuple[int, int]]:
-        return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*") if p.is_file()}
-
-    # The stopped driver's trial actors may still be finishing a checkpoint upload: wait until it is still.
-    seen, deadline = files(original), time.monotonic() + 30
-    while time.monotonic() < deadline:
-        time.sleep(2)
-        now = files(original)
-        if now == seen:
-            break
-        seen = now
+    seen = _settled(original)
     target = tmp_path / "copy" / "guarded"
     shutil.copytree(original, target)
     run_sweep(load_sweep(target / "sweep.yaml"), resume=True, log=lambda line: None)
     assert json.loads((target / "manifest.json").read_text())["studies"][0]["status"] == "finished"
-    assert files(original) == seen, "the resumed copy wrote into its original"
+    assert _files(original) == seen, "the resumed copy wrote into its original"
