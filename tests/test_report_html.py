@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from processes import stop
 from proselflc.analysis import plots
 from proselflc.analysis.report import Report, write_report
 
@@ -129,12 +130,7 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
         yield tools
         tools.ws.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _open(browser: DevTools, path: Path) -> None:

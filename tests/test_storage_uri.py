@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from conftest import TINY_SWEEP
+from processes import stop
 from proselflc import analysis, storage
 from proselflc.cli import main
 from proselflc.config import ConfigError
@@ -83,11 +84,7 @@ def s3_bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         fs.create_dir(BUCKET)
         yield f"s3://{BUCKET}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def _files(uri: str) -> list[str]:
