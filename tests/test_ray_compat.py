@@ -7,7 +7,9 @@ resume (tests/test_tuning_resume.py), Ctrl+C (same), a loopback-only local Ray (
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from ray.train._internal.storage import StorageContext
 from ray.tune import result as ray_result
 from ray.tune.experiment import Trial
@@ -66,3 +68,45 @@ def test_the_analysis_reads_the_bookkeeping_keys_without_importing_ray() -> None
     code = "import sys, proselflc.analysis.load; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+#: A driver (its own Ray job) that starts one actor, prints the actor's pid, and exits when stdin closes.
+_ONE_ACTOR_DRIVER = """
+import os, sys, ray
+ray.init(logging_level="ERROR")
+
+@ray.remote(num_cpus=0)
+class Actor:
+    def pid(self):
+        return os.getpid()
+
+actor = Actor.remote()
+print(ray.get(actor.pid.remote()), flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.ray
+def test_a_driver_s_actors_are_listed_alive_then_dead_once_it_exits(ray_session: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    driver = subprocess.Popen([sys.executable, "-c", _ONE_ACTOR_DRIVER], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        actor_pid = int(driver.stdout.readline())
+        assert ray_compat.job_actors(driver.pid) == [(actor_pid, "ALIVE")]
+        driver.stdin.close()
+        assert driver.wait(timeout=60) == 0
+        deadline = time.monotonic() + 60
+        while ray_compat.job_actors(driver.pid) != [(actor_pid, "DEAD")]:
+            assert time.monotonic() < deadline, ray_compat.job_actors(driver.pid)
+            time.sleep(0.1)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert ray_compat.job_actors(os.getpid() + 10**7) == []  # no job had that driver

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+import gated_driver
 from conftest import TINY_SWEEP
+from proselflc import ray_compat
 from proselflc.tuning import load_sweep, run_sweep
 from sweep_files import study_trials
 
@@ -55,13 +57,39 @@ def _reported(log: Path, pattern: str, count: int = 1):
     return lambda: sum(bool(regex.search(line)) for line in log.read_text().splitlines()) >= count
 
 
-def _interrupt_when(condition, sweep_file: Path, ray_session: Any, log: Path) -> str:
-    """Run `proselflc tune sweep_file` in its own driver process (connected to this session's Ray like a
-    cluster job), send it Ctrl+C once `condition()` holds, check it exits 130; its output."""
+def _running(pid: int) -> bool:
+    """Whether process `pid` still runs (one that exited and awaits its parent's wait, a zombie, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for_actors_gone(driver_pid: int, timeout: float = 120) -> None:
+    """Wait until Ray has every actor of an exited driver's job dead and none of their processes runs.
+
+    Ray kills a job's actors once its driver has gone; until then a trial actor may still be writing a checkpoint
+    into the sweep directory, afterwards nothing can. `timeout` only bounds a failure, which is reported."""
+    actors = ray_compat.job_actors(driver_pid)
+    assert actors, f"Ray knows no actors of the driver (pid {driver_pid}), which ran trials"
+    deadline = time.monotonic() + timeout
+    while not all(state == "DEAD" and not _running(pid) for pid, state in actors):
+        assert time.monotonic() < deadline, f"the stopped driver's actors still run after {timeout} s: {actors}"
+        time.sleep(0.1)
+        actors = ray_compat.job_actors(driver_pid)
+
+
+#: `proselflc` as a user runs it; tests/gated_driver.py is the same with the final re-runs held at a gate.
+CLI = [sys.executable, "-m", "proselflc.cli"]
+
+
+def _interrupt_when(condition, sweep_file: Path, ray_session: Any, log: Path, driver: list[str] = CLI) -> str:
+    """Run `<driver> tune sweep_file` in its own process (connected to this session's Ray like a cluster job),
+    send it Ctrl+C once `condition()` holds, check it exits 130; its output, once every actor it started is gone
+    (so the sweep directory no longer changes)."""
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "proselflc.cli", "tune", str(sweep_file)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*driver, "tune", str(sweep_file)], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_for(condition, 240, proc, log)
         proc.send_signal(signal.SIGINT)
@@ -69,6 +97,8 @@ def _interrupt_when(condition, sweep_file: Path, ray_session: Any, log: Path) ->
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+    _wait_for_actors_gone(proc.pid)
     return log.read_text()
 
 
@@ -117,16 +147,19 @@ def test_interrupted_sweep_resumes_where_it_stopped(ray_session: Any, tmp_path: 
 
 
 def test_sweep_interrupted_during_the_final_runs_resumes_them(ray_session: Any, tmp_path: Path) -> None:
-    """Ctrl+C in the shared final-run Tuner: --resume restores it, keeps finished re-runs, runs the rest."""
-    seeds = 6
+    """Ctrl+C in the shared final-run Tuner: --resume restores it, keeps finished re-runs, runs the rest.
+
+    The driver (tests/gated_driver.py) holds the second re-run part-way, so the Ctrl+C lands when exactly one
+    re-run has finished and one is running, however fast the machine."""
+    seeds, epochs = 6, 4
     raw = {
         **TINY_SWEEP,
         "name": "resume-final",
         "storage_path": str(tmp_path / "results"),
-        "base": {**TINY_SWEEP["base"], "train": {**TINY_SWEEP["base"]["train"], "epochs": 10}},
+        "base": {**TINY_SWEEP["base"], "train": {**TINY_SWEEP["base"]["train"], "epochs": epochs}},
         "noise": {"kind": "symmetric", "rates": [0.4]},
         "methods": {"crossentropy": {"search": {}}, "labelsmoothing": {"search": {}}},  # one fixed trial each
-        "final_seeds": seeds,  # 12 re-runs of about a second: the interrupt lands among them
+        "final_seeds": seeds,  # 12 re-runs
         "max_concurrent_trials": 1,
         "checkpoint_every": 1,
     }
@@ -136,15 +169,19 @@ def test_sweep_interrupted_during_the_final_runs_resumes_them(ray_session: Any, 
     experiment = sweep_dir / "trials"
     studies = [f"symmetric-0.4/{method}" for method in ("crossentropy", "labelsmoothing")]
 
-    full_length = lambda: _full_length(experiment, epochs=10, pattern="*_final_*")
+    gate = tmp_path / "gate"
+    gate.mkdir()
     log = tmp_path / "sweep.log"
-    output = _interrupt_when(_reported(log, r"final \w+, seed \d+: epoch 10/10"), sweep_file, ray_session, log)
+    driver = [sys.executable, gated_driver.__file__, str(gate)]
+    output = _interrupt_when((gate / "held").exists, sweep_file, ray_session, log, driver)
     assert "sweep interrupted; its state is saved" in output
     statuses = [entry["status"] for entry in json.loads((sweep_dir / "manifest.json").read_text())["studies"]]
     # One trial at a time: the first study re-runs (its finals are dealt first) before the second starts.
     assert statuses == ["searched", "pending"]
-    done_before = full_length()
-    assert 0 < len(done_before) < 2 * seeds, "the interrupt must land mid-way through the final runs"
+    done_before = _full_length(experiment, epochs=epochs, pattern="*_final_*")
+    assert len(done_before) == 1, "exactly the first re-run finished before the Ctrl+C"
+    (held,) = experiment.glob(f"*_{(gate / 'held').read_text()}/result.json")
+    assert json.loads(held.read_text().splitlines()[-1])["epoch"] == gated_driver.HOLD_AT_EPOCH
 
     lines: list[str] = []
     run_sweep(load_sweep(sweep_file), resume=True, log=lines.append)
@@ -153,9 +190,9 @@ def test_sweep_interrupted_during_the_final_runs_resumes_them(ray_session: Any, 
     assert {p: p.read_bytes() for p in done_before} == done_before  # finished re-runs were not re-run
     runs = [(study, params["train.seed"], rows) for study in studies for params, rows in study_trials(sweep_dir, study, "final")]
     assert sorted((study, seed) for study, seed, _ in runs) == sorted(
-        (study, seed) for study in studies for seed in range(1, 7)
+        (study, seed) for study in studies for seed in range(1, seeds + 1)
     )
-    assert all(rows[-1]["epoch"] == 10 for _, _, rows in runs)
+    assert all(rows[-1]["epoch"] == epochs for _, _, rows in runs)
     statuses = [entry["status"] for entry in json.loads((sweep_dir / "manifest.json").read_text())["studies"]]
     assert statuses == ["finished", "finished"]
 
@@ -186,19 +223,6 @@ def _files(directory: Path) -> dict[Path, tuple[int, int]]:
     return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*") if p.is_file()}
 
 
-def _settled(directory: Path) -> dict[Path, tuple[int, int]]:
-    """`_files(directory)` once it stops changing (at most 30 s): a stopped driver's trial actors may still be
-    finishing a checkpoint upload."""
-    seen, deadline = _files(directory), time.monotonic() + 30
-    while time.monotonic() < deadline:
-        time.sleep(2)
-        now = _files(directory)
-        if now == seen:
-            break
-        seen = now
-    return seen
-
-
 class _Evil:
     """A pickle that runs code when loaded: what a hostile tuner.pkl could hold."""
 
@@ -214,7 +238,7 @@ def test_resume_verifies_ray_state_falls_back_to_signed_copies_and_runs_in_place
     ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Interrupted sweeps, copied: a tuner.pkl replaced by code is never loaded; state cut off (as ENOSPC leaves
-    it) resumes from the last signed copies without losing a finished trial, within seconds; under another user's
+    it) resumes from the last signed copies (set aside, not loaded) without losing a finished trial; under another user's
     key the resume is refused; and each copy resumes where it is, not at its original.
 
     Each resumed copy comes from its own interrupted run: Ray Tune gives a restored trial the staging directory
@@ -230,7 +254,6 @@ def test_resume_verifies_ray_state_falls_back_to_signed_copies_and_runs_in_place
     def copy(name: str) -> Path:
         original = _interrupted_guarded_sweep(tmp_path / name, ray_session)
         assert (original / ".state-backup" / "signatures.json").is_file()
-        _settled(original)
         target = tmp_path / name / "copy" / "guarded"
         shutil.copytree(original, target)
         return target
@@ -253,12 +276,18 @@ def test_resume_verifies_ray_state_falls_back_to_signed_copies_and_runs_in_place
     finished(evil, before)
 
     cut = copy("cut")
+    cut_off: dict[Path, bytes] = {}
     for state in [*(cut / "trials").glob("experiment_state-*.json"), *(cut / "trials").glob("searcher-state-*.pkl")]:
-        state.write_bytes(state.read_bytes()[: len(state.read_bytes()) // 3])  # what a full disk leaves
+        cut_off[state] = state.read_bytes()[: len(state.read_bytes()) // 3]  # what a full disk leaves
+        state.write_bytes(cut_off[state])
+    assert {state.suffix for state in cut_off} == {".json", ".pkl"}, cut_off
     before = _full_length(cut / "trials")
-    started = time.monotonic()
-    run_sweep(load_sweep(cut / "sweep.yaml"), resume=True, log=lines.append)
-    assert time.monotonic() - started < 120
+    cut_lines: list[str] = []
+    run_sweep(load_sweep(cut / "sweep.yaml"), resume=True, log=cut_lines.append)
+    for state, cut_bytes in cut_off.items():  # set aside, and the signed copy restored in its place
+        assert f"{state.name}: not the last signed state (cut off, late or changed)" in "\n".join(cut_lines), cut_lines
+        assert state.with_name(state.name + ".rejected").read_bytes() == cut_bytes
+    assert any("restoring the interrupted sweep's Tuner" in line for line in cut_lines), cut_lines
     finished(cut, before)
 
     foreign = tmp_path / "foreign" / "guarded"
@@ -323,8 +352,8 @@ def test_a_resumed_copy_leaves_its_original_untouched(
     from proselflc.tuning import state_guard
 
     monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "key"))
-    original = _interrupted_guarded_sweep(tmp_path, ray_session)
-    seen = _settled(original)
+    original = _interrupted_guarded_sweep(tmp_path, ray_session)  # its driver's actors are gone: it is still
+    seen = _files(original)
     target = tmp_path / "copy" / "guarded"
     shutil.copytree(original, target)
     run_sweep(load_sweep(target / "sweep.yaml"), resume=True, log=lambda line: None)

@@ -119,6 +119,21 @@ def reported_cluster_config() -> Any:
     return state.get_cluster_config()
 
 
+def job_actors(driver_pid: int) -> list[tuple[int, str]]:
+    """(process id, state) of every actor of the Ray jobs whose driver ran as process `driver_pid` (needs a
+    connected Ray); the state is Ray's: "ALIVE", "RESTARTING", "DEAD", ...
+
+    Lets a caller wait until a stopped driver's trial actors are gone: Ray kills a job's actors after its driver
+    exits, and until then they may still write. Ray 2.60: `ray._private.state.jobs()` ("JobID", "DriverPid") and
+    `actors()` ("JobID", "State", "Pid") read the GCS's tables; the public `ray.util.state` asks the dashboard,
+    which a Ray started without one (`include_dashboard=False`) does not run.
+    """
+    from ray._private import state
+
+    jobs = {job["JobID"] for job in state.jobs() if job["DriverPid"] == driver_pid}
+    return [(actor["Pid"], actor["State"]) for actor in state.actors().values() if actor["JobID"] in jobs]
+
+
 def quiet_tune_console() -> None:
     """Ray 2.60's console settings for a sweep that prints its own one line per trial (unless set already).
 

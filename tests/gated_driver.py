@@ -1,0 +1,61 @@
+"""`proselflc tune ...` exactly as the CLI runs it, except that final re-runs after the first one hold at a gate.
+
+`python tests/gated_driver.py GATE_DIR tune SWEEP.yaml [...]`. The resume test interrupts this driver while the
+sweep is among its final re-runs. Instead of timing the Ctrl+C, the trials make the moment certain: the first final
+re-run to start trains to its end, and any later one trains to epoch `HOLD_AT_EPOCH`, checkpoints, writes
+`GATE_DIR/held` and holds there until the driver stops it. So when `held` appears, exactly one re-run has finished
+and one is part-way. Each trial still trains the real Engine (`train_engine`); only its timing changes.
+
+Everything else is `proselflc.cli.main` (Ctrl+C: "sweep interrupted; its state is saved", exit code 130): the
+sweep's `run_sweep` is given the gated trial function, nothing more.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from proselflc import cli
+from proselflc.trainables import train_engine
+from proselflc.tuning import sweep
+
+#: The epoch after which a held re-run stops (its checkpoint of that epoch saved).
+HOLD_AT_EPOCH = 2
+#: What marks a final re-run among a trial's params (a search trial of the test's sweep has none).
+FINAL_KEY = "train.seed"
+
+
+def gated_engine(params: dict[str, Any], *, gate: Path, **kwargs: Any) -> None:
+    """`train_engine`, held after epoch HOLD_AT_EPOCH if this is a final re-run and another has finished."""
+    from ray import tune
+
+    final = FINAL_KEY in params
+    report = tune.report
+    if final and any(gate.glob("finished-*")):
+
+        def holding(metrics: dict[str, Any], *args: Any, **options: Any) -> None:
+            report(metrics, *args, **options)
+            if metrics.get("epoch") == HOLD_AT_EPOCH:
+                (gate / "held").write_text(tune.get_context().get_trial_id())
+                threading.Event().wait()  # until the driver stops this trial's actor
+
+        tune.report = holding
+    try:
+        train_engine(params, **kwargs)
+    finally:
+        tune.report = report  # the actor runs later trials too
+    if final:
+        (gate / f"finished-{tune.get_context().get_trial_id()}").touch()
+
+
+def main(argv: list[str]) -> int:
+    gate, cli_args = Path(argv[0]), argv[1:]
+    sweep.run_sweep = partial(sweep.run_sweep, trial_function=partial(gated_engine, gate=gate))
+    return cli.main(cli_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
