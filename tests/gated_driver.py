@@ -3,8 +3,9 @@
 `python tests/gated_driver.py GATE_DIR tune SWEEP.yaml [...]`. The resume test interrupts this driver while the
 sweep is among its final re-runs. Instead of timing the Ctrl+C, the trials make the moment certain: the first final
 re-run to start trains to its end, and any later one trains to epoch `HOLD_AT_EPOCH`, checkpoints, writes
-`GATE_DIR/held` and holds there until the driver stops it. So when `held` appears, exactly one re-run has finished
-and one is part-way. Each trial still trains the real Engine (`train_engine`); only its timing changes.
+`GATE_DIR/held` and holds there until the driver stops it. With one trial at a time (`max_concurrent_trials: 1`),
+the second re-run starts only once the first has ended, so when `held` appears exactly one re-run has finished and
+one is part-way. Each trial still trains the real Engine (`train_engine`); only its timing changes.
 
 Everything else is `proselflc.cli.main` (Ctrl+C: "sweep interrupted; its state is saved", exit code 130): the
 sweep's `run_sweep` is given the gated trial function, nothing more.
@@ -29,12 +30,11 @@ FINAL_KEY = "train.seed"
 
 
 def gated_engine(params: dict[str, Any], *, gate: Path, **kwargs: Any) -> None:
-    """`train_engine`, held after epoch HOLD_AT_EPOCH if this is a final re-run and another has finished."""
+    """`train_engine`, held after epoch HOLD_AT_EPOCH if this is a final re-run but not the first to start."""
     from ray import tune
 
-    final = FINAL_KEY in params
     report = tune.report
-    if final and any(gate.glob("finished-*")):
+    if FINAL_KEY in params and not _first(gate):
 
         def holding(metrics: dict[str, Any], *args: Any, **options: Any) -> None:
             report(metrics, *args, **options)
@@ -47,8 +47,15 @@ def gated_engine(params: dict[str, Any], *, gate: Path, **kwargs: Any) -> None:
         train_engine(params, **kwargs)
     finally:
         tune.report = report  # the actor runs later trials too
-    if final:
-        (gate / f"finished-{tune.get_context().get_trial_id()}").touch()
+
+
+def _first(gate: Path) -> bool:
+    """True for the first caller only: the file `GATE_DIR/first` is created exclusively (O_EXCL)."""
+    try:
+        (gate / "first").touch(exist_ok=False)
+    except FileExistsError:
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:

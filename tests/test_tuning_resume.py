@@ -181,13 +181,16 @@ def test_sweep_interrupted_during_the_final_runs_resumes_them(ray_session: Any, 
     done_before = _full_length(experiment, epochs=epochs, pattern="*_final_*")
     assert len(done_before) == 1, "exactly the first re-run finished before the Ctrl+C"
     (held,) = experiment.glob(f"*_{(gate / 'held').read_text()}/result.json")
-    assert json.loads(held.read_text().splitlines()[-1])["epoch"] == gated_driver.HOLD_AT_EPOCH
+    held_before = held.read_text()
+    assert json.loads(held_before.splitlines()[-1])["epoch"] == gated_driver.HOLD_AT_EPOCH
 
     lines: list[str] = []
     run_sweep(load_sweep(sweep_file), resume=True, log=lines.append)
 
     assert any("restoring the interrupted sweep's Tuner" in line for line in lines)
     assert {p: p.read_bytes() for p in done_before} == done_before  # finished re-runs were not re-run
+    held_epochs = [json.loads(line)["epoch"] for line in held.read_text().splitlines()]
+    assert held.read_text().startswith(held_before) and held_epochs.count(1) == 1, held_epochs  # from its checkpoint
     runs = [(study, params["train.seed"], rows) for study in studies for params, rows in study_trials(sweep_dir, study, "final")]
     assert sorted((study, seed) for study, seed, _ in runs) == sorted(
         (study, seed) for study in studies for seed in range(1, seeds + 1)
