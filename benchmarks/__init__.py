@@ -12,4 +12,5 @@ BENCHMARKS: dict[str, str] = {
     "tuning_overhead": "benchmarks.tuning_overhead",
     "gpu_packing": "benchmarks.gpu_packing",
     "cluster_utilisation": "benchmarks.cluster_utilisation",
+    "paper_recipes": "benchmarks.paper_recipes",
 }

@@ -151,3 +151,23 @@ def test_cluster_utilisation_smallest_runs_both_arms_on_the_sessions_fake_gpus(r
     assert re.search(r"\| serial +\| 2 +\| 6 +\|", out), out  # 2 studies x (2 search + 1 final) trials
     assert re.search(r"\| side-by-side +\| 2 +\| 6 +\|", out), out
     assert re.search(r"side by side vs\. one study at a time: \d+\.\d\dx shorter wall time", out), out
+
+
+def test_paper_recipes_smallest_trains_a_paper_config_as_written_and_projects_the_full_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One paper config on 160 generated CIFAR-100 images (real pickle format): a row with its pace and the
+    full run's hours scaled to 50,000 images; a --match that names no config is refused."""
+    from benchmarks import paper_recipes
+
+    argv = ["--quick", "--device", "cpu", "--match", "shufflenetv2_crossentropy", "--train-images", "160"]
+    assert paper_recipes.main(argv) == 0
+    out = capsys.readouterr().out
+    row = re.search(r"\| cifar100_shufflenetv2_crossentropy_symmetric0\.4 +\| (\d+) +\| 1\.00x +\| ([\d.]+) +\| - +\| "
+                    r"([\d.]+) \(100 ep\.\) \|", out)
+    assert row, out
+    samples_per_s, epoch_s, full_h = (float(v) for v in row.groups())
+    assert samples_per_s > 0 and epoch_s > 0
+    assert full_h == pytest.approx(100 * epoch_s * 50_000 / 160 / 3600, rel=0.05, abs=0.01)
+    assert paper_recipes.main(["--quick", "--match", "no-such-config"]) == 2
+    assert "no config in" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from benchmarks.cifar_files import write_cifar100
 
 from proselflc import data
 from proselflc.config import DataConfig, build_run_config, load_run_config
@@ -21,34 +22,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def _dump(path: Path, obj: dict) -> None:
     with open(path, "wb") as fh:
         pickle.dump(obj, fh)
-
-
-def write_cifar100(root: Path, n_train: int, n_test: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """cifar-100-python/{train,test,meta} pickles with the keys torchvision reads; returns the train split."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    out = {}
-    for name, n in (("train", n_train), ("test", n_test)):
-        fine = np.arange(n) % 100
-        rng.shuffle(fine)
-        pixels = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        _dump(folder / name, {
-            "filenames": [f"{name}_{i}.png" for i in range(n)],
-            "batch_label": f"{name} batch",
-            "fine_labels": fine.tolist(),
-            "coarse_labels": [CIFAR100_FINE_TO_COARSE[f] for f in fine],
-            "data": pixels,
-        })  # fmt: skip
-        out[name] = (pixels, fine)
-    _dump(
-        folder / "meta",
-        {
-            "fine_label_names": [f"class{i:02d}" for i in range(100)],
-            "coarse_label_names": [f"super{i:02d}" for i in range(20)],
-        },
-    )
-    return out["train"]
 
 
 def write_cifar10(root: Path, per_batch: int) -> None:

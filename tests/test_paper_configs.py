@@ -10,11 +10,11 @@ import math
 from pathlib import Path
 
 import pytest
+from benchmarks.cifar_files import write_cifar100
 
 from proselflc import models
 from proselflc.config import load_run_config
 from proselflc.training import Engine
-from test_data_cifar import write_cifar100
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
 DEEPLOC_SAMPLE = Path(__file__).resolve().parent / "data" / "deeploc_sample.csv"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from benchmarks.cifar_files import write_cifar100
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -19,7 +20,6 @@ from proselflc.data.cifar import random_rotate
 from proselflc.data.sampler import class_balanced_order
 from proselflc.training import Engine
 from proselflc.training.schedule import lr_factor
-from test_data_cifar import write_cifar100
 
 
 def test_class_balanced_batches_hold_64_classes_x_2_examples_by_label():
