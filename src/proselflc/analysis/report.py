@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,7 @@ from proselflc.analysis.tables import (
     results_table,
 )
 from proselflc.errors import closest
+from proselflc.io import atomic_write
 
 
 class NoResults(ValueError):
@@ -253,15 +255,19 @@ def _write_html(report: Report, out: Path) -> list[Path]:
 
 
 def _write_xlsx(report: Report, out: Path) -> list[Path]:
-    """One sheet per view; 'results' keeps the bold row best, 'results_numeric' reads back as numbers."""
-    path = out / "results.xlsx"
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+    """One sheet per view; 'results' keeps the bold row best, 'results_numeric' reads back as numbers.
+
+    The workbook is built in memory and written in one atomic step: a full disk then leaves no half-written
+    file and no open zip archive behind (openpyxl's, closed again at garbage collection, would fail again).
+    """
+    book = io.BytesIO()
+    with pd.ExcelWriter(book, engine="openpyxl") as writer:
         report.table.styler().to_excel(writer, sheet_name="results")
         report.table.long().to_excel(writer, sheet_name="results_numeric", index=False)
         report.oracle.styler().to_excel(writer, sheet_name="oracle")
         for name, frame in report.frames().items():
             frame.to_excel(writer, sheet_name=name, index=False)
-    return [path]
+    return [atomic_write(out / "results.xlsx", lambda fh: fh.write(book.getvalue()))]
 
 
 def _write_figures(report: Report, out: Path) -> list[Path]:
