@@ -147,6 +147,28 @@ def test_trials_dealt_but_never_recorded_by_ray_are_dealt_again_with_the_same_se
     assert any("final trial f1 was dealt but never started" in note for note in s.notes)
 
 
+def test_a_restored_trial_repeating_its_reported_epochs_is_told_to_optuna_once(tmp_path: Path) -> None:
+    """After a restore from a checkpoint a trial reports again the epochs after it; Optuna keeps one value per step
+    (a repeat would only warn) and sees the later ones as usual."""
+    import warnings
+
+    s = searcher(["a"])
+    s.suggest("t1")
+    row = lambda epoch, value: {"val_accuracy": value, "epoch": epoch, "training_iteration": epoch}
+    s.on_trial_result("t1", row(1, 0.3))
+    s.on_trial_result("t1", row(2, 0.4))
+    s.save(str(tmp_path / "state.pkl"))
+    restored = searcher(["a"])
+    restored.restore(str(tmp_path / "state.pkl"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna's "this step is already reported" would raise here
+        restored.on_trial_result("t1", row(2, 0.4))
+        restored.on_trial_result("t1", row(3, 0.5))
+    (trial,) = restored.studies["a"].search._ot_study.trials
+    assert trial.intermediate_values == {1: 0.3, 2: 0.4, 3: 0.5}
+    assert restored.studies["a"].last["t1"]["epoch"] == 3
+
+
 def make_trial(study: str, phase: str = "search") -> Trial:
     return Trial("train", config={"study": study, "phase": phase}, stub=True)
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import optuna
 from ray.tune.experiment import Trial
+from ray.tune.result import TRAINING_ITERATION as ITERATION
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -185,8 +186,12 @@ class StudySearcher(Searcher):
             return
         study = self.studies[where[0]]
         if where[1] == "search" and trial_id not in study.search_done:
+            # A trial restored from its checkpoint reports again the epochs after it (same values): Optuna
+            # already has those steps when this searcher's state was saved after them, and warns on a repeat.
+            seen = study.last.get(trial_id, {}).get(ITERATION, 0)
             study.last[trial_id] = _row(result)
-            if study.search is not None and _finite(result.get(self.metric)):
+            repeat = result.get(ITERATION, 0) <= seen
+            if study.search is not None and _finite(result.get(self.metric)) and not repeat:
                 study.search.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
