@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from proselflc import cli
-from proselflc.trainables import train_engine
 from proselflc.tuning import sweep
+from trial_hooks import train_engine_with_hook
 
 #: The epoch after which a held re-run stops (its checkpoint of that epoch saved).
 HOLD_AT_EPOCH = 2
@@ -31,22 +31,16 @@ FINAL_KEY = "train.seed"
 
 def gated_engine(params: dict[str, Any], *, gate: Path, **kwargs: Any) -> None:
     """`train_engine`, held after epoch HOLD_AT_EPOCH if this is a final re-run but not the first to start."""
-    from ray import tune
 
-    report = tune.report
-    if FINAL_KEY in params and not _first(gate):
+    def hold(metrics: dict[str, Any]) -> None:
+        from ray import tune
 
-        def holding(metrics: dict[str, Any], *args: Any, **options: Any) -> None:
-            report(metrics, *args, **options)
-            if metrics.get("epoch") == HOLD_AT_EPOCH:
-                (gate / "held").write_text(tune.get_context().get_trial_id())
-                threading.Event().wait()  # until the driver stops this trial's actor
+        if metrics.get("epoch") == HOLD_AT_EPOCH:
+            (gate / "held").write_text(tune.get_context().get_trial_id())
+            threading.Event().wait()  # until the driver stops this trial's actor
 
-        tune.report = holding
-    try:
-        train_engine(params, **kwargs)
-    finally:
-        tune.report = report  # the actor runs later trials too
+    held = FINAL_KEY in params and not _first(gate)
+    train_engine_with_hook(params, hold if held else None, **kwargs)
 
 
 def _first(gate: Path) -> bool:

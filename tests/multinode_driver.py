@@ -28,9 +28,9 @@ import ray
 from ray.cluster_utils import Cluster
 
 from proselflc.config import ConfigError
-from proselflc.trainables import train_engine
 from proselflc.tuning import build_sweep_config, run_sweep
 from proselflc.tuning.preflight import alive_nodes
+from trial_hooks import train_engine_with_hook
 
 
 def record(records: Path) -> None:
@@ -82,21 +82,15 @@ def engine_on_node(params: dict[str, Any], *, records: Path, stall_after: int = 
     from ray import tune
 
     record(records)
-    report = tune.report
-    if stall_after and tune.get_checkpoint() is None:
-        removed = records.parent / "node-removed"
+    removed = records.parent / "node-removed"
 
-        def stalling(metrics: dict[str, Any], *args: Any, **options: Any) -> None:
-            report(metrics, *args, **options)
-            deadline = time.monotonic() + 60
-            while metrics.get("epoch", 0) >= stall_after and not removed.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+    def stall(metrics: dict[str, Any]) -> None:
+        deadline = time.monotonic() + 60
+        while metrics.get("epoch", 0) >= stall_after and not removed.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
-        tune.report = stalling
-    try:
-        train_engine(params, **kwargs)
-    finally:
-        tune.report = report  # the actor runs later trials too
+    first_attempt = stall_after and tune.get_checkpoint() is None
+    train_engine_with_hook(params, stall if first_attempt else None, **kwargs)
 
 
 def quiet(line: str) -> None:
