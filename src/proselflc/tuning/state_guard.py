@@ -204,7 +204,7 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
     remote = isinstance(experiment, storage.Location)
     for file in _remote_state_files(experiment) if remote else state_files(experiment):
         if file.name not in signatures or file.read_bytes() != (snapshot / file.name).read_bytes():
-            _rename(file, file.name + ".rejected")
+            storage.move(file, file.parent / f"{file.name}.rejected")
             changed.append(file.name)
     for name in signatures:
         if not (experiment / name).is_file():
@@ -214,20 +214,12 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
     else:
         errors = list(experiment.glob("*/error.pkl"))
     for error in errors:
-        _rename(error, "error.pkl.rejected")
+        storage.move(error, error.parent / "error.pkl.rejected")
     notes = [f"{name}: not the last signed state (cut off, late or changed); set aside for the signed copy"
              for name in sorted(changed)]
     if errors:
         notes.append(f"{len(errors)} trials' pickled errors set aside (their error.txt is kept)")
     return notes
-
-
-def _rename(file: storage.Dir, name: str) -> None:
-    """Give `file` a new name in its directory (on object storage: a copy, then a delete)."""
-    if isinstance(file, storage.Location):
-        file.move(file.parent / name)
-    else:
-        os.replace(file, file.with_name(name))
 
 
 def _copy(source: storage.Dir, target: storage.Dir) -> None:
