@@ -1,8 +1,8 @@
-"""CIFAR-100 in torchvision's on-disk pickle format, with random pixels: real loading code, no download.
+"""CIFAR-10 and CIFAR-100 in torchvision's on-disk pickle format, with random pixels: real loading code, no download.
 
 No dataset can be fetched on the machines this project is tested on, so the paper recipes' benchmark and the
-tests write this copy and read it back through the same loader (`torchvision.datasets.CIFAR100`'s format) that
-the real files go through. Labels cover every class evenly; coarse labels follow CIFAR-100's own map.
+tests write this copy and read it back through the same loader that the real files go through (the format of
+`torchvision.datasets.CIFAR10` and `CIFAR100`). Labels cover every class evenly; coarse labels follow CIFAR-100's own map.
 """
 
 from __future__ import annotations
@@ -46,3 +46,20 @@ def write_cifar100(root: Path, n_train: int, n_test: int, seed: int = 0) -> tupl
         },
     )
     return out["train"]
+
+
+def write_cifar10(root: Path, per_batch: int) -> None:
+    """cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}, `per_batch` images in each batch file."""
+    rng = np.random.default_rng(1)
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        _dump(
+            folder / name,
+            {
+                "data": rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8),
+                "labels": (np.arange(per_batch) % 10).tolist(),
+                "batch_label": name,
+            },
+        )
+    _dump(folder / "batches.meta", {"label_names": [f"c{i}" for i in range(10)], "num_vis": 3072})

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from benchmarks.cifar_files import write_cifar10
 
 from proselflc import cli
 from proselflc.cli import main
-from test_data_cifar import write_cifar10
 
 Mount = Callable[[str], Path]
 

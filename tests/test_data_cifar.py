@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from benchmarks.cifar_files import write_cifar100
+from benchmarks.cifar_files import write_cifar10, write_cifar100
 
 from proselflc import data
 from proselflc.config import DataConfig, build_run_config, load_run_config
@@ -17,27 +17,6 @@ from proselflc.noise import CIFAR100_FINE_TO_COARSE
 from proselflc.training import Engine
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def _dump(path: Path, obj: dict) -> None:
-    with open(path, "wb") as fh:
-        pickle.dump(obj, fh)
-
-
-def write_cifar10(root: Path, per_batch: int) -> None:
-    rng = np.random.default_rng(1)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        _dump(
-            folder / name,
-            {
-                "data": rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8),
-                "labels": (np.arange(per_batch) % 10).tolist(),
-                "batch_label": name,
-            },
-        )
-    _dump(folder / "batches.meta", {"label_names": [f"c{i}" for i in range(10)], "num_vis": 3072})
 
 
 def test_cifar100_reads_the_pickles_into_uint8_tensors(tmp_path):
