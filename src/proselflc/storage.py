@@ -57,9 +57,7 @@ class Location:
         return self.uri
 
     def __truediv__(self, name: str) -> Location:
-        parts = urlsplit(self.uri)
-        uri = urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
-        return Location(self.fs, f"{self.path.rstrip('/')}/{name}", uri)
+        return Location(self.fs, f"{self.path.rstrip('/')}/{name}", _uri_child(self.uri, name))
 
     @property
     def name(self) -> str:
@@ -160,9 +158,12 @@ def on_filesystem(fs: pyarrow.fs.FileSystem, path: str) -> Dir:
 
 def join(base: str | Path, name: str) -> str | Path:
     """`base/name` for a local path or a URI (a URI's query, e.g. its endpoint, is kept at the end)."""
-    if not is_uri(base):
-        return Path(base) / name
-    parts = urlsplit(str(base))
+    return _uri_child(str(base), name) if is_uri(base) else Path(base) / name
+
+
+def _uri_child(uri: str, name: str) -> str:
+    """`uri` with `/name` appended to its path; its query (e.g. an endpoint) stays at the end."""
+    parts = urlsplit(uri)
     return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
 
 
