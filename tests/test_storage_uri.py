@@ -163,6 +163,7 @@ def test_storage_uris_keep_their_query_and_file_uris_are_local_paths(tmp_path: P
     sweep = build_sweep_config({**SMALL_SWEEP, "storage_path": f"s3://b/runs/{query}"})
     assert sweep.sweep_dir == f"s3://b/runs/tiny{query}"
     assert str(storage.resolve(str(sweep.sweep_dir)) / "manifest.json") == f"s3://b/runs/tiny/manifest.json{query}"
+    assert storage.uri_name(str(sweep.sweep_dir)) == "tiny" and storage.uri_name("s3://bucket/") == "bucket"
     local = build_sweep_config({**SMALL_SWEEP, "storage_path": f"file://{tmp_path}"})
     assert local.sweep_dir == tmp_path / "tiny"
 

@@ -70,9 +70,8 @@ def _output_location(args: argparse.Namespace) -> str | None:
     if args.command == "report":
         from proselflc import storage  # deferred: pyarrow only for a failed report
 
-        if storage.is_uri(args.sweep_dir):  # named from the text: this runs while handling a failure
-            name = str(args.sweep_dir).split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-            return f"{name}-report"
+        if storage.is_uri(args.sweep_dir):
+            return f"{storage.uri_name(args.sweep_dir)}-report"
         return str(Path(args.sweep_dir) / "report")
     return None
 

@@ -141,6 +141,13 @@ def resolve(uri: str, what: str = "storage_path") -> Location:
     return Location(fs, path.rstrip("/"), uri)
 
 
+def uri_name(uri: str) -> str:
+    """The last part of a URI's path, its query left out (`s3://b/p/sweep?x=1` -> `sweep`), without resolving
+    it: no request to the store, so it also serves while reporting a failure."""
+    parts = urlsplit(uri)
+    return f"{parts.netloc}{parts.path}".rstrip("/").rsplit("/", 1)[-1]
+
+
 def as_dir(value: str | Path | Location) -> Dir:
     """A Location for a URI, a Path for anything else (what the contract and the analysis accept)."""
     if isinstance(value, Location | Path):

@@ -92,7 +92,7 @@ def _output(sweep: str, out: str | None) -> Iterator[Path | None]:
             storage.upload_dir(Path(tmp), out)
         return
     if out is None and storage.is_uri(sweep):
-        yield Path(f"{storage.resolve(sweep, 'SWEEP_DIR').name}-report")
+        yield Path(f"{storage.uri_name(sweep)}-report")
         return
     yield None if out is None else Path(out)
 
