@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -117,6 +118,8 @@ class Engine:
         self.epoch = 0
         self.batches_done = 0
         self.history: list[dict[str, Any]] = []
+        self.val_correct: np.ndarray | None = None
+        self.test_correct: np.ndarray | None = None
         self.writer = RunDirWriter(run_dir, cfg) if run_dir is not None else None
 
     def _num_batches(self, n: int) -> int:
@@ -202,9 +205,14 @@ class Engine:
     def evaluate(self) -> dict[str, float]:
         """Noisy-validation accuracy, clean-test metrics, and how the training split is fitted."""
         val = self._logits("train", self.val_index)
-        val_acc = (val.argmax(1) == self.noisy_labels[self.val_index]).float().mean().item() if len(val) else NAN
+        val_correct = val.argmax(1) == self.noisy_labels[self.val_index]
+        val_acc = val_correct.float().mean().item() if len(val) else NAN
         test_index = torch.arange(len(self.test_labels), device=self.device)
-        out = {"val_accuracy": val_acc, **test_metrics(self._logits("test", test_index), self.test_labels)}
+        test = self._logits("test", test_index)
+        # Per-example correctness of the last evaluation: a paired bootstrap of two configs' choices needs it.
+        self.val_correct = val_correct.cpu().numpy()
+        self.test_correct = (test.argmax(1) == self.test_labels).cpu().numpy()
+        out = {"val_accuracy": val_acc, **test_metrics(test, self.test_labels)}
         if self.is_noisy is None:
             out.update(fit_metrics(val, self.noisy_labels, self.true_labels, None))
         else:
