@@ -158,7 +158,7 @@ def lacking(report: dict, installed: dict[str, str], reasons: dict[str, str] | N
 
 
 def _pip(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pip", *args], text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run([sys.executable, "-m", "pip", *args], check=False, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
 
 
 def _constraint_names(pip_error: str) -> set[str]:
@@ -181,7 +181,7 @@ def resolve(
             pins = "".join(f"{n}=={public(v)}\n" for n, v in sorted(installed.items()) if v and n not in unpinned)
             Path(tmp, "pins.txt").write_text(pins)
             report = Path(tmp) / "report.json"
-            proc = _pip(["install", "--dry-run", "--quiet", "--ignore-installed", "--report", str(report),
+            proc = _pip(["install", "--dry-run", "--ignore-installed", "--report", str(report),
                          "--target", str(Path(tmp) / "t"), "-c", str(Path(tmp) / "pins.txt"), *target.pip_options(),
                          *pip_args, requirement])  # fmt: skip
             if proc.returncode == 0:
@@ -376,7 +376,7 @@ def install(wheels: list[Path], target: Path | None, python: str = sys.executabl
     else:
         project = [w for w in wheels if w.name.startswith("proselflc-")]
         args = ["install", "--no-index", "--find-links", str(wheels[0].parent), *map(str, project or wheels)]
-    proc = subprocess.run([python, "-m", "pip", *args], text=True, capture_output=True)
+    proc = subprocess.run([python, "-m", "pip", *args], check=False, text=True, capture_output=True)
     if proc.returncode != 0:
         raise WheelhouseError(f"pip install failed:\n{proc.stderr.strip()}")
 
