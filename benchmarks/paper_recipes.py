@@ -29,7 +29,7 @@ import torch
 
 from benchmarks._harness import load, require_positive, table
 from benchmarks.cifar_files import write_cifar100
-from proselflc.config import load_run_config
+from proselflc.config import RunConfig, load_run_config
 from proselflc.training import Engine, resolve_device
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
@@ -42,15 +42,20 @@ def paper_configs(match: str) -> list[Path]:
     return [p for p in sorted(PAPER.glob("cifar100_*.yaml")) if match in p.stem]
 
 
+def short_milestones(full: RunConfig, epochs: int, train_images: int) -> list[int]:
+    """The paper schedule compressed into `epochs` epochs on `train_images` images: each lr milestone at the same
+    fraction of the shorter run (milestones counted in iterations also shrink with the generated set)."""
+    fraction = epochs / full.train.epochs
+    if full.optim.milestones_unit == "iterations":
+        fraction *= train_images / FULL_TRAIN_IMAGES
+    return [max(1, round(m * fraction)) for m in full.optim.milestones]
+
+
 def measure(path: Path, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Train the first `args.epochs` epochs of one paper config on `root`; its pace and peak memory."""
     data = [f"data.root={root}", "data.download=false"]
     full = load_run_config(path, data)
-    # The schedule compressed into the epochs run: each milestone at the same fraction of the run.
-    fraction = args.epochs / full.train.epochs
-    if full.optim.milestones_unit == "iterations":  # iterations also shrink with the generated set
-        fraction *= args.train_images / FULL_TRAIN_IMAGES
-    milestones = [max(1, round(m * fraction)) for m in full.optim.milestones]
+    milestones = short_milestones(full, args.epochs, args.train_images)
     overrides = [*data, f"train.epochs={args.epochs}", f"train.device={args.device}", "train.progress=false",
                  f"optim.milestones={milestones}"]
     if args.quick:
