@@ -370,7 +370,10 @@ def join(paths: list[Path], out: Path) -> list[Path]:
 def install(wheels: list[Path], target: Path | None, python: str = sys.executable) -> None:
     """`pip install --no-index` of the joined wheels: into `target` (no dependency resolution there: the wheelhouse
     is what the node lacks, the rest is installed) or, without a target, into `python`'s environment, where pip
-    resolves against what is installed and refuses anything missing."""
+    resolves against what is installed and refuses anything missing.
+
+    A target install is then checked with `pip check` over the node's packages and the target together: a
+    requirement of a newly installed package that the node does not meet is refused, naming it."""
     if target is not None:
         args = ["install", "--no-index", "--no-deps", "--no-compile", "--upgrade", "--target", str(target), *map(str, wheels)]
     else:
@@ -379,6 +382,20 @@ def install(wheels: list[Path], target: Path | None, python: str = sys.executabl
     proc = subprocess.run([python, "-m", "pip", *args], check=False, text=True, capture_output=True)
     if proc.returncode != 0:
         raise WheelhouseError(f"pip install failed:\n{proc.stderr.strip()}")
+    if target is not None:
+        problems = unmet(target, {canonical(w.name.split("-", 1)[0]) for w in wheels}, python)
+        if problems:
+            raise WheelhouseError(
+                f"installed into {target}, but what it installed needs what this node lacks:\n  " + "\n  ".join(problems)
+                + "\nbuild the wheelhouse again from this node's own `pip list --format=freeze` (or --fetch NAME)"
+            )
+
+
+def unmet(target: Path, names: set[str], python: str = sys.executable) -> list[str]:
+    """`pip check` lines about `names` with `target` ahead on the path: requirements the node leaves unmet."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([python, "-m", "pip", "check"], check=False, text=True, capture_output=True, env=env)
+    return [line for line in proc.stdout.splitlines() if line.split(" ")[0] and canonical(line.split(" ")[0]) in names]
 
 
 # -- command line ----------------------------------------------------------------------------------------------
@@ -388,8 +405,16 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def node_packages(args: argparse.Namespace) -> dict[str, str]:
+    """The node's packages from its pip list, less those named by --fetch (planned as if absent)."""
     installed = parse_freeze(Path(args.node_freeze).read_text())
+    for name in args.fetch:
+        installed.pop(canonical(name), None)
+    return installed
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    installed = node_packages(args)
     target = Target(args.python_version, args.manylinux, args.arch)
     out = Path(args.out)
     wheels_dir, parts_dir = out / "wheels", out / "parts"
@@ -412,7 +437,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    installed = parse_freeze(Path(args.node_freeze).read_text())
+    installed = node_packages(args)
     target = Target(args.python_version, args.manylinux, args.arch)
     with tempfile.TemporaryDirectory(prefix="wheelhouse-") as tmp:
         project = build_project_wheel(Path(tmp))
@@ -453,6 +478,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--arch", default="x86_64")
         s.add_argument("--extras", nargs="*", default=[], help="proselflc extras to include (e.g. cluster)")
         s.add_argument("--pip-arg", action="append", default=[], help="extra pip option (e.g. --index-url=...)")
+        s.add_argument("--fetch", action="append", default=[],
+                       help="fetch NAME even where the node has it (e.g. a bare name whose version is unknown)")
         if name == "build":
             s.add_argument("--out", required=True, help="folder for wheels/ and parts/")
             s.add_argument("--part-mb", type=float, default=PART_MB, help=f"largest part, MB (default {PART_MB})")

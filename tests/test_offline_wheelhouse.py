@@ -139,9 +139,12 @@ def test_a_corrupt_or_missing_piece_is_refused_naming_the_part_to_copy_again(
         ow.join([tmp_path / "parts"], tmp_path / "out")
 
 
-def test_parts_install_offline_into_a_target_dir_and_import(wheels: Path, tmp_path: Path) -> None:
+def test_parts_install_offline_into_a_target_dir_and_import(
+    wheels: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A wheelhouse of alpha, beta 2 and gamma 2 in parts smaller than a wheel: joined, installed with
-    `pip --no-index --target`, and importable from there by a fresh interpreter."""
+    `pip --no-index --target`, and importable from there by a fresh interpreter. Without beta and gamma (which
+    this environment lacks too), the install is refused, naming what alpha needs."""
     house = tmp_path / "house"
     house.mkdir()
     for pattern in ("alpha-1.0-*", "beta-2.0-*", "gamma-2.0-*"):
@@ -149,6 +152,14 @@ def test_parts_install_offline_into_a_target_dir_and_import(wheels: Path, tmp_pa
     smallest = min(p.stat().st_size for p in house.iterdir())
     ow.split(house, tmp_path / "parts", part_bytes=smallest // 2)
     target = tmp_path / "site"
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    alpha = next(wheels.glob("alpha-1.0-*"))
+    (alone / alpha.name).write_bytes(alpha.read_bytes())
+    ow.split(alone, tmp_path / "alone-parts", part_bytes=10_000)
+    assert ow.main(["install", str(tmp_path / "alone-parts"), "--target", str(tmp_path / "site-alone")]) == 1
+    err = capsys.readouterr().err
+    assert "needs what this node lacks" in err and "alpha 1.0 requires beta, which is not installed." in err, err
     assert ow.main(["install", str(tmp_path / "parts"), "--target", str(target)]) == 0
     code = "import alpha, beta, gamma; print(alpha.VERSION, beta.VERSION, gamma.VERSION, alpha.__file__)"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(target)},
