@@ -22,6 +22,7 @@ The node needs only python and pip: this file uses the standard library there (`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import email.parser
 import hashlib
 import json
@@ -413,6 +414,12 @@ def node_packages(args: argparse.Namespace) -> dict[str, str]:
     return installed
 
 
+def fetched(wheels: list[Wheel], names: list[str]) -> list[Wheel]:
+    """The plan, with the wheels that --fetch asked for said so (the node may have them)."""
+    asked = {canonical(n) for n in names}
+    return [dataclasses.replace(w, why="--fetch") if w.name in asked else w for w in wheels]
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     installed = node_packages(args)
     target = Target(args.python_version, args.manylinux, args.arch)
@@ -423,7 +430,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             shutil.rmtree(d)
     project = build_project_wheel(out / "project")
     extras = frozenset(args.extras)
-    needed = plan(project, installed, target, extras, args.pip_arg)
+    needed = fetched(plan(project, installed, target, extras, args.pip_arg), args.fetch)
     for w in needed:
         print(f"  {w.name}=={w.version}  ({w.why})")
     files = download(needed, target, wheels_dir, project, args.pip_arg)
@@ -441,7 +448,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     target = Target(args.python_version, args.manylinux, args.arch)
     with tempfile.TemporaryDirectory(prefix="wheelhouse-") as tmp:
         project = build_project_wheel(Path(tmp))
-        for w in plan(project, installed, target, frozenset(args.extras), args.pip_arg):
+        for w in fetched(plan(project, installed, target, frozenset(args.extras), args.pip_arg), args.fetch):
             print(f"{w.name}=={w.version}  ({w.why})")
     return 0
 
