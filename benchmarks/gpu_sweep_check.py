@@ -89,7 +89,9 @@ class GpuSampler:
         # Line-buffered where stdbuf exists, so no sample waits in a buffer when the sampler is stopped.
         prefix = [stdbuf, "-oL"] if (stdbuf := shutil.which("stdbuf")) else []
         self._out = tempfile.TemporaryFile(mode="w+")
-        self._proc = subprocess.Popen([*prefix, path, *QUERY], stdout=self._out, stderr=subprocess.STDOUT, text=True)
+        self._proc = subprocess.Popen(
+            [*prefix, path, *QUERY], stdout=self._out, stderr=subprocess.STDOUT, text=True
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -139,7 +141,11 @@ def sweep_raw(args: argparse.Namespace, root: Path, storage: Path, name: str, gp
     full = load_run_config(PAPER / raw["base"], [f"data.root={root}", "data.download=false"])
     overrides = {**raw.get("overrides", {}), "data.root": str(root), "data.download": False,
                  "optim.milestones": short_milestones(full, args.epochs, args.train_images)}  # fmt: skip
-    if args.smoke:  # a small CNN and batches of 4 classes x 2 on a few hundred images: the logic, not the speed
+    if args.amp:
+        overrides["train.amp"] = True
+    if (
+        args.smoke
+    ):  # a small CNN and batches of 4 classes x 2 on a few hundred images: the logic, not the speed
         overrides.update({"model.name": "cnn", "model.width": 8, "train.batch_size": 8, "train.classes_per_batch": 4,
                           "optim.milestones": [2]})  # fmt: skip
     raw.update(
@@ -170,7 +176,9 @@ class Arm:
         return sum(sum(s) / len(s) for s in speeds if s)
 
 
-def run_arm(args: argparse.Namespace, root: Path, storage: Path, name: str, gpu: float, **changes: Any) -> Arm:
+def run_arm(
+    args: argparse.Namespace, root: Path, storage: Path, name: str, gpu: float, **changes: Any
+) -> Arm:
     """Run one sweep (the paper sweep shortened, `changes` applied) under the GPU sampler."""
     from proselflc.sweep_contract import EXPERIMENT_DIR, read_manifest
     from proselflc.tuning import build_sweep_config, run_sweep
@@ -186,8 +194,14 @@ def run_arm(args: argparse.Namespace, root: Path, storage: Path, name: str, gpu:
         wall = time.time() - start
     trials = read_experiment(Path(sweep_dir) / EXPERIMENT_DIR)
     epochs = sum(t.epochs for t in trials)
-    return Arm(name, trials, wall, epochs * epoch_samples(base, args.train_images), sampler,
-               read_manifest(Path(sweep_dir)).finished)
+    return Arm(
+        name,
+        trials,
+        wall,
+        epochs * epoch_samples(base, args.train_images),
+        sampler,
+        read_manifest(Path(sweep_dir)).finished,
+    )
 
 
 # -- the kill --------------------------------------------------------------------------------------------------
@@ -223,20 +237,29 @@ def killed_once(params: dict[str, Any], *, marker: str, after: int, **kwargs: An
         tune.report = report
 
 
-def kill_when_due(experiment: Path, marker: Path, after: int, killed: list[str], stop: threading.Event) -> None:
+def kill_when_due(
+    experiment: Path, marker: Path, after: int, killed: list[str], stop: threading.Event
+) -> None:
     """SIGKILL the worker that claimed `marker` once the driver has logged its row for epoch `after`."""
-    import json
-
     while not stop.is_set():
         if marker.exists():
             pid, trial_id = marker.read_text().split()
             for result in experiment.glob(f"*{trial_id}*/result.json"):
-                rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip().endswith("}")]
-                if any(r.get("epoch") == after for r in rows):
+                if any(_epoch(line) == after for line in result.read_text().splitlines()):
                     os.kill(int(pid), signal.SIGKILL)
                     killed.append(trial_id)
                     return
         stop.wait(0.05)
+
+
+def _epoch(line: str) -> int | None:
+    """The epoch of one result.json line; None for a line still being written."""
+    import json
+
+    try:
+        return json.loads(line).get("epoch")
+    except json.JSONDecodeError:
+        return None
 
 
 def metrics_differ(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -262,8 +285,11 @@ def run_kill_arm(args: argparse.Namespace, root: Path, storage: Path) -> tuple[A
     marker = storage / "kill-me"
     killed: list[str] = []
     stop = threading.Event()
-    killer = threading.Thread(target=kill_when_due, daemon=True,
-                              args=(storage / name / EXPERIMENT_DIR, marker, args.kill_after, killed, stop))
+    killer = threading.Thread(
+        target=kill_when_due,
+        daemon=True,
+        args=(storage / name / EXPERIMENT_DIR, marker, args.kill_after, killed, stop),
+    )
     killer.start()
     try:
         # One value to "search": every trial trains the same config and seed (an empty space would run one trial).
@@ -293,14 +319,21 @@ def resume_verdict(arm: Arm, victim: str | None, epochs: int, after: int) -> tup
     # the kill epoch may be reported again on restore), and every epoch is there.
     restored = rows[-1].get("iterations_since_restore", 0) < rows[-1].get("training_iteration", 0)
     complete = sorted(set(seen)) == list(range(1, epochs + 1))
-    if not (restored and complete and all(seen.count(e) == 1 for e in range(1, after)) and seen.count(after) <= 2):
-        return False, f"trial {victim} did not resume from its checkpoint to epoch {epochs} (epochs seen {seen})"
+    if not (
+        restored and complete and all(seen.count(e) == 1 for e in range(1, after)) and seen.count(after) <= 2
+    ):
+        return (
+            False,
+            f"trial {victim} did not resume from its checkpoint to epoch {epochs} (epochs seen {seen})",
+        )
     diffs = [metrics_differ(rows[-1], t.last) for t in others]
-    twins = [metrics_differ(a.last, b.last) for i, a in enumerate(others) for b in others[i + 1:]]
+    twins = [metrics_differ(a.last, b.last) for i, a in enumerate(others) for b in others[i + 1 :]]
     same = min(diffs) == 0.0
     words = "identical" if same else f"DIFFERENT (largest difference {min(diffs):.3g})"
-    text = (f"trial {victim} SIGKILLed after epoch {after} of {epochs}, restored from its checkpoint, finished; "
-            f"final metrics vs {len(others)} uninterrupted run(s) of its config and seed: {words}")
+    text = (
+        f"trial {victim} SIGKILLed after epoch {after} of {epochs}, restored from its checkpoint, finished; "
+        f"final metrics vs {len(others)} uninterrupted run(s) of its config and seed: {words}"
+    )
     if twins:
         text += f" (the uninterrupted runs among themselves: largest difference {max(twins):.3g})"
     return same, text
@@ -310,17 +343,32 @@ def resume_verdict(arm: Arm, victim: str | None, epochs: int, after: int) -> tup
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks gpu_sweep_check", description=__doc__.splitlines()[0])
-    p.add_argument("--smoke", "--quick", action="store_true",
-                   help="CPU-sized: a small CNN, 128 images, 2 epochs, 1 trial per study")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks gpu_sweep_check", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "--smoke",
+        "--quick",
+        action="store_true",
+        help="CPU-sized: a small CNN, 128 images, 2 epochs, 1 trial per study",
+    )
     p.add_argument("--trials", type=int, default=None, help="trials per study (default 4; smoke 1)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 3; smoke 2)")
     p.add_argument("--train-images", type=int, default=None, help="generated training images (default 20000)")
     p.add_argument("--cpus-per-trial", type=float, default=None, help="resources.cpu (default 2; smoke 0.5)")
-    p.add_argument("--kill-after", type=int, default=None, help="epoch the killed trial dies after (default 2; smoke 1)")
-    p.add_argument("--uninterrupted", type=int, default=None,
-                   help="uninterrupted runs of the killed trial's config (default 2; smoke 1)")
-    p.add_argument("--fake-gpus", type=int, default=0, help="declare N GPUs to a local Ray (CPU machines: logic only)")
+    p.add_argument(
+        "--kill-after", type=int, default=None, help="epoch the killed trial dies after (default 2; smoke 1)"
+    )
+    p.add_argument(
+        "--uninterrupted",
+        type=int,
+        default=None,
+        help="uninterrupted runs of the killed trial's config (default 2; smoke 1)",
+    )
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (the paper recipe trains in fp32)")
+    p.add_argument(
+        "--fake-gpus", type=int, default=0, help="declare N GPUs to a local Ray (CPU machines: logic only)"
+    )
     p.add_argument("--nvidia-smi", default=NVIDIA_SMI, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     require_positive(p, args, "trials", "epochs", "train_images", "kill_after", "uninterrupted")
@@ -346,19 +394,30 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     started = not ray.is_initialized()
     if started:
-        ray.init(num_gpus=args.fake_gpus or None, include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=False)
+        ray.init(
+            num_gpus=args.fake_gpus or None,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         if gpus < 1:
-            print("gpu_sweep_check: the Ray cluster has no GPU; run it where one is, or pass --fake-gpus 2 to "
-                  "exercise the check's logic on CPU")
+            print(
+                "gpu_sweep_check: the Ray cluster has no GPU; run it where one is, or pass --fake-gpus 2 to "
+                "exercise the check's logic on CPU"
+            )
             return 0 if args.smoke else 2  # `python -m benchmarks all --quick` on a machine without a GPU
-        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (fake GPUs: no GPU figures)"
-        print(f"gpu_sweep_check: {SWEEP.relative_to(PAPER.parents[1])} (crossentropy, proselflc at 40% symmetric "
-              f"noise), {args.trials} trials per study x {args.epochs} epochs on {args.train_images} generated CIFAR-100 "
-              f"images{' (smoke: small CNN)' if args.smoke else ''}; {gpus:g} GPU(s) in Ray, trials on {device}; "
-              f"torch {torch.__version__}, ray {ray.__version__}; {load()}", flush=True)
+        device = (
+            torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (fake GPUs: no GPU figures)"
+        )
+        print(
+            f"gpu_sweep_check: {SWEEP.relative_to(PAPER.parents[1])} (crossentropy, proselflc at 40% symmetric "
+            f"noise), {args.trials} trials per study x {args.epochs} epochs on {args.train_images} generated CIFAR-100 "
+            f"images{' (smoke: small CNN)' if args.smoke else ''}, {'bf16 autocast' if args.amp else 'fp32'}; {gpus:g} GPU(s) in Ray, trials on {device}; "
+            f"torch {torch.__version__}, ray {ray.__version__}; {load()}",
+            flush=True,
+        )
         with tempfile.TemporaryDirectory(prefix="gpu-sweep-check-") as tmp:
             root, storage = Path(tmp) / "data", Path(tmp) / "sweeps"
             write_cifar100(root, n_train=args.train_images, n_test=max(20, args.train_images // 5))
@@ -371,7 +430,9 @@ def main(argv: list[str]) -> int:
             ray.shutdown()
 
 
-def report(args: argparse.Namespace, gpus: float, packed: Arm, whole: Arm, resumed: Arm, victim: str | None) -> int:
+def report(
+    args: argparse.Namespace, gpus: float, packed: Arm, whole: Arm, resumed: Arm, victim: str | None
+) -> int:
     """Print the tables and verdicts; 0 when every count is exact, the sweeps finished and the resume matched."""
     expected = len(METHODS) * args.trials
     full_length = all(t.epochs == args.epochs for arm in (packed, whole, resumed) for t in arm.trials)
@@ -383,19 +444,42 @@ def report(args: argparse.Namespace, gpus: float, packed: Arm, whole: Arm, resum
         rows.append([arm.name, f"{len(arm.trials)} ({done} full length, {sum(t.errored for t in arm.trials)} hit an error)",
                      f"{at_once:g}", f"{arm.wall:.1f}", f"{arm.samples / arm.wall:.0f}", f"{arm.summed_speed:.0f}",
                      _mean_util(arm), "-" if memory is None else f"{memory:.0f}"])  # fmt: skip
-    print(table(["sweep", "trials", "GPU allows at once", "wall s", "samples/s (all trials / wall)",
-                 "samples/s summed over trials", "mean GPU util", "peak GPU MiB"], rows))
+    print(
+        table(
+            [
+                "sweep",
+                "trials",
+                "GPU allows at once",
+                "wall s",
+                "samples/s (all trials / wall)",
+                "samples/s summed over trials",
+                "mean GPU util",
+                "peak GPU MiB",
+            ],
+            rows,
+        )
+    )
     if packed.gpu.unavailable:
         print(f"GPU utilisation: {packed.gpu.unavailable}")
-    same_configs = sorted(map(repr, (t.params for t in packed.trials))) == sorted(map(repr, (t.params for t in whole.trials)))
-    print(f"packing gain (gpu=0.25 vs gpu=1): {packed.samples / packed.wall / (whole.samples / whole.wall):.2f}x "
-          f"samples/s over wall time, {packed.summed_speed / whole.summed_speed:.2f}x summed over trials; the same "
-          f"{len(packed.trials)} configurations in both: {'yes' if same_configs else 'no'}")
+    same_configs = sorted(map(repr, (t.params for t in packed.trials))) == sorted(
+        map(repr, (t.params for t in whole.trials))
+    )
+    print(
+        f"packing gain (gpu=0.25 vs gpu=1): {packed.samples / packed.wall / (whole.samples / whole.wall):.2f}x "
+        f"samples/s over wall time, {packed.summed_speed / whole.summed_speed:.2f}x summed over trials; the same "
+        f"{len(packed.trials)} configurations in both: {'yes' if same_configs else 'no'}"
+    )
     counts = {arm.name: len(arm.trials) for arm in (packed, whole)}
-    exact = full_length and all(n == expected for n in counts.values()) and len(resumed.trials) == 1 + args.uninterrupted
-    print(f"trial counts: gpu0.25 {counts['gpu0.25']}, gpu1 {counts['gpu1']} (expected {expected} each: "
-          f"{len(METHODS)} studies x {args.trials}); resume {len(resumed.trials)} (expected {1 + args.uninterrupted}): "
-          f"{'exact' if exact else 'WRONG'}, every trial full length: {'yes' if full_length else 'NO'}")
+    exact = (
+        full_length
+        and all(n == expected for n in counts.values())
+        and len(resumed.trials) == 1 + args.uninterrupted
+    )
+    print(
+        f"trial counts: gpu0.25 {counts['gpu0.25']}, gpu1 {counts['gpu1']} (expected {expected} each: "
+        f"{len(METHODS)} studies x {args.trials}); resume {len(resumed.trials)} (expected {1 + args.uninterrupted}): "
+        f"{'exact' if exact else 'WRONG'}, every trial full length: {'yes' if full_length else 'NO'}"
+    )
     finished = all(arm.finished for arm in (packed, whole, resumed))
     print(f"every sweep finished: {'yes' if finished else 'NO'}")
     same, verdict = resume_verdict(resumed, victim, args.epochs, args.kill_after)

@@ -109,7 +109,9 @@ class Target:
         return [{**env, "extra": e} for e in ["", *sorted(extras)]]
 
 
-def conflicting_pins(requires: list[str], installed: dict[str, str], target: Target, extras: frozenset[str]) -> dict[str, str]:
+def conflicting_pins(
+    requires: list[str], installed: dict[str, str], target: Target, extras: frozenset[str]
+) -> dict[str, str]:
     """{name: why} for packages the node has at a version outside what `requires` (Requires-Dist lines) allow."""
     from packaging.requirements import Requirement
     from packaging.version import Version
@@ -159,7 +161,9 @@ def lacking(report: dict, installed: dict[str, str], reasons: dict[str, str] | N
 
 
 def _pip(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pip", *args], check=False, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *args], check=False, text=True, capture_output=True, **kwargs
+    )  # type: ignore[call-overload]
 
 
 def _constraint_names(pip_error: str) -> set[str]:
@@ -168,7 +172,11 @@ def _constraint_names(pip_error: str) -> set[str]:
 
 
 def resolve(
-    requirement: str, installed: dict[str, str], target: Target, unpinned: dict[str, str], pip_args: list[str],
+    requirement: str,
+    installed: dict[str, str],
+    target: Target,
+    unpinned: dict[str, str],
+    pip_args: list[str],
     attempts: int = 6,
 ) -> tuple[dict, dict[str, str]]:
     """pip's installation report for `requirement` on `target`, the node's versions pinned except `unpinned`.
@@ -179,7 +187,9 @@ def resolve(
     unpinned = dict(unpinned)
     with tempfile.TemporaryDirectory(prefix="wheelhouse-plan-") as tmp:
         for _ in range(attempts):
-            pins = "".join(f"{n}=={public(v)}\n" for n, v in sorted(installed.items()) if v and n not in unpinned)
+            pins = "".join(
+                f"{n}=={public(v)}\n" for n, v in sorted(installed.items()) if v and n not in unpinned
+            )
             Path(tmp, "pins.txt").write_text(pins)
             report = Path(tmp) / "report.json"
             proc = _pip(["install", "--dry-run", "--ignore-installed", "--report", str(report),
@@ -189,9 +199,13 @@ def resolve(
                 return json.loads(report.read_text()), unpinned
             named = _constraint_names(proc.stderr + proc.stdout) - set(unpinned)
             if not named:
-                raise WheelhouseError(f"pip could not resolve {requirement} for the node:\n{proc.stderr.strip()}")
+                raise WheelhouseError(
+                    f"pip could not resolve {requirement} for the node:\n{proc.stderr.strip()}"
+                )
             unpinned.update({n: f"node has {installed[n]}, a dependency needs another" for n in named})
-    raise WheelhouseError(f"pip could not resolve {requirement} after dropping {attempts} rounds of conflicting pins")
+    raise WheelhouseError(
+        f"pip could not resolve {requirement} after dropping {attempts} rounds of conflicting pins"
+    )
 
 
 def wheel_requires(wheel: Path) -> list[str]:
@@ -212,7 +226,10 @@ def build_project_wheel(out: Path, project: Path = REPO) -> Path:
 
 
 def plan(
-    project_wheel: Path, installed: dict[str, str], target: Target, extras: frozenset[str] = frozenset(),
+    project_wheel: Path,
+    installed: dict[str, str],
+    target: Target,
+    extras: frozenset[str] = frozenset(),
     pip_args: list[str] | None = None,
 ) -> list[Wheel]:
     """The wheels the node lacks to run `project_wheel` (itself included)."""
@@ -220,18 +237,23 @@ def plan(
     unpinned = conflicting_pins(requires, installed, target, extras)
     name = project_wheel.name.split("-", 1)[0]
     spec = f"{name}[{','.join(sorted(extras))}]" if extras else name
-    report, dropped = resolve(f"{spec} @ {project_wheel.resolve().as_uri()}", installed, target, unpinned,
-                              pip_args or [])
+    report, dropped = resolve(
+        f"{spec} @ {project_wheel.resolve().as_uri()}", installed, target, unpinned, pip_args or []
+    )
     return lacking(report, installed, dropped)
 
 
-def download(wheels: list[Wheel], target: Target, out: Path, project_wheel: Path, pip_args: list[str]) -> list[Path]:
+def download(
+    wheels: list[Wheel], target: Target, out: Path, project_wheel: Path, pip_args: list[str]
+) -> list[Path]:
     """Download every lacking wheel for the node (pip, exact pins, no dependencies), checked against the report."""
     out.mkdir(parents=True, exist_ok=True)
     pins = [f"{w.name}=={w.version}" for w in wheels if not w.url.startswith("file:")]
     local = [w for w in wheels if w.url.startswith("file:")]
     if pins:
-        proc = _pip(["download", "--no-deps", "--quiet", "-d", str(out), *target.pip_options(), *pip_args, *pins])
+        proc = _pip(
+            ["download", "--no-deps", "--quiet", "-d", str(out), *target.pip_options(), *pip_args, *pins]
+        )
         if proc.returncode != 0:
             raise WheelhouseError(f"pip download failed:\n{proc.stderr.strip()}")
     for w in local:  # the project wheel, or a wheel pip found in a local index or --find-links
@@ -269,7 +291,9 @@ def split(wheelhouse: Path, out: Path, part_bytes: int) -> list[Path]:
     part is cut into chunks. Each part gets the same manifest; returns the part directories."""
     if part_bytes < 1:
         raise WheelhouseError(f"part size must be at least 1 byte (got {part_bytes})")
-    files = sorted((p for p in wheelhouse.iterdir() if p.is_file()), key=lambda p: (-p.stat().st_size, p.name))
+    files = sorted(
+        (p for p in wheelhouse.iterdir() if p.is_file()), key=lambda p: (-p.stat().st_size, p.name)
+    )
     if not files:
         raise WheelhouseError(f"{wheelhouse} holds no files to split")
     pieces: list[tuple[Path, str, int, int]] = []  # (source, piece name, offset, size)
@@ -277,7 +301,11 @@ def split(wheelhouse: Path, out: Path, part_bytes: int) -> list[Path]:
     for path in files:
         size = path.stat().st_size
         count = max(1, -(-size // part_bytes))
-        names = [path.name] if count == 1 else [CHUNK.format(name=path.name, index=i + 1, count=count) for i in range(count)]
+        names = (
+            [path.name]
+            if count == 1
+            else [CHUNK.format(name=path.name, index=i + 1, count=count) for i in range(count)]
+        )
         for i, name in enumerate(names):
             pieces.append((path, name, i * part_bytes, min(part_bytes, size - i * part_bytes)))
         entries.append({"name": path.name, "size": size, "sha256": sha256(path), "pieces": names})
@@ -332,8 +360,10 @@ def join(paths: list[Path], out: Path) -> list[Path]:
     parts = find_parts(paths)
     manifests = {p: (p / MANIFEST).read_text() for p in parts}
     if len(set(manifests.values())) > 1:
-        raise WheelhouseError(f"these parts come from different wheelhouses (their {MANIFEST} differ): "
-                              f"{', '.join(map(str, parts))}")
+        raise WheelhouseError(
+            f"these parts come from different wheelhouses (their {MANIFEST} differ): "
+            f"{', '.join(map(str, parts))}"
+        )
     manifest = json.loads(next(iter(manifests.values())))
     if manifest.get("format") != FORMAT:
         raise WheelhouseError(f"{MANIFEST} has format {manifest.get('format')!r}; this script reads {FORMAT}")
@@ -349,11 +379,15 @@ def join(paths: list[Path], out: Path) -> list[Path]:
             found = where.get(piece["name"])
             label = f"part {piece['part']} of {total} ({part_dir(piece['part'])})"
             if found is None:
-                raise WheelhouseError(f"missing {piece['name']} from {label}: copy that part next to the others")
+                raise WheelhouseError(
+                    f"missing {piece['name']} from {label}: copy that part next to the others"
+                )
             got = sha256(found)
             if got != piece["sha256"]:
-                raise WheelhouseError(f"corrupt {found}: sha256 {got[:16]}... expected {piece['sha256'][:16]}... "
-                                      f"({label}); copy that part again")
+                raise WheelhouseError(
+                    f"corrupt {found}: sha256 {got[:16]}... expected {piece['sha256'][:16]}... "
+                    f"({label}); copy that part again"
+                )
         temp = out / f".{entry['name']}.joining"
         with open(temp, "wb") as dst:
             for piece in entry["pieces"]:
@@ -376,7 +410,16 @@ def install(wheels: list[Path], target: Path | None, python: str = sys.executabl
     A target install is then checked with `pip check` over the node's packages and the target together: a
     requirement of a newly installed package that the node does not meet is refused, naming it."""
     if target is not None:
-        args = ["install", "--no-index", "--no-deps", "--no-compile", "--upgrade", "--target", str(target), *map(str, wheels)]
+        args = [
+            "install",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--upgrade",
+            "--target",
+            str(target),
+            *map(str, wheels),
+        ]
     else:
         project = [w for w in wheels if w.name.startswith("proselflc-")]
         args = ["install", "--no-index", "--find-links", str(wheels[0].parent), *map(str, project or wheels)]
@@ -387,16 +430,26 @@ def install(wheels: list[Path], target: Path | None, python: str = sys.executabl
         problems = unmet(target, {canonical(w.name.split("-", 1)[0]) for w in wheels}, python)
         if problems:
             raise WheelhouseError(
-                f"installed into {target}, but what it installed needs what this node lacks:\n  " + "\n  ".join(problems)
+                f"installed into {target}, but what it installed needs what this node lacks:\n  "
+                + "\n  ".join(problems)
                 + "\nbuild the wheelhouse again from this node's own `pip list --format=freeze` (or --fetch NAME)"
             )
 
 
 def unmet(target: Path, names: set[str], python: str = sys.executable) -> list[str]:
     """`pip check` lines about `names` with `target` ahead on the path: requirements the node leaves unmet."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([python, "-m", "pip", "check"], check=False, text=True, capture_output=True, env=env)
-    return [line for line in proc.stdout.splitlines() if line.split(" ")[0] and canonical(line.split(" ")[0]) in names]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [python, "-m", "pip", "check"], check=False, text=True, capture_output=True, env=env
+    )
+    return [
+        line
+        for line in proc.stdout.splitlines()
+        if line.split(" ")[0] and canonical(line.split(" ")[0]) in names
+    ]
 
 
 # -- command line ----------------------------------------------------------------------------------------------
@@ -436,8 +489,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     files = download(needed, target, wheels_dir, project, args.pip_arg)
     parts = split(wheels_dir, parts_dir, int(args.part_mb * 1e6))
     total = sum(f.stat().st_size for f in files)
-    print(f"{len(files)} wheels, {_size(total)}, for python {target.python_version} manylinux {target.manylinux} "
-          f"{target.arch} -> {len(parts)} part(s) of at most {args.part_mb:g} MB:")
+    print(
+        f"{len(files)} wheels, {_size(total)}, for python {target.python_version} manylinux {target.manylinux} "
+        f"{target.arch} -> {len(parts)} part(s) of at most {args.part_mb:g} MB:"
+    )
     for p in parts:
         print(f"  {p}: {_size(sum(f.stat().st_size for f in p.iterdir()))}")
     return 0
@@ -467,29 +522,51 @@ def cmd_join(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="wheelhouse-") as tmp:
-        wheels = [w for w in join([Path(p) for p in args.parts], Path(args.wheelhouse or tmp)) if w.suffix == ".whl"]
+        wheels = [
+            w for w in join([Path(p) for p in args.parts], Path(args.wheelhouse or tmp)) if w.suffix == ".whl"
+        ]
         install(wheels, Path(args.target) if args.target else None)
     where = args.target or "this environment"
-    print(f"installed {len(wheels)} wheels into {where}" + (f"; use it with PYTHONPATH={args.target}" if args.target else ""))
+    print(
+        f"installed {len(wheels)} wheels into {where}"
+        + (f"; use it with PYTHONPATH={args.target}" if args.target else "")
+    )
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="offline_wheelhouse", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for name, help_ in (("build", "plan, download and split (network side)"), ("plan", "print what the node lacks")):
+    for name, help_ in (
+        ("build", "plan, download and split (network side)"),
+        ("plan", "print what the node lacks"),
+    ):
         s = sub.add_parser(name, help=help_)
-        s.add_argument("--node-freeze", required=True, help="the node's `python3 -m pip list --format=freeze` output")
-        s.add_argument("--python-version", default="3.12", help="the node's python, major.minor (default 3.12)")
-        s.add_argument("--manylinux", default="2.28", help="the node's glibc, as a manylinux level (default 2.28)")
+        s.add_argument(
+            "--node-freeze", required=True, help="the node's `python3 -m pip list --format=freeze` output"
+        )
+        s.add_argument(
+            "--python-version", default="3.12", help="the node's python, major.minor (default 3.12)"
+        )
+        s.add_argument(
+            "--manylinux", default="2.28", help="the node's glibc, as a manylinux level (default 2.28)"
+        )
         s.add_argument("--arch", default="x86_64")
         s.add_argument("--extras", nargs="*", default=[], help="proselflc extras to include (e.g. cluster)")
-        s.add_argument("--pip-arg", action="append", default=[], help="extra pip option (e.g. --index-url=...)")
-        s.add_argument("--fetch", action="append", default=[],
-                       help="fetch NAME even where the node has it (e.g. a bare name whose version is unknown)")
+        s.add_argument(
+            "--pip-arg", action="append", default=[], help="extra pip option (e.g. --index-url=...)"
+        )
+        s.add_argument(
+            "--fetch",
+            action="append",
+            default=[],
+            help="fetch NAME even where the node has it (e.g. a bare name whose version is unknown)",
+        )
         if name == "build":
             s.add_argument("--out", required=True, help="folder for wheels/ and parts/")
-            s.add_argument("--part-mb", type=float, default=PART_MB, help=f"largest part, MB (default {PART_MB})")
+            s.add_argument(
+                "--part-mb", type=float, default=PART_MB, help=f"largest part, MB (default {PART_MB})"
+            )
     s = sub.add_parser("split", help="split a wheelhouse folder into parts")
     s.add_argument("wheelhouse")
     s.add_argument("out")
@@ -499,14 +576,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s = sub.add_parser("install", help="verify, join and pip install --no-index (node side)")
     s.add_argument("parts", nargs="+", help="part directories, or folders holding them")
-    s.add_argument("--target", help="install here (then PYTHONPATH=TARGET); default: this python's environment")
+    s.add_argument(
+        "--target", help="install here (then PYTHONPATH=TARGET); default: this python's environment"
+    )
     s.add_argument("--wheelhouse", help="keep the joined wheels here (default: a temporary folder)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    command = {"build": cmd_build, "plan": cmd_plan, "split": cmd_split, "join": cmd_join, "install": cmd_install}
+    command = {
+        "build": cmd_build,
+        "plan": cmd_plan,
+        "split": cmd_split,
+        "join": cmd_join,
+        "install": cmd_install,
+    }
     try:
         return command[args.command](args)
     except WheelhouseError as err:

@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 import pytest
-
 from benchmarks.gpu_sweep_check import GpuSampler, metrics_differ, parse_nvidia_smi_csv
 
 #: nvidia-smi's CSV form (`--query-gpu=utilization.gpu,memory.used --format=csv -lms 500`): a header with units,
@@ -32,7 +31,9 @@ def test_nvidia_smi_csv_is_parsed_and_averaged() -> None:
     sampler = GpuSampler(samples=samples)
     assert sampler.mean_utilisation == pytest.approx((0 + 97 + 88) / 3)
     assert sampler.peak_memory == 20420.0
-    assert parse_nvidia_smi_csv("NVIDIA-SMI has failed because it couldn't communicate with the driver.\n") == []
+    assert (
+        parse_nvidia_smi_csv("NVIDIA-SMI has failed because it couldn't communicate with the driver.\n") == []
+    )
 
 
 def test_an_absent_nvidia_smi_is_reported_as_unavailable() -> None:
@@ -60,9 +61,15 @@ def test_the_check_runs_every_arm_on_fake_gpus_and_the_killed_trial_resumes_iden
     out = capsys.readouterr().out
     for arm in ("gpu1", "gpu0.25", "resume"):
         assert re.search(rf"\| {re.escape(arm)} +\| 2 \(2 full length, [01] hit an error\) +\|", out), out
-    assert "trial counts: gpu0.25 2, gpu1 2 (expected 2 each: 2 studies x 1); resume 2 (expected 2): exact" in out
+    assert (
+        "trial counts: gpu0.25 2, gpu1 2 (expected 2 each: 2 studies x 1); resume 2 (expected 2): exact"
+        in out
+    )
     assert "the same 2 configurations in both: yes" in out
     assert re.search(r"packing gain \(gpu=0\.25 vs gpu=1\): \d+\.\d\dx samples/s over wall time", out), out
     assert "GPU utilisation: nvidia-smi-not-installed not found: GPU utilisation unavailable" in out
-    assert re.search(r"resume: trial \w+ SIGKILLed after epoch 1 of 2, restored from its checkpoint, finished; "
-                     r"final metrics vs 1 uninterrupted run\(s\) of its config and seed: identical", out), out
+    assert re.search(
+        r"resume: trial \w+ SIGKILLed after epoch 1 of 2, restored from its checkpoint, finished; "
+        r"final metrics vs 1 uninterrupted run\(s\) of its config and seed: identical",
+        out,
+    ), out

@@ -44,8 +44,10 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = root / "wheels"
     out.mkdir()
     # build_wheel rewrites sys.argv: read the arguments first.
-    build = "import os, sys\nfrom setuptools import build_meta\nout, *projects = sys.argv[1:]\n" \
-            "for p in projects:\n    os.chdir(p)\n    build_meta.build_wheel(out)\n"
+    build = (
+        "import os, sys\nfrom setuptools import build_meta\nout, *projects = sys.argv[1:]\n"
+        "for p in projects:\n    os.chdir(p)\n    build_meta.build_wheel(out)\n"
+    )
     subprocess.run([sys.executable, "-c", build, str(out), *sources], check=True, capture_output=True)
     return out
 
@@ -64,13 +66,21 @@ def test_what_the_node_lacks_is_read_off_its_pip_list() -> None:
     ]}  # fmt: skip
     needed = ow.lacking(report, freeze, {"pyyaml": "node has 6.0.1, proselflc needs >=6.0.3"})
     assert [(w.name, w.version, w.why) for w in needed] == [
-        ("pyyaml", "6.0.4", "node has 6.0.1, proselflc needs >=6.0.3"), ("ray", "2.60.0", "absent")]
+        ("pyyaml", "6.0.4", "node has 6.0.1, proselflc needs >=6.0.3"),
+        ("ray", "2.60.0", "absent"),
+    ]
     assert needed[1].url == "https://host/ray.whl" and needed[1].sha256 == "ab"
     target = ow.Target("3.12", "2.28")
-    requires = ["pyyaml>=6.0.3", "torch>=2.4", "tomli>=2; python_version < '3.11'", "moto; extra == 'dev'",
-                "pandas>=2"]
-    assert ow.conflicting_pins(requires, {"pyyaml": "6.0.1", "tomli": "1.0", "moto": "1", **freeze}, target,
-                               frozenset()) == {"pyyaml": "node has 6.0.1, proselflc needs >=6.0.3"}
+    requires = [
+        "pyyaml>=6.0.3",
+        "torch>=2.4",
+        "tomli>=2; python_version < '3.11'",
+        "moto; extra == 'dev'",
+        "pandas>=2",
+    ]
+    assert ow.conflicting_pins(
+        requires, {"pyyaml": "6.0.1", "tomli": "1.0", "moto": "1", **freeze}, target, frozenset()
+    ) == {"pyyaml": "node has 6.0.1, proselflc needs >=6.0.3"}
     assert set(ow.conflicting_pins(requires, {"moto": "1"}, target, frozenset({"dev"}))) == set()
     platforms = target.platforms()
     assert platforms[0] == "manylinux_2_28_x86_64" and "manylinux_2_17_x86_64" in platforms
@@ -82,8 +92,12 @@ def test_plan_resolves_the_closure_with_the_nodes_versions_pinned(wheels: Path) 
     gamma than the node's (a conflict pip names, so that pin is dropped); an unrelated package stays out."""
     node = ow.parse_freeze("beta==1.0\ngamma==1.0\nunrelated==3.0\n")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    needed = ow.plan(next(wheels.glob("alpha-*.whl")), node, ow.Target(version), pip_args=[
-        "--no-index", "--find-links", str(wheels)])
+    needed = ow.plan(
+        next(wheels.glob("alpha-*.whl")),
+        node,
+        ow.Target(version),
+        pip_args=["--no-index", "--find-links", str(wheels)],
+    )
     assert [(w.name, w.version, w.why) for w in needed] == [
         ("alpha", "1.0", "absent"),
         ("beta", "2.0", "node has 1.0, proselflc needs >=2"),
@@ -135,7 +149,9 @@ def test_a_corrupt_or_missing_piece_is_refused_naming_the_part_to_copy_again(
     assert "copy that part again" in err and "Traceback" not in err
     assert not (tmp_path / "out" / "big.whl").exists()
     chunk.unlink()
-    with pytest.raises(ow.WheelhouseError, match=r"missing big.whl.chunk-002-of-003 from part 2 of 3 \(part-02\)"):
+    with pytest.raises(
+        ow.WheelhouseError, match=r"missing big.whl.chunk-002-of-003 from part 2 of 3 \(part-02\)"
+    ):
         ow.join([tmp_path / "parts"], tmp_path / "out")
 
 
@@ -159,7 +175,9 @@ def test_parts_install_offline_into_a_target_dir_and_import(
     ow.split(alone, tmp_path / "alone-parts", part_bytes=10_000)
     assert ow.main(["install", str(tmp_path / "alone-parts"), "--target", str(tmp_path / "site-alone")]) == 1
     err = capsys.readouterr().err
-    assert "needs what this node lacks" in err and "alpha 1.0 requires beta, which is not installed." in err, err
+    assert (
+        "needs what this node lacks" in err and "alpha 1.0 requires beta, which is not installed." in err
+    ), err
     assert ow.main(["install", str(tmp_path / "parts"), "--target", str(target)]) == 0
     code = "import alpha, beta, gamma; print(alpha.VERSION, beta.VERSION, gamma.VERSION, alpha.__file__)"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(target)},
