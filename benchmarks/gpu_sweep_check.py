@@ -5,18 +5,19 @@ base recipe as written, its search spaces) on CIFAR-100 files in torchvision's f
 benchmarks' writer), shortened to a few epochs, at 40% symmetric noise, crossentropy and proselflc, random search
 (seeded, so both arms train the same configurations), no early stopping, no final re-runs:
 
-1. 2 studies x `--trials` trials at `resources.gpu: 0.25` (four trials share a GPU);
-2. the same trials at `gpu: 1`, one trial per GPU;
+1. 2 studies x `--trials` trials at `resources.gpu: 1`, one trial per GPU;
+2. the same trials at `gpu: 0.25` (four trials share a GPU);
 3. one config and seed trained `1 + --uninterrupted` times at `gpu: 1`, checkpointing every epoch: the first trial
    to reach epoch `--kill-after` has its worker SIGKILLed there (it waits at that epoch for the kill: no timer),
    Ray retries it from its checkpoint, and the sweep completes.
 
 While each arm runs, `nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -lms 500` samples the GPU.
 It prints each arm's wall time, samples/s (all trials' training samples over the wall time, and the trials' own
-training samples/s summed), mean GPU utilisation and peak memory, exact trial counts, the packing gain, and whether
-the killed trial ended with the same metrics as the uninterrupted runs of its config and seed.
+training samples/s summed: free of worker start-up), mean GPU utilisation and peak memory, exact trial counts, the
+packing gain, and whether the killed trial ended with the same metrics as the uninterrupted runs of its config and
+seed.
 
-    python -m benchmarks gpu_sweep_check                       # one GPU: about 5 minutes
+    python -m benchmarks gpu_sweep_check                       # one GPU (sized for <= 8 min; not yet run on one)
     python -m benchmarks gpu_sweep_check --smoke --fake-gpus 2  # CPU: the logic only (a small CNN, 128 images)
 """
 
@@ -421,8 +422,9 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory(prefix="gpu-sweep-check-") as tmp:
             root, storage = Path(tmp) / "data", Path(tmp) / "sweeps"
             write_cifar100(root, n_train=args.train_images, n_test=max(20, args.train_images // 5))
-            packed = run_arm(args, root, storage, "gpu0.25", 0.25)
+            # The baseline first: the packed arm then starts more fresh workers than it finds idle (conservative).
             whole = run_arm(args, root, storage, "gpu1", 1.0)
+            packed = run_arm(args, root, storage, "gpu0.25", 0.25)
             resumed, victim = run_kill_arm(args, root, storage)
         return report(args, gpus, packed, whole, resumed, victim)
     finally:

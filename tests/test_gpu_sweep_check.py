@@ -52,6 +52,7 @@ def test_metrics_compare_exactly_and_nan_equals_nan() -> None:
 
 @pytest.mark.ray
 @pytest.mark.faults
+@pytest.mark.slow
 def test_the_check_runs_every_arm_on_fake_gpus_and_the_killed_trial_resumes_identical(
     ray_session: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
