@@ -35,6 +35,7 @@ from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialSchedule
 from proselflc.config import StrictModel
 from proselflc.errors import ConfigError, closest
 from proselflc.search_spaces.domains import Choice
+from proselflc.tuning.onset_asha import OnsetASHAScheduler
 from proselflc.tuning.studies import SamplerFactory, SchedulerFactory, StudyPlan
 
 if TYPE_CHECKING:
@@ -240,8 +241,16 @@ class AshaScheduler(_Scheduler):
     name: Literal["asha"] = "asha"
     reduction_factor: float = Field(3.0, gt=1.0)
     brackets: int = Field(1, ge=1)
+    grace: Literal["fixed", "onset"] = Field(
+        "fixed", description="onset: no rung before the study's estimated memorisation onset (read from its first "
+                             "full-length trials' prediction_changes); grace_period is then the earliest first rung")
+    onset_trials: int = Field(1, ge=1, description="with grace: onset, the full-length trials the onset is read from")
 
     def make(self, metric: str, mode: str, max_t: int) -> TrialScheduler | None:
+        if self.grace == "onset":
+            return OnsetASHAScheduler(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_t,
+                                      grace_period=self.grace_period, reduction_factor=self.reduction_factor,
+                                      brackets=self.brackets, onset_trials=self.onset_trials)
         return ASHAScheduler(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_t,
                              grace_period=self.grace_period, reduction_factor=self.reduction_factor,
                              brackets=self.brackets)
