@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -110,7 +111,7 @@ def _train(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], list[int], list[i
     start = time.perf_counter()
     engine = Engine(build_run_config(raw))
     rows = engine.run()
-    clean = lambda row: {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+    clean = lambda row: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
     return ([clean(r) for r in rows], engine.val_correct.astype(int).tolist(),
             engine.test_correct.astype(int).tolist(), time.perf_counter() - start)
 
@@ -130,6 +131,9 @@ def load_grid(setting: Setting, cache: Path, epochs: int, studies: tuple[str, ..
         study, point = line["study"], tuple(line["point"])
         if study in out and point in set(points(axes[study])):
             rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in line["rows"]]
+            for row in rows[:1]:  # recorded when the Engine reported epoch 1 as NaN: it reports 1.0 (all new)
+                if math.isnan(row.get("prediction_changes", 1.0)):
+                    row["prediction_changes"] = 1.0
             out[study][point] = GridPoint(study, point, rows, line["val_correct"], line["test_correct"])
     return out
 

@@ -289,7 +289,7 @@ def _points(value: float) -> str:
 
 
 def _onset_epochs(g: GridPoint) -> int | None:
-    from proselflc.training.metrics import memorisation_onset
+    from proselflc.memorisation import memorisation_onset
 
     return memorisation_onset([r["epoch"] for r in g.rows], [r.get("prediction_changes", math.nan) for r in g.rows])
 

@@ -164,8 +164,9 @@ class Engine:
         """One pass over the (noisy) training split; returns mean loss, mean epsilon, samples/s and prediction changes.
 
         Prediction changes: the share of the epoch's examples, among those trained on before, whose argmax in this
-        training forward pass differs from the one when they were last trained on (NaN in the first epoch). It reuses
-        the logits the loss needs: one argmax and a compare per batch, on the device, no extra pass.
+        training forward pass differs from the one when they were last trained on; 1.0 in the first epoch, where every
+        prediction is new (Label Wave counts 0 there, which would read as a minimum). It reuses the logits the loss
+        needs: one argmax and a compare per batch, on the device, no extra pass.
         """
         cfg = self.cfg
         self.model.train()
@@ -204,7 +205,7 @@ class Engine:
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
         n_compared = compared.item()
-        changes = changed.item() / n_compared if n_compared else NAN
+        changes = changed.item() / n_compared if n_compared else 1.0
         return (loss_sum / seen).item(), (eps_sum / seen).item(), seen / max(elapsed, 1e-9), changes
 
     @torch.no_grad()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,33 +51,3 @@ def fit_metrics(
         "clean_fit": accuracy(logits[~is_noisy], noisy[~is_noisy]),
     }
 
-
-#: Label Wave's smoothing of the prediction-changes curve: a centred moving average over this many evaluated epochs.
-ONSET_WINDOW = 3
-#: A smoothed minimum counts only if no later value within this many evaluated epochs goes below it.
-ONSET_PATIENCE = 3
-
-
-def memorisation_onset(
-    epochs: Sequence[int], changes: Sequence[float], window: int = ONSET_WINDOW, patience: int = ONSET_PATIENCE
-) -> int | None:
-    """The estimated epoch memorisation starts: the first minimum of the smoothed `prediction_changes` curve.
-
-    Label Wave (Yuan et al., ICLR 2024): the share of training examples whose prediction changes falls while
-    the model learns the clean patterns and rises once it starts fitting the noisy labels, so its first
-    minimum needs no clean label. The curve is smoothed by a centred moving average of `window` values (fewer
-    at the ends), and a minimum counts when the next smoothed value is higher and none of the next `patience`
-    is lower. Non-finite values (epoch 1 has no earlier prediction; a diverged epoch) are skipped. None: the
-    curve never turns up (no memorisation seen in the run), or fewer than `window` finite values.
-    """
-    points = [(e, float(c)) for e, c in zip(epochs, changes, strict=True) if math.isfinite(float(c))]
-    if len(points) < max(window, 2):
-        return None
-    values = [c for _, c in points]
-    half = window // 2
-    smooth = [statistics.fmean(values[max(0, i - half) : i + half + 1]) for i in range(len(values))]
-    for i in range(len(smooth) - 1):
-        ahead = smooth[i + 1 : i + 1 + patience]
-        if smooth[i + 1] > smooth[i] and min(ahead) >= smooth[i]:
-            return points[i][0]
-    return None

@@ -4,7 +4,7 @@ Under label noise the configurations that fit fastest early are the ones that me
 before memorisation starts cuts configurations on fit speed alone (BENCHMARKS.md, search_efficiency). This is
 Ray Tune's ASHAScheduler with one change, where its rungs are: it stops nothing until the study's first
 `onset_trials` trials have run to full length, estimates from their `prediction_changes` curves (no clean
-labels: `training.metrics.memorisation_onset`) the epoch memorisation starts, and then places ASHA's rungs at
+labels: `proselflc.memorisation.memorisation_onset`) the epoch memorisation starts, and then places ASHA's rungs at
 max(grace_period, onset) * reduction_factor^k. Those first trials are recorded at the new rungs as if the rungs
 had been there all along; from then on it is ASHA. A curve with no minimum (no memorisation seen) puts the first
 rung at max_t: the study runs without early stopping. Its state is plain data, so it pickles with the Tuner's.
@@ -19,7 +19,7 @@ from typing import Any
 from ray.tune.schedulers import ASHAScheduler
 
 from proselflc import ray_compat
-from proselflc.training.metrics import memorisation_onset
+from proselflc.memorisation import memorisation_onset
 
 #: The per-epoch metric the onset is read from (the Engine reports it; see `proselflc.metric_table`).
 SIGNAL = "prediction_changes"
