@@ -99,3 +99,46 @@ def test_its_minimum_falls_before_noisy_fit_climbs_in_the_memorisation_regime(ra
     climb = next(r["epoch"] for i, r in enumerate(rows) if r["noisy_fit"] > min(fits[: i + 1]) + 0.05)
     assert onset is not None and onset < climb, (onset, climb, fits)
     assert fits[-1] > fits[onset - 1] + 0.2  # and it does memorise after the onset
+
+
+def _trial(trial: str, phase: str, seed: int, val_last: float) -> list[dict]:
+    """8 epochs; prediction_changes smoothed minimum at epoch 4; test accuracy 0.1 * epoch (+ 0.01 * seed)."""
+    changes = [1.0, 0.5, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    return [{"sweep": "hand", "dataset": "digits", "model": "mlp", "noise_kind": "symmetric", "noise_rate": 0.6,
+             "method": "ce", "study": "symmetric-0.6/ce", "phase": phase, "trial_id": trial, "status": "completed",
+             "max_epochs": 8, "seed": seed, "train.seed": seed, "optim.lr": 0.1 if trial in ("t1", "f1", "f2") else 0.2,
+             "epoch": e, "val_accuracy": val_last if e == 8 else 0.5, "test_accuracy": 0.1 * e + 0.01 * seed,
+             "noisy_fit": 0.05 * e, "noisy_corrected": 0.1, "prediction_changes": c}
+            for e, c in enumerate(changes, 1)]
+
+
+def test_selection_epoch_memorisation_onset_reports_the_chosen_trial_at_its_onset() -> None:
+    import pandas as pd
+
+    from proselflc.analysis import best_configs
+    from proselflc.sweep_contract import reported_row
+
+    df = pd.DataFrame([*_trial("t1", "search", 0, 0.7), *_trial("t2", "search", 0, 0.6),
+                       *_trial("f1", "final", 1, 0.5), *_trial("f2", "final", 2, 0.5)])
+    assert reported_row(_trial("t1", "search", 0, 0.7), "memorisation_onset")["epoch"] == 4
+    last = best_configs(df).iloc[0]
+    assert (last["trial_id"], last["selected_epoch"], last["selection_epoch"]) == ("t1", 8, "last")
+    assert last["test_accuracy"] == pytest.approx(0.8) and last["final_mean"] == pytest.approx(0.815)
+    df.attrs["selection_epoch"] = "memorisation_onset"  # what a sweep with selection.epoch: memorisation_onset loads
+    onset = best_configs(df).iloc[0]
+    assert (onset["trial_id"], onset["selected_epoch"], onset["end_epoch"]) == ("t1", 4, 8)  # same choice
+    assert onset["test_accuracy"] == pytest.approx(0.4) and onset["noisy_fit"] == pytest.approx(0.2)
+    assert onset["final_mean"] == pytest.approx(0.415)  # the final re-runs at their own onsets
+
+
+def test_a_sweep_file_names_the_selection_epoch_or_is_refused() -> None:
+    from conftest import TINY_SWEEP
+
+    from proselflc.errors import ConfigError
+    from proselflc.tuning import build_sweep_config
+
+    assert build_sweep_config(TINY_SWEEP).selection.epoch == "last"
+    assert build_sweep_config({**TINY_SWEEP, "selection": {"epoch": "memorisation_onset"}}).selection.epoch \
+        == "memorisation_onset"
+    with pytest.raises(ConfigError, match=r"selection\.epoch"):
+        build_sweep_config({**TINY_SWEEP, "selection": {"epoch": "best"}})
