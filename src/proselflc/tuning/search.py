@@ -235,7 +235,9 @@ class AshaScheduler(_Scheduler):
     """ASHA (the default): at grace_period * reduction_factor^k epochs, only the top 1/reduction_factor go on.
 
     brackets > 1 is asynchronous HyperBand: brackets with later first rungs hedge against a grace
-    period that is too short to tell good configurations from bad.
+    period that is too short to tell good configurations from bad. grace: onset places the rungs after the
+    study's estimated memorisation onset instead (`tuning.onset_asha`): under label noise a rung before it
+    judges configurations on how fast they fit, which favours the ones that will memorise.
     """
 
     name: Literal["asha"] = "asha"
