@@ -133,7 +133,6 @@ def test_selection_epoch_memorisation_onset_reports_the_chosen_trial_at_its_onse
 
 def test_a_sweep_file_names_the_selection_epoch_or_is_refused() -> None:
     from conftest import TINY_SWEEP
-
     from proselflc.errors import ConfigError
     from proselflc.tuning import build_sweep_config
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 from ray.tune.experiment import Trial
+from tests.sweep_files import study_trials
 
 from proselflc.memorisation import memorisation_onset
 from proselflc.tuning import build_sweep_config, run_sweep
 from proselflc.tuning.onset_asha import OnsetASHAScheduler
-from tests.sweep_files import study_trials
 
 #: A scripted learning curve: prediction changes fall to a first smoothed minimum at epoch 6, then rise.
 CHANGES = [1.0, 0.6, 0.4, 0.3, 0.25, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
