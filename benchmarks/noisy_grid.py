@@ -154,17 +154,26 @@ def train_grids(settings: tuple[Setting, ...], studies: tuple[str, ...], axes: d
         return 0.0
     log(f"training {len(todo)} grid configs ({epochs} epochs each) in {workers} process(es); cache {cache}")
     start = time.perf_counter()
+    if workers == 1:  # in this process, one config after another
+        results = ((job, _train(run_config(job[0], job[1], job[3], epochs, limit))) for job in todo)
+        _record(results, len(todo), cache, epochs, start, log)
+        return time.perf_counter() - start
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(_train, run_config(s, study, params, epochs, limit)): (s, study, point, params)
                    for s, study, point, params in todo}
-        for done, future in enumerate(as_completed(futures), 1):
-            setting, study, point, params = futures[future]
-            rows, val_correct, test_correct, seconds = future.result()
-            line = {"study": study, "point": list(point), "params": params, "rows": rows,
-                    "val_correct": val_correct, "test_correct": test_correct, "seconds": round(seconds, 2)}
-            with setting.file(cache, epochs).open("a") as fh:
-                fh.write(json.dumps(line) + "\n")
-            if done % 10 == 0 or done == len(todo):
-                log(f"  {done}/{len(todo)} trained ({time.perf_counter() - start:.0f} s)")
+        _record(((futures[f], f.result()) for f in as_completed(futures)), len(todo), cache, epochs, start, log)
     return time.perf_counter() - start
+
+
+def _record(results: Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]], total: int, cache: Path, epochs: int,
+            start: float, log: Callable[[str], None]) -> None:
+    """Append each trained config to its setting's file as it arrives."""
+    for done, ((setting, study, point, params), result) in enumerate(results, 1):
+        rows, val_correct, test_correct, seconds = result
+        line = {"study": study, "point": list(point), "params": params, "rows": rows,
+                "val_correct": val_correct, "test_correct": test_correct, "seconds": round(seconds, 2)}
+        with setting.file(cache, epochs).open("a") as fh:
+            fh.write(json.dumps(line) + "\n")
+        if done % 10 == 0 or done == total:
+            log(f"  {done}/{total} trained ({time.perf_counter() - start:.0f} s)")
