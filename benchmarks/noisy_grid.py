@@ -1,7 +1,8 @@
 """The recorded grids of the search-efficiency suite: every config of a small grid per study, trained once per noise
 setting with the Engine, in-process (no Ray), and kept on disk so a rerun replays without training again.
 
-One JSON Lines file per noise setting, `<cache>/<kind>-<rate>-<epochs>ep.jsonl`, one line per trained config:
+One JSON Lines file per noise setting, `<cache>/<kind>-<rate>-<epochs>ep.jsonl` (`-<limit>ex` added for a run on
+the first `limit` examples, as `--quick`), one line per trained config:
 
     {"study": "proselflc", "point": [0.2, 0.05, "global"], "params": {"optim.lr": 0.2, ...},
      "rows": [{"epoch": 1, "val_accuracy": ..., "test_accuracy": ..., "prediction_changes": ..., ...}, ...],
@@ -59,8 +60,8 @@ class Setting:
     def label(self) -> str:
         return f"{self.kind} {round(100 * self.rate)}%"
 
-    def file(self, cache: Path, epochs: int) -> Path:
-        return cache / f"{self.kind}-{self.rate:g}-{epochs}ep.jsonl"
+    def file(self, cache: Path, epochs: int, limit: int | None = None) -> Path:
+        return cache / f"{self.kind}-{self.rate:g}-{epochs}ep{f'-{limit}ex' if limit else ''}.jsonl"
 
 
 SETTINGS = (Setting("symmetric", 0.2), Setting("symmetric", 0.4), Setting("symmetric", 0.6),
@@ -124,10 +125,11 @@ def _read(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def load_grid(setting: Setting, cache: Path, epochs: int, studies: tuple[str, ...],
-              axes: dict[str, dict[str, tuple[Any, ...]]]) -> dict[str, dict[tuple[Any, ...], GridPoint]]:
+              axes: dict[str, dict[str, tuple[Any, ...]]], limit: int | None = None
+              ) -> dict[str, dict[tuple[Any, ...], GridPoint]]:
     """{study: {point: its record}} from the cache (only the points of `axes`)."""
     out: dict[str, dict[tuple[Any, ...], GridPoint]] = {s: {} for s in studies}
-    for line in _read(setting.file(cache, epochs)):
+    for line in _read(setting.file(cache, epochs, limit)):
         study, point = line["study"], tuple(line["point"])
         if study in out and point in set(points(axes[study])):
             rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in line["rows"]]
@@ -145,7 +147,7 @@ def train_grids(settings: tuple[Setting, ...], studies: tuple[str, ...], axes: d
     cache.mkdir(parents=True, exist_ok=True)
     todo = []
     for setting in settings:
-        have = load_grid(setting, cache, epochs, studies, axes)
+        have = load_grid(setting, cache, epochs, studies, axes, limit)
         for study in studies:
             keys = tuple(axes[study])
             todo += [(setting, study, point, dict(zip(keys, point, strict=True)))
@@ -156,24 +158,25 @@ def train_grids(settings: tuple[Setting, ...], studies: tuple[str, ...], axes: d
     start = time.perf_counter()
     if workers == 1:  # in this process, one config after another
         results = ((job, _train(run_config(job[0], job[1], job[3], epochs, limit))) for job in todo)
-        _record(results, len(todo), cache, epochs, start, log)
+        _record(results, len(todo), cache, epochs, limit, start, log)
         return time.perf_counter() - start
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(_train, run_config(s, study, params, epochs, limit)): (s, study, point, params)
                    for s, study, point, params in todo}
-        _record(((futures[f], f.result()) for f in as_completed(futures)), len(todo), cache, epochs, start, log)
+        _record(((futures[f], f.result()) for f in as_completed(futures)), len(todo), cache, epochs, limit, start,
+                log)
     return time.perf_counter() - start
 
 
 def _record(results: Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]], total: int, cache: Path, epochs: int,
-            start: float, log: Callable[[str], None]) -> None:
+            limit: int | None, start: float, log: Callable[[str], None]) -> None:
     """Append each trained config to its setting's file as it arrives."""
     for done, ((setting, study, point, params), result) in enumerate(results, 1):
         rows, val_correct, test_correct, seconds = result
         line = {"study": study, "point": list(point), "params": params, "rows": rows,
                 "val_correct": val_correct, "test_correct": test_correct, "seconds": round(seconds, 2)}
-        with setting.file(cache, epochs).open("a") as fh:
+        with setting.file(cache, epochs, limit).open("a") as fh:
             fh.write(json.dumps(line) + "\n")
         if done % 10 == 0 or done == total:
             log(f"  {done}/{total} trained ({time.perf_counter() - start:.0f} s)")

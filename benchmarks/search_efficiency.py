@@ -265,7 +265,7 @@ def measure(plan: Plan, cache: Path, workers: int, log: Callable[[str], None] = 
     start = time.perf_counter()
     jobs = {}
     for setting in plan.settings:
-        grids = load_grid(setting, cache, plan.epochs, plan.studies, plan.axes)
+        grids = load_grid(setting, cache, plan.epochs, plan.studies, plan.axes, plan.limit)
         jobs.update({(setting, study): (plan, setting, study, grids[study]) for study in plan.studies})
     if workers == 1 or len(jobs) == 1:
         out = {key: replay_all(*job) for key, job in jobs.items()}
@@ -420,7 +420,8 @@ def plot(plan: Plan, summaries: list[Summary], measured: dict[tuple[Setting, str
             ax.axhline(TOLERANCE_POINTS, color="grey", lw=0.8, ls=":")
             ax.axvline(100 * TARGET_FRACTION, color="grey", lw=0.6)
             ax.set_title(f"{setting.label}, {study}", fontsize=9)
-            ax.set_ylim(-1, max(5.0, ax.get_ylim()[1]))
+            low, high = ax.get_ylim()
+            ax.set_ylim(min(-1.0, low), max(5.0, high))
             if i == len(plan.settings) - 1:
                 ax.set_xlabel("epochs spent (% of grid)")
             if j == 0:

@@ -68,7 +68,7 @@ def test_search_efficiency_smallest(capsys: pytest.CaptureFixture[str], tmp_path
     for strategy in ("random + fifo", "tpe + asha", "tpe + onset"):
         assert re.search(rf"\| {re.escape(strategy)} +\| ", out), out
     assert "targets for tpe + onset:" in out and (tmp_path / "regret.png").stat().st_size > 0
-    lines = (tmp_path / "grids" / "symmetric-0.6-4ep.jsonl").read_text().splitlines()
+    lines = (tmp_path / "grids" / "symmetric-0.6-4ep-600ex.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all('"prediction_changes"' in line and '"test_correct"' in line for line in lines)
     assert search_efficiency.main(argv[:-2]) == 0
     assert "grid training: 0 s" in capsys.readouterr().out  # every config came from the cache
