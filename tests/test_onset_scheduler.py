@@ -6,24 +6,14 @@ from typing import Any
 
 import pytest
 from ray.tune.experiment import Trial
+from tests.scripted_trials import CHANGES, scripted_trial
 from tests.sweep_files import study_trials
 
 from proselflc.memorisation import memorisation_onset
 from proselflc.tuning import build_sweep_config, run_sweep
 from proselflc.tuning.onset_asha import OnsetASHAScheduler
 
-#: A scripted learning curve: prediction changes fall to a first smoothed minimum at epoch 6, then rise.
-CHANGES = [1.0, 0.6, 0.4, 0.3, 0.25, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
 ONSET = 6
-
-
-def scripted_trial(params: dict[str, Any], **_: Any) -> None:
-    """A trial whose noisy val_accuracy is its lr at every epoch (lower lr: cut at a rung), curve as CHANGES."""
-    from ray import tune
-
-    for epoch, changes in enumerate(CHANGES, 1):
-        tune.report({"epoch": epoch, "val_accuracy": params["optim.lr"], "test_accuracy": 0.5,
-                     "prediction_changes": changes, "diverged": False})
 
 
 def test_the_scripted_curve_has_its_onset_at_epoch_6() -> None:
