@@ -1,102 +1,78 @@
-"""Search efficiency: regret against epochs for random, TPE, CMA-ES and GP, each with and without ASHA.
+"""Search efficiency under label noise: regret against epochs for random and TPE, each with FIFO, ASHA and ASHA after
+the memorisation onset, across noise settings.
 
-A tabular benchmark in two steps, both on this machine in this run:
+A tabular benchmark in two steps:
 
-1. The grid, trained for real: every combination of lr x weight decay (2 decades each) x each method's
-   own hyperparameters over their full ranges, per method (ProSelfLC: exp_base, logit_temperature,
-   trust_mode; label smoothing: epsilon), on digits (or the DeepLoc sample) with heavy label noise (80% symmetric by default),
-   every run for all epochs with the project's trainable on Ray Tune. Every run shares one training
-   seed, so a configuration's learning curve is a fixed fact. The spread of the grid (the share of
-   configurations within 0.5 points of the grid best) is reported first: it says how hard the problem is.
-2. The searches: the platform's own sweep (`run_sweep`: one study per method, its sampler and its
-   scheduler from `tuning.search`) for each searcher x scheduler x searcher seed, over the grid's ranges
-   (numeric keys log-uniform between the grid's extremes, categorical keys as choices). Its trials do
-   not train again: each REPLAYS the recorded curve of the grid point nearest to its suggestion (log
-   distance), epoch by epoch, so ASHA and the median rule see exactly what training gave. A study runs one
-   trial at a time (`per_study_concurrency: 1`), so the order of its trials, and the epochs spent before
-   each selection, are exact.
+1. The grids, trained for real (`benchmarks.noisy_grid`): per noise setting (symmetric 20/40/60/80%, pair-flip 45%)
+   and per study (cross entropy, label smoothing, ProSelfLC), a 12-config grid in the quickstart's regime (digits,
+   MLP-512, no weight decay, 60 epochs), every run to full length with the Engine in-process, one training seed.
+   Each config's per-epoch rows (memorisation signal included) and last per-example correctness are cached on disk:
+   a rerun replays without training.
+2. The searches, replayed in-process: per searcher x scheduler x searcher seed, the platform's own study objects
+   (`StudySearcher` with the sweep's Optuna sampler from `tuning.search`, and the study's Ray Tune scheduler from
+   the same factory `StudyScheduler` calls) are driven exactly as Ray Tune's controller drives them for a study
+   running one trial at a time: suggest, then per recorded epoch of the grid point nearest to the suggestion (log
+   distance) the scheduler's decision first and the searcher's result if it continues, then both are told the
+   trial completed. No Ray cluster, no trial processes: a replayed study takes milliseconds instead of ~1 s per
+   trial of Ray overhead, so 10 seeds of 6 strategies x 15 studies fit in minutes.
 
-Regret at a budget = grid best's clean test accuracy minus that of the configuration the sweep selects
-(best last noisy val_accuracy among trials trained to full length, the platform's `select_best`) from
-the trials it had finished within that many epochs, in accuracy points; budgets are % of the grid's
-epochs for the study. The grid best is selected by the same rule on the grid.
+Regret at a budget = grid best's clean test accuracy minus that of the configuration the search selects (best last
+noisy val_accuracy among trials trained to full length, the platform's `select_best`) from the trials it had
+finished within that many epochs, in accuracy points; budgets are % of the study's grid epochs. The grid best is
+selected by the same rule on the grid; the oracle is the grid's best clean test accuracy.
 
-    python -m benchmarks search_efficiency [--quick] [--seeds N] [--num-samples N] [--epochs N] [--out DIR]
+    python -m benchmarks search_efficiency [--quick] [--settings symmetric-0.8 ...] [--seeds N] [--cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import math
-import shutil
+import multiprocessing
 import statistics
-import tempfile
+import time
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import (
-    BENCH_STUDY,
-    DIGITS_BASE,
-    Stopwatch,
-    TrialRecord,
-    load,
-    local_ray,
-    one_study,
-    quiet,
-    read_experiment,
-    require_positive,
-    table,
-)
+from benchmarks._harness import TrialRecord, load, require_positive, table
+from benchmarks.noisy_grid import SETTINGS, STUDIES, GridPoint, Setting, load_grid, run_config, train_grids
 
 METRIC, MODE = "val_accuracy", "max"
 #: How close (in accuracy points) a selection must come to the grid best to count as reaching it.
 TOLERANCE_POINTS = 0.5
-#: The target: TPE + ASHA reaches the grid best (within the tolerance) with at most this share of its epochs.
-TARGET_FRACTION = 0.10
-SEARCHERS = ("random", "tpe", "cmaes", "gp")
-SCHEDULERS = ("asha", "fifo")
+#: The target: the default strategy reaches the grid best (within the tolerance) with at most this share of epochs.
+TARGET_FRACTION = 0.15
+SEARCHERS = ("random", "tpe")
+#: The schedulers compared: no early stopping, ASHA with the sweep file's default grace period (1 epoch,
+#: reduction factor 3), and ASHA whose rungs start at the study's estimated memorisation onset.
+SCHEDULERS: dict[str, dict[str, Any]] = {
+    "fifo": {"name": "fifo"},
+    "asha": {"name": "asha"},
+    "onset": {"name": "asha", "grace": "onset"},
+}
+#: The strategy measured against the target.
+DEFAULT = ("tpe", "onset")
 #: Budgets (% of a study's grid epochs) at which regret is tabulated.
 BUDGETS = (2, 5, 10, 15, 20, 30, 50)
-#: Per method: its loss hyperparameters fixed for the benchmark, and its grid axes beyond lr x weight decay.
-METHODS: dict[str, dict[str, Any]] = {
-    "proselflc": {
-        "fixed": {"transit_time_ratio": 0.5},
-        "axes": {
-            "loss.exp_base": (2.0, 8.0, 32.0),
-            "loss.logit_temperature": (0.3, 0.8, 2.0),
-            "loss.trust_mode": ("global", "entropy"),
-        },
-    },
-    "labelsmoothing": {"fixed": {}, "axes": {"loss.epsilon": (0.05, 0.2, 0.8)}},
-}
 
 
 @dataclass(frozen=True)
 class Plan:
     """Sizes of one benchmark run."""
 
-    methods: tuple[str, ...]
-    lrs: tuple[float, ...]
-    weight_decays: tuple[float, ...]
+    settings: tuple[Setting, ...]
+    studies: tuple[str, ...]
+    axes: dict[str, dict[str, tuple[Any, ...]]]
     epochs: int
     seeds: int
     num_samples: int
     searchers: tuple[str, ...]
     schedulers: tuple[str, ...]
-    grace_period: int
-    reduction_factor: float
-    noise_kind: str
-    noise_rate: float
-    method_axes: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
-    dataset: str = "digits"
-
-    def axes(self, method: str) -> dict[str, tuple[Any, ...]]:
-        """The grid of `method`: lr x weight decay x its own axes."""
-        own = self.method_axes.get(method, METHODS[method]["axes"])
-        return {"optim.lr": self.lrs, "optim.weight_decay": self.weight_decays, **own}
+    limit: int | None = None
 
 
 def _search_space(axes: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
@@ -112,97 +88,24 @@ def _search_space(axes: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
     return space
 
 
-#: The DeepLoc sample shipped with the tests (400 proteins): membrane vs. soluble, a small BERT from scratch with
-#: the built-in residue tokenizer, so the benchmark runs offline. Sized to take seconds per epoch on one core.
-DEEPLOC_SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "deeploc_sample.csv"
-DEEPLOC_BASE: dict[str, Any] = {
-    **DIGITS_BASE,
-    "data": {"name": "deeploc", "root": str(DEEPLOC_SAMPLE), "task": "membrane", "tokenizer": None,
-             "max_length": 128, "test_fraction": 0.25, "val_fraction": 0.15},
-    "model": {"name": "protein_transformer", "pretrained": None, "hidden_size": 64, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "intermediate_size": 128, "dropout": 0.1},
-    "train": {**DIGITS_BASE["train"], "batch_size": 16},
-}
-BASES = {"digits": DIGITS_BASE, "deeploc": DEEPLOC_BASE}
-
-
-def _base(plan: Plan) -> dict[str, Any]:
-    base = BASES[plan.dataset]
-    return {**base, "noise": {"kind": plan.noise_kind, "rate": plan.noise_rate},
-            "train": {**base["train"], "epochs": plan.epochs}}
-
-
-def sweep_raw(plan: Plan, searcher: str, scheduler: str, seed: int, storage: Path) -> dict[str, Any]:
-    """The sweep file (as a dict) of one searcher x scheduler x seed: one study per method, no final re-runs."""
-    methods = {}
-    for method in plan.methods:
-        axes = plan.axes(method)
-        fixed = {k.split(".", 1)[1]: v[0] for k, v in axes.items() if len(v) == 1 and k.startswith("loss.")}
-        methods[method] = {"hyperparameters": {**METHODS[method]["fixed"], **fixed}, "search": _search_space(axes)}
-    schedule: dict[str, Any] = {"name": scheduler}
-    if scheduler == "asha":
-        schedule.update(grace_period=plan.grace_period, reduction_factor=plan.reduction_factor)
+def sweep_raw(plan: Plan, setting: Setting, study: str, searcher: str, scheduler: str, seed: int) -> dict[str, Any]:
+    """The sweep file (as a dict) of one study searched by one strategy and seed (no final re-runs)."""
+    base = run_config(setting, study, {}, plan.epochs, plan.limit)
+    base.pop("noise")
     return {
         "name": f"{searcher}-{scheduler}-seed{seed}",
-        "base": _base(plan),
-        "noise": {"kind": plan.noise_kind, "rates": [plan.noise_rate]},
-        "methods": methods,
+        "base": base,
+        "noise": {"kind": setting.kind, "rates": [setting.rate]},
+        "methods": {study: {"hyperparameters": STUDIES[study]["fixed"], "search": _search_space(plan.axes[study])}},
         "metric": METRIC,
         "mode": MODE,
         "num_samples": plan.num_samples,
         "searcher": {"name": searcher, "seed": seed},
-        "scheduler": schedule,
-        "resources": {"cpu": 1, "gpu": 0},
-        "per_study_concurrency": 1,  # one trial at a time per study: its order of trials is exact
-        "storage_path": str(storage),
+        "scheduler": SCHEDULERS[scheduler],
+        "per_study_concurrency": 1,  # one trial at a time: its order of trials, and the epochs spent, are exact
         "final_seeds": 0,
-        "checkpoint_every": 0,
-        "max_failures": 0,
+        "storage_path": "replay-only",
     }
-
-
-# -- step 1: the grid, trained -------------------------------------------------------------------------
-
-
-def run_grid(plan: Plan, storage: Path) -> tuple[dict[str, list[TrialRecord]], float]:
-    """Every grid point of every method, full length, with the platform's trainable; ({method: trials}, seconds)."""
-    from ray import tune
-
-    from proselflc import data as data_lib
-    from proselflc.trainables import SharedDataset, make_trainable
-    from proselflc.tuning import build_sweep_config
-
-    sweep = build_sweep_config(sweep_raw(plan, "random", "fifo", 0, storage))
-    grids: dict[str, list[TrialRecord]] = {}
-    with Stopwatch() as watch:
-        shared = SharedDataset.put(data_lib.load(sweep.base.data))
-        for method in sweep.methods:
-            axes = plan.axes(method.name)
-            base = sweep.study_config(sweep.noise.rates[0], method)
-            tuner = tune.Tuner(
-                make_trainable({BENCH_STUDY: base}, shared, cpu=1),
-                param_space=one_study({key: tune.grid_search(list(values)) for key, values in axes.items()}),
-                tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, reuse_actors=True),
-                # A worker lost to the shared machine (OOM, a stray `ray stop`) is retried: the grid must be whole.
-                run_config=tune.RunConfig(name=f"grid-{method.name}", storage_path=str(storage), verbose=0,
-                                          failure_config=tune.FailureConfig(max_failures=2)),
-            )
-            tuner.fit()
-            grids[method.name] = read_experiment(storage / f"grid-{method.name}")
-    return grids, watch.seconds
-
-
-def grid_best(trials: list[TrialRecord], max_t: int) -> TrialRecord:
-    """The grid point the platform's rule selects: best last val_accuracy (first in grid order on ties)."""
-    from proselflc.tuning import select_best
-
-    best = select_best(((t.params, t.last) for t in trials if not t.errored), METRIC, MODE, max_t)
-    if best is None:
-        raise RuntimeError(f"no grid trial reported a finite {METRIC}; see the error.txt files of the grid")
-    return next(t for t in trials if t.params == best[0])
-
-
-# -- step 2: the searches, replaying the grid ----------------------------------------------------------
 
 
 def nearest(params: dict[str, Any], axes: dict[str, tuple[Any, ...]]) -> tuple[Any, ...]:
@@ -218,55 +121,72 @@ def nearest(params: dict[str, Any], axes: dict[str, tuple[Any, ...]]) -> tuple[A
     return tuple(point)
 
 
-def replay_trial(
-    params: dict[str, Any],
-    *,
-    base: dict[str, Any],
-    curves: dict[str, dict[tuple[Any, ...], list[dict[str, Any]]]],
-    axes: dict[str, dict[str, tuple[Any, ...]]],
-    **_: Any,
-) -> None:
-    """A sweep trial that reports the recorded curve of its nearest grid point instead of training."""
-    from ray import tune
+def study_sweep(plan: Plan, setting: Setting, study: str, searcher: str, scheduler: str) -> tuple[Any, Any]:
+    """The validated sweep of one study and strategy (searcher seed 0), and its study's validated space."""
+    from proselflc.tuning import build_sweep_config
+    from proselflc.tuning.config import validate_studies
 
-    method = base["loss"]["name"]
-    for row in curves[method][nearest(params, axes[method])]:
-        tune.report(dict(row))
+    sweep = build_sweep_config(sweep_raw(plan, setting, study, searcher, scheduler, 0))
+    return sweep, validate_studies(sweep)[study]
 
 
-_REPLAYED = ("epoch", "val_accuracy", "test_accuracy", "diverged")
+def replay_study(plan: Plan, study: str, sweep: Any, space: Any, seed: int,
+                 grid: dict[tuple[Any, ...], GridPoint]) -> list[TrialRecord]:
+    """One study searched on the recorded grid, in-process; its trials in creation order (params: grid point)."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
+
+    from proselflc import search_spaces
+    from proselflc.sweep_contract import PHASE, STUDY
+    from proselflc.tuning import search
+    from proselflc.tuning.studies import StudyPlan, StudySearcher
+
+    sweep = sweep.model_copy(update={"searcher": sweep.searcher.model_copy(update={"seed": seed})})
+    searcher_ = StudySearcher(
+        [StudyPlan(study, search_spaces.to_optuna(space))], metric=METRIC, mode=MODE, max_t=sweep.max_t,
+        num_samples=sweep.num_samples, final_seeds=[], sampler=search.sampler_factory(sweep),
+        per_study_concurrency=1,
+    )
+    make = search.scheduler_factory(sweep)
+    scheduler_ = make() if make is not None else None
+    axes = plan.axes[study]
+    trials = []
+    for i in range(sweep.num_samples):
+        trial_id = f"{i:05d}"
+        config = searcher_.suggest(trial_id)
+        if config is None or config == Searcher.FINISHED:
+            break
+        params = {k: v for k, v in config.items() if k not in (STUDY, PHASE)}
+        point = nearest(params, axes)
+        trial = Trial("replay", config=config, trial_id=trial_id, stub=True)
+        if scheduler_ is not None:
+            scheduler_.on_trial_add(None, trial)
+        reported: list[dict[str, Any]] = []
+        for iteration, row in enumerate(grid[point].rows, 1):
+            result = {**row, "training_iteration": iteration, "trial_id": trial_id}
+            reported.append(row)
+            decision = TrialScheduler.CONTINUE
+            if scheduler_ is not None:
+                decision = scheduler_.on_trial_result(None, trial, result)
+            if decision == TrialScheduler.STOP:  # as Ray's controller: a stopped trial's searcher hears completion
+                break
+            searcher_.on_trial_result(trial_id, result)
+        if scheduler_ is not None:
+            scheduler_.on_trial_complete(None, trial, result)
+        searcher_.on_trial_complete(trial_id, result)
+        trials.append(TrialRecord(trial_id, {"point": point}, reported, [], False))
+    return trials
 
 
-def curves_of(plan: Plan, grids: dict[str, list[TrialRecord]]) -> dict[str, dict[tuple[Any, ...], list[dict[str, Any]]]]:
-    """{method: {grid point: its reported rows (the keys selection and schedulers read)}}."""
-    out = {}
-    for method, trials in grids.items():
-        keys = tuple(plan.axes(method))
-        # An errored grid point has no curve: a suggestion replaying it errors, as the real trial would have.
-        out[method] = {tuple(t.params[k] for k in keys): [{k: r[k] for k in _REPLAYED if k in r} for r in t.rows]
-                       for t in trials if not t.errored}
-    return out
+def grid_best(grid: dict[tuple[Any, ...], GridPoint], max_t: int) -> GridPoint:
+    """The grid point the platform's rule selects: best last val_accuracy (first in grid order on ties)."""
+    from proselflc.tuning import select_best
 
-
-def run_search(plan: Plan, searcher: str, scheduler: str, seed: int, storage: Path,
-               curves: dict[str, Any]) -> dict[str, list[TrialRecord]]:
-    """One sweep replaying the grid; {method: its search trials in the order they were created}."""
-    from proselflc.sweep_contract import EXPERIMENT_DIR, trial_dirname
-    from proselflc.tuning import build_sweep_config, run_sweep
-    from proselflc.tuning.sweep import study_key
-
-    sweep = build_sweep_config(sweep_raw(plan, searcher, scheduler, seed, storage))
-    axes = {method: plan.axes(method) for method in plan.methods}
-    run = functools.partial(replay_trial, curves=curves, axes=axes)
-    sweep_dir = run_sweep(sweep, log=quiet, trial_function=run)
-    names = {d.name for d in (sweep_dir / EXPERIMENT_DIR).iterdir()}
-    by_method: dict[str, list[TrialRecord]] = {m: [] for m in plan.methods}
-    for trial in read_experiment(sweep_dir / EXPERIMENT_DIR):
-        for method in plan.methods:
-            if trial_dirname(study_key(sweep, sweep.noise.rates[0], method), "search", trial.trial_id) in names:
-                by_method[method].append(trial)
-    # Trial ids count up in creation order, and a study runs one trial at a time: this is its order of trials.
-    return {m: sorted(ts, key=lambda t: t.trial_id) for m, ts in by_method.items()}
+    best = select_best(((p, g.last) for p, g in grid.items()), METRIC, MODE, max_t)
+    if best is None:
+        raise RuntimeError(f"no grid config reported a finite {METRIC}")
+    return grid[best[0]]
 
 
 def regret_steps(trials: list[TrialRecord], max_t: int, best_test: float) -> list[tuple[int, float]]:
@@ -300,43 +220,64 @@ def epochs_to_reach(steps: list[tuple[int, float]]) -> int | None:
     return next((spent for spent, regret in steps if regret <= TOLERANCE_POINTS + 1e-9), None)
 
 
-# -- report --------------------------------------------------------------------------------------------
+def stopped_above(trials: list[TrialRecord], grid: dict[tuple[Any, ...], GridPoint], max_t: int) -> tuple[int, int]:
+    """(early-stopped trials whose full-length clean test beats the final selection's, early-stopped trials)."""
+    full = [t for t in trials if t.epochs >= max_t]
+    if not full:
+        return 0, 0
+    selected = max(full, key=lambda t: t.last[METRIC])  # select_best's rule (ties: first) among full-length trials
+    selected = next(t for t in full if t.last[METRIC] == selected.last[METRIC])
+    stopped = [t for t in trials if t.epochs < max_t]
+    above = sum(grid[t.params["point"]].last["test_accuracy"] > selected.last["test_accuracy"] for t in stopped)
+    return above, len(stopped)
+
+
+# -- the suite -----------------------------------------------------------------------------------------
 
 
 @dataclass
-class Outcome:
-    """Every search's regret steps: {(searcher, scheduler): {method: [steps per seed]}}."""
+class Runs:
+    """Every replayed search of one (setting, study): {(searcher, scheduler): [per seed: its trials]}."""
 
-    steps: dict[tuple[str, str], dict[str, list[list[tuple[int, float]]]]] = field(default_factory=dict)
-    spent: dict[tuple[str, str], dict[str, list[int]]] = field(default_factory=dict)
+    grid: dict[tuple[Any, ...], GridPoint]
+    runs: dict[tuple[str, str], list[list[TrialRecord]]] = field(default_factory=dict)
 
 
-def measure(plan: Plan, storage: Path, log: Any = print) -> tuple[dict[str, list[TrialRecord]], float, Outcome]:
-    grids, grid_s = run_grid(plan, storage)
-    log(f"grid trained in {grid_s:.0f} s; searching ({len(plan.searchers) * len(plan.schedulers) * plan.seeds} "
-        f"sweeps)")
-    curves = curves_of(plan, grids)
-    best = {m: grid_best(grids[m], plan.epochs).last["test_accuracy"] for m in plan.methods}
-    outcome = Outcome()
+def replay_all(plan: Plan, setting: Setting, study: str, grid: dict[tuple[Any, ...], GridPoint]) -> Runs:
+    """Every strategy x seed of one (setting, study); module-level so a process pool can run it."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    runs = Runs(grid)
     for searcher in plan.searchers:
         for scheduler in plan.schedulers:
-            with Stopwatch() as watch:
-                for seed in range(plan.seeds):
-                    trials = run_search(plan, searcher, scheduler, seed, storage / "sweeps", curves)
-                    for method in plan.methods:
-                        outcome.steps.setdefault((searcher, scheduler), {}).setdefault(method, []).append(
-                            regret_steps(trials[method], plan.epochs, best[method]))
-                        outcome.spent.setdefault((searcher, scheduler), {}).setdefault(method, []).append(
-                            sum(t.epochs for t in trials[method]))
-            log(f"  {searcher} + {scheduler}: {plan.seeds} seeds in {watch.seconds:.0f} s")
-    return grids, grid_s, outcome
+            sweep, space = study_sweep(plan, setting, study, searcher, scheduler)
+            runs.runs[(searcher, scheduler)] = [replay_study(plan, study, sweep, space, seed, grid)
+                                                for seed in range(plan.seeds)]
+    return runs
 
 
-def _params(params: dict[str, Any]) -> str:
-    short = {"optim.lr": "lr", "optim.weight_decay": "wd", "loss.trust_mode": "mode", "loss.exp_base": "B",
-             "loss.logit_temperature": "T", "loss.epsilon": "eps"}
-    return ", ".join(f"{short.get(k, k)}={v:.3g}" if isinstance(v, float) else f"{short.get(k, k)}={v}"
-                     for k, v in params.items())
+def measure(plan: Plan, cache: Path, workers: int, log: Callable[[str], None] = print
+            ) -> tuple[dict[tuple[Setting, str], Runs], float, float]:
+    """Train what the cache lacks, then replay every strategy (`workers` processes over the studies);
+    ({(setting, study): Runs}, train s, replay s)."""
+    train_s = train_grids(plan.settings, plan.studies, plan.axes, plan.epochs, cache, workers, plan.limit, log)
+    start = time.perf_counter()
+    jobs = {}
+    for setting in plan.settings:
+        grids = load_grid(setting, cache, plan.epochs, plan.studies, plan.axes, plan.limit)
+        jobs.update({(setting, study): (plan, setting, study, grids[study]) for study in plan.studies})
+    if workers == 1 or len(jobs) == 1:
+        out = {key: replay_all(*job) for key, job in jobs.items()}
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {key: pool.submit(replay_all, *job) for key, job in jobs.items()}
+            out = {key: future.result() for key, future in futures.items()}
+    return out, train_s, time.perf_counter() - start
+
+
+# -- report --------------------------------------------------------------------------------------------
 
 
 def _median(values: list[float]) -> float:
@@ -347,110 +288,148 @@ def _points(value: float) -> str:
     return "none yet" if math.isinf(value) else f"{value:.2f}"
 
 
-def grid_lines(plan: Plan, grids: dict[str, list[TrialRecord]]) -> list[str]:
-    lines = []
-    for method in plan.methods:
-        trials = grids[method]
-        best = grid_best(trials, plan.epochs)
-        tests = [t.last.get("test_accuracy", math.nan) for t in trials]
-        finite = [x for x in tests if math.isfinite(x)]
-        near = sum(x >= best.last["test_accuracy"] - TOLERANCE_POINTS / 100 - 1e-9 for x in finite)
-        diverged = sum(bool(t.last.get("diverged")) for t in trials)
-        errored = sum(t.errored for t in trials)
-        lines += [
-            (f"{method}: grid {' x '.join(str(len(v)) for v in plan.axes(method).values())} = {len(trials)} configs x "
-            f"{plan.epochs} epochs = {len(trials) * plan.epochs} epochs"),
-            f"  grid best (last-epoch noisy {METRIC}): {_params(best.params)}: clean test {best.last['test_accuracy']:.4f}",
-            (f"  clean test over the grid: min {min(finite):.4f}, median {statistics.median(finite):.4f}, max (oracle) "
-            f"{max(finite):.4f}; {diverged} diverged, {errored} errored"),
-            (f"  spread: {near}/{len(trials)} configs ({100 * near / len(trials):.0f}%) score within "
-            f"{TOLERANCE_POINTS} points of the grid best (or above it)"),
-        ]
-    return lines
+def _onset_epochs(g: GridPoint) -> int | None:
+    from proselflc.memorisation import memorisation_onset
+
+    return memorisation_onset([r["epoch"] for r in g.rows], [r.get("prediction_changes", math.nan) for r in g.rows])
 
 
-def report(plan: Plan, grids: dict[str, list[TrialRecord]], grid_s: float, outcome: Outcome) -> str:
-    """The printed result: the grid's spread first, then per method the median regret at each budget."""
-    lines = [*grid_lines(plan, grids), f"grid wall time: {grid_s:.0f} s", ""]
-    verdicts = []
-    for method in plan.methods:
-        grid_epochs = len(grids[method]) * plan.epochs
-        budgets = [b for b in BUDGETS if b * grid_epochs / 100 >= plan.epochs] or [BUDGETS[-1]]
-        rows = []
-        medians: dict[tuple[str, str], list[float]] = {}
-        for (searcher, scheduler), per_method in outcome.steps.items():
-            runs = per_method[method]
-            medians[(searcher, scheduler)] = [_median([regret_at(s, b * grid_epochs / 100) for s in runs])
-                                              for b in budgets]
-            reach = [epochs_to_reach(s) for s in runs]
-            reach_pct = sorted(math.inf if r is None else 100 * r / grid_epochs for r in reach)
-            median_reach = _median(reach_pct)
-            spent = _median([100 * e / grid_epochs for e in outcome.spent[(searcher, scheduler)][method]])
-            final = _median([s[-1][1] if s else math.inf for s in runs])
-            rows.append([f"{searcher} + {scheduler}", *(_points(m) for m in medians[(searcher, scheduler)]),
-                         _points(final), f"{spent:.1f}%",
-                         f"{sum(r is not None for r in reach)}/{len(runs)}",
-                         "not reached" if math.isinf(median_reach) else f"{median_reach:.1f}%"])
-        lines += [
-            (f"{method}: median regret over {plan.seeds} seed(s) (points of clean test accuracy below the grid best; "
-            "budget = % of the grid's epochs)"),
-            table(["searcher + scheduler", *(f"{b}%" for b in budgets), "after all trials", "epochs spent",
-                   f"seeds within {TOLERANCE_POINTS}", "median epochs to reach"], rows),
-            "",
-        ]
-        verdicts += _verdicts(method, budgets, medians, outcome, grid_epochs)
-    return "\n".join([*lines, *verdicts])
+def _climb_epoch(g: GridPoint) -> int | None:
+    """The first epoch noisy_fit rises 5 points above its minimum so far (memorisation, seen with clean labels)."""
+    low = math.inf
+    for row in g.rows:
+        fit = row.get("noisy_fit", math.nan)
+        if not math.isfinite(fit):
+            continue
+        low = min(low, fit)
+        if fit > low + 0.05:
+            return int(row["epoch"])
+    return None
 
 
-def _verdicts(method: str, budgets: list[int], medians: dict[tuple[str, str], list[float]], outcome: Outcome,
-              grid_epochs: int) -> list[str]:
-    out = []
-    tpe, rnd = ("tpe", "asha"), ("random", "asha")
-    if tpe in outcome.steps:
-        reach = sorted(math.inf if r is None else r / grid_epochs
-                       for r in map(epochs_to_reach, outcome.steps[tpe][method]))
-        median = _median(reach)
-        met = median <= TARGET_FRACTION
-        out.append(f"{method}: TPE + ASHA within {TOLERANCE_POINTS} points of the grid best with <= "
-                   f"{100 * TARGET_FRACTION:.0f}% of the grid's epochs on the median seed: "
-                   f"{'met' if met else 'NOT met'} ({'never' if math.isinf(median) else f'{100 * median:.1f}%'})")
-    if tpe in medians and rnd in medians:
-        worse = [b for b, t, r in zip(budgets, medians[tpe], medians[rnd], strict=True) if not t < r]
-        out.append(f"{method}: TPE + ASHA lower median regret than random + ASHA at every budget: "
-                   + ("met" if not worse else f"NOT met (not lower at {', '.join(f'{b}%' for b in worse)})"))
-    return out
+@dataclass
+class Summary:
+    """The figures of one (setting, study) the verdicts read."""
+
+    setting: Setting
+    study: str
+    grid_epochs: int
+    best_test: float
+    oracle: float
+    medians: dict[tuple[str, str], list[float]]
+    reach: dict[tuple[str, str], float]
+    lines: list[str]
 
 
-def plot(plan: Plan, grids: dict[str, list[TrialRecord]], outcome: Outcome, path: Path) -> None:
-    """Median regret (band: quartiles over seeds) against % of the grid's epochs, one panel per method."""
+def summarise(plan: Plan, setting: Setting, study: str, runs: Runs) -> Summary:
+    grid = runs.grid
+    best = grid_best(grid, plan.epochs)
+    best_test = best.last["test_accuracy"]
+    tests = [g.last["test_accuracy"] for g in grid.values()]
+    oracle = max(tests)
+    near = sum(x >= best_test - TOLERANCE_POINTS / 100 - 1e-9 for x in tests)
+    onsets = [_onset_epochs(g) for g in grid.values()]
+    climbs = [_climb_epoch(g) for g in grid.values()]
+    before = sum(o is not None and c is not None and o < c for o, c in zip(onsets, climbs, strict=True))
+    both = sum(o is not None and c is not None for o, c in zip(onsets, climbs, strict=True))
+    onset_best = _onset_epochs(best)
+    at_onset = next((r["test_accuracy"] for r in best.rows if r["epoch"] == onset_best), math.nan)
+    grid_epochs = len(grid) * plan.epochs
+    lines = [
+        (f"{setting.label}, {study}: {len(grid)} configs x {plan.epochs} epochs = {grid_epochs} epochs; grid best "
+        f"(noisy val rule) {dict(zip(plan.axes[study], best.point, strict=True))}: clean test {best_test:.4f}; oracle "
+        f"{oracle:.4f} (noisy-validation cost {100 * (oracle - best_test):.2f} points); median {_median(tests):.4f}; "
+        f"{near}/{len(grid)} configs within {TOLERANCE_POINTS} points of the grid best"),
+        (f"  memorisation onset (first smoothed minimum of prediction_changes): median epoch "
+        f"{_median([o for o in onsets if o is not None]) if any(o is not None for o in onsets) else 'none'}; "
+        f"{sum(o is None for o in onsets)} configs without one; before noisy_fit climbs in {before}/{both} configs "
+        f"where both happen; the grid best at its onset (epoch {onset_best}): clean test {at_onset:.4f}"),
+    ]
+    budgets = list(BUDGETS)  # "none yet" below one full-length trial (60 epochs are 17% of a 6-config grid)
+    medians: dict[tuple[str, str], list[float]] = {}
+    reach: dict[tuple[str, str], float] = {}
+    rows = []
+    for (searcher, scheduler), seeds in runs.runs.items():
+        steps = [regret_steps(trials, plan.epochs, best_test) for trials in seeds]
+        medians[(searcher, scheduler)] = [_median([regret_at(s, b * grid_epochs / 100) for s in steps])
+                                          for b in budgets]
+        reached = [epochs_to_reach(s) for s in steps]
+        reach[(searcher, scheduler)] = _median([math.inf if r is None else 100 * r / grid_epochs for r in reached])
+        spent = _median([100 * sum(t.epochs for t in trials) / grid_epochs for trials in seeds])
+        final_test = [s[-1][1] if s else math.inf for s in steps]
+        oracle_regret = _median([100 * (oracle - best_test) + r for r in final_test])
+        counted = [stopped_above(trials, grid, plan.epochs) for trials in seeds]
+        above, stopped = sum(a for a, _ in counted), sum(n for _, n in counted)
+        rows.append([f"{searcher} + {scheduler}", *(_points(m) for m in medians[(searcher, scheduler)]),
+                     _points(_median(final_test)), _points(oracle_regret), f"{spent:.0f}%",
+                     f"{sum(r is not None for r in reached)}/{len(seeds)}",
+                     "not reached" if math.isinf(reach[(searcher, scheduler)])
+                     else f"{reach[(searcher, scheduler)]:.1f}%",
+                     f"{above}/{stopped}" if stopped else "none stopped"])
+    lines.append(table(["searcher + scheduler", *(f"{b}%" for b in budgets), "after all", "vs oracle", "epochs",
+                        f"seeds within {TOLERANCE_POINTS}", "median epochs to reach", "stopped trials above pick"],
+                       rows))
+    return Summary(setting, study, grid_epochs, best_test, oracle, medians, reach, lines)
+
+
+def verdicts(summaries: list[Summary], default: tuple[str, str]) -> list[str]:
+    """Per (setting, study): is the default within tolerance by the target share, and never 0.5 worse than FIFO."""
+    rows = []
+    fifo = (default[0], "fifo")
+    for s in summaries:
+        if default not in s.medians:
+            continue
+        reach = s.reach[default]
+        met_reach = reach <= 100 * TARGET_FRACTION
+        worse = []
+        if fifo in s.medians:
+            for b, d, f in zip(BUDGETS, s.medians[default], s.medians[fifo], strict=False):
+                if (math.isinf(d) and not math.isinf(f)) or (not math.isinf(f) and d - f > TOLERANCE_POINTS + 1e-9):
+                    worse.append(f"{b}%")
+        rows.append([s.setting.label, s.study, "not reached" if math.isinf(reach) else f"{reach:.1f}%",
+                     "met" if met_reach else "NOT met", "met" if not worse else f"NOT met ({', '.join(worse)})"])
+    return [f"targets for {' + '.join(default)}:",
+            table(["setting", "study", "median epochs to reach", f"<= {100 * TARGET_FRACTION:.0f}% of grid",
+                   f"never > {TOLERANCE_POINTS} worse than {' + '.join(fifo)}"], rows)]
+
+
+def plot(plan: Plan, summaries: list[Summary], measured: dict[tuple[Setting, str], Runs], path: Path) -> None:
+    """Median regret (band: quartiles over seeds) against % of the grid's epochs: rows settings, columns studies."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(plan.methods), figsize=(6 * len(plan.methods), 4.2), squeeze=False)
-    for ax, method in zip(axes[0], plan.methods, strict=True):
-        grid_epochs = len(grids[method]) * plan.epochs
-        xs = np.linspace(0.5, 60, 240)
-        for (searcher, scheduler), per_method in sorted(outcome.steps.items()):
-            values = np.array([[regret_at(s, x * grid_epochs / 100) for x in xs] for s in per_method[method]])
-            values[np.isinf(values)] = np.nan  # nothing selected yet
-            with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN columns: no selection yet
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mid = np.nanmedian(values, axis=0) if values.size else xs * np.nan
-                low, high = np.nanpercentile(values, 25, axis=0), np.nanpercentile(values, 75, axis=0)
-            style = "-" if scheduler == "asha" else "--"
-            line, = ax.plot(xs, mid, style, label=f"{searcher} + {scheduler}")
-            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.12)
-        ax.axhline(TOLERANCE_POINTS, color="grey", lw=0.8, ls=":")
-        ax.set(title=f"{method}, {plan.noise_kind} {plan.noise_rate:g} noise, {plan.dataset}", xlabel="epochs spent (% of grid)",
-               ylabel="regret (clean test points)")
-        ax.set_ylim(bottom=-1)
-        ax.legend(fontsize=7, ncol=2)
+    fig, axes = plt.subplots(len(plan.settings), len(plan.studies), squeeze=False,
+                             figsize=(4.2 * len(plan.studies), 3.0 * len(plan.settings)))
+    by_key = {(s.setting, s.study): s for s in summaries}
+    xs = np.linspace(0.5, 60, 240)
+    for i, setting in enumerate(plan.settings):
+        for j, study in enumerate(plan.studies):
+            ax, summary = axes[i][j], by_key[(setting, study)]
+            for (searcher, scheduler), seeds in sorted(measured[(setting, study)].runs.items()):
+                steps = [regret_steps(t, plan.epochs, summary.best_test) for t in seeds]
+                values = np.array([[regret_at(s, x * summary.grid_epochs / 100) for x in xs] for s in steps])
+                values[np.isinf(values)] = np.nan
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mid = np.nanmedian(values, axis=0)
+                style = {"fifo": "--", "asha": ":", "onset": "-"}.get(scheduler, "-")
+                ax.plot(xs, mid, style, label=f"{searcher} + {scheduler}")
+            ax.axhline(TOLERANCE_POINTS, color="grey", lw=0.8, ls=":")
+            ax.axvline(100 * TARGET_FRACTION, color="grey", lw=0.6)
+            ax.set_title(f"{setting.label}, {study}", fontsize=9)
+            low, high = ax.get_ylim()
+            ax.set_ylim(min(-1.0, low), max(5.0, high))
+            if i == len(plan.settings) - 1:
+                ax.set_xlabel("epochs spent (% of grid)")
+            if j == 0:
+                ax.set_ylabel("median regret (points)")
+    axes[0][0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -460,71 +439,71 @@ def plot(plan: Plan, grids: dict[str, list[TrialRecord]], outcome: Outcome, path
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks search_efficiency", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
-                   help="ProSelfLC only, a 2 x 2 x 2 x 1 x 2 grid, 4 epochs, 1 seed of 6 trials: a smoke-size run")
-    p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=None, help="default: all (quick: proselflc)")
-    p.add_argument("--searchers", nargs="+", choices=SEARCHERS, default=None, help="default: all four")
-    p.add_argument("--schedulers", nargs="+", choices=SCHEDULERS, default=None, help="default: asha and fifo")
-    p.add_argument("--lrs", nargs="+", type=float, default=None, help="grid lr values (default 0.003 0.03 0.3)")
-    p.add_argument("--weight-decays", nargs="+", type=float, default=None,
-                   help="grid weight decays (default 1e-5 1e-4 1e-3)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per run = max_t (default 18; quick 4)")
+                   help="symmetric 60%% only, ProSelfLC only, a 4-config grid of 8 epochs on 600 examples, 1 seed")
+    p.add_argument("--settings", nargs="+", default=None,
+                   help="noise settings as kind-rate (default: symmetric-0.2 symmetric-0.4 symmetric-0.6 "
+                        "symmetric-0.8 pairflip-0.45)")
+    p.add_argument("--studies", nargs="+", choices=sorted(STUDIES), default=None, help="default: all three")
+    p.add_argument("--searchers", nargs="+", choices=SEARCHERS, default=None, help="default: random and tpe")
+    p.add_argument("--schedulers", nargs="+", choices=tuple(SCHEDULERS), default=None,
+                   help="default: fifo, asha (grace 1), onset (ASHA after the memorisation onset)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run = max_t (default 60; quick 8)")
     p.add_argument("--seeds", type=int, default=None, help="searcher seeds 0..N-1 (default 10; quick 1)")
-    p.add_argument("--num-samples", type=int, default=None, help="trials per study (default 24; quick 6)")
-    p.add_argument("--grace-period", type=int, default=2, help="ASHA grace period in epochs (default 2)")
-    p.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA reduction factor (default 3)")
-    p.add_argument("--dataset", choices=sorted(BASES), default="digits",
-                   help="digits (default) or deeploc: the 400-protein DeepLoc sample, membrane vs. soluble")
-    p.add_argument("--noise-kind", default="symmetric", help="label-noise kind (default symmetric)")
-    p.add_argument("--noise-rate", type=float, default=0.8, help="label-noise rate (default 0.8)")
+    p.add_argument("--num-samples", type=int, default=None, help="trials per study (default 8; quick 4)")
+    p.add_argument("--workers", type=int, default=2, help="processes training the grid (1 torch thread each)")
+    p.add_argument("--cache", type=Path, default=Path("results/search_efficiency/grids"),
+                   help="where the trained grids are kept (default results/search_efficiency/grids)")
     p.add_argument("--plot", type=Path, default=None, help="write the regret plot here (PNG)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="keep the grid and sweep directories here (default: a temporary directory, removed)")
     args = p.parse_args(argv)
-    require_positive(p, args, "epochs", "seeds", "num_samples")
+    require_positive(p, args, "epochs", "seeds", "num_samples", "workers")
     return args
+
+
+def _setting(text: str) -> Setting:
+    kind, _, rate = text.rpartition("-")
+    return Setting(kind, float(rate))
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
     quick = args.quick
-    quick_axes = {"proselflc": {"loss.exp_base": (2.0, 32.0), "loss.logit_temperature": (0.8,),
-                                "loss.trust_mode": ("global", "entropy")},
-                  "labelsmoothing": {"loss.epsilon": (0.05, 0.8)}}
+    studies = tuple(args.studies or (("proselflc",) if quick else tuple(STUDIES)))
+    axes = {s: dict(STUDIES[s]["axes"]) for s in studies}
+    if quick:
+        axes = {s: {k: (v[0], v[-1]) if i < 2 else v[:1] for i, (k, v) in enumerate(a.items())}
+                for s, a in axes.items()}
     return Plan(
-        methods=tuple(args.methods or (("proselflc",) if quick else tuple(METHODS))),
-        lrs=tuple(args.lrs or ((0.01, 0.1) if quick else (0.003, 0.03, 0.3))),
-        weight_decays=tuple(args.weight_decays or ((1e-5, 1e-3) if quick else (1e-5, 1e-4, 1e-3))),
-        epochs=args.epochs or (4 if quick else 18),
+        settings=tuple(map(_setting, args.settings)) if args.settings else ((Setting("symmetric", 0.6),) if quick
+                                                                             else SETTINGS),
+        studies=studies,
+        axes=axes,
+        epochs=args.epochs or (8 if quick else 60),
         seeds=args.seeds or (1 if quick else 10),
-        num_samples=args.num_samples or (6 if quick else 24),
+        num_samples=args.num_samples or (4 if quick else 8),
         searchers=tuple(args.searchers or SEARCHERS),
         schedulers=tuple(args.schedulers or SCHEDULERS),
-        grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor,
-        noise_kind=args.noise_kind,
-        noise_rate=args.noise_rate,
-        method_axes=quick_axes if quick else {},
-        dataset=args.dataset,
+        limit=600 if quick else None,
     )
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     plan = plan_from(args)
-    print(f"search efficiency: {plan.dataset}, {plan.noise_kind} noise {plan.noise_rate:g}, methods {', '.join(plan.methods)}; "
-          f"{plan.epochs} epochs per run; searchers {', '.join(plan.searchers)} x schedulers "
-          f"{', '.join(plan.schedulers)} (ASHA grace {plan.grace_period}, reduction {plan.reduction_factor:g}), "
-          f"{plan.num_samples} trials per study, seeds 0..{plan.seeds - 1}", flush=True)
-    storage = args.out or Path(tempfile.mkdtemp(prefix="proselflc-search-efficiency-"))
-    try:
-        with local_ray() as cpus:
-            print(f"local Ray: {cpus} CPUs, 1 CPU per trial; {load()}", flush=True)
-            grids, grid_s, outcome = measure(plan, storage.resolve(), log=lambda m: print(m, flush=True))
-            print(f"after: {load()}", flush=True)
-        print(report(plan, grids, grid_s, outcome), flush=True)
-        if args.plot is not None:
-            plot(plan, grids, outcome, args.plot)
-            print(f"plot: {args.plot}", flush=True)
-    finally:
-        if args.out is None:
-            shutil.rmtree(storage, ignore_errors=True)
+    print(f"search efficiency: digits, MLP-512, no weight decay; settings {', '.join(s.label for s in plan.settings)}; "
+          f"studies {', '.join(plan.studies)}; {plan.epochs} epochs per run; searchers {', '.join(plan.searchers)} x "
+          f"schedulers {', '.join(plan.schedulers)}; {plan.num_samples} trials per study, seeds 0..{plan.seeds - 1}; "
+          f"{load()}", flush=True)
+    measured, train_s, replay_s = measure(plan, args.cache, args.workers, log=lambda m: print(m, flush=True))
+    summaries = [summarise(plan, setting, study, measured[(setting, study)])
+                 for setting in plan.settings for study in plan.studies]
+    print(f"grid training: {train_s:.0f} s (0 when every config was cached in {args.cache}); replay: {replay_s:.0f} s; "
+          f"after: {load()}", flush=True)
+    for s in summaries:
+        print("\n".join(s.lines) + "\n", flush=True)
+    print("\n".join(verdicts(summaries, DEFAULT)), flush=True)
+    if args.plot is not None:
+        plot(plan, summaries, measured, args.plot)
+        print(f"plot: {args.plot}", flush=True)
     return 0
+
+
+

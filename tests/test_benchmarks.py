@@ -55,21 +55,23 @@ def test_registered_in_the_dispatcher() -> None:
     assert {"search_efficiency", "tuning_overhead"} <= set(BENCHMARKS)
 
 
-@pytest.mark.ray
-def test_search_efficiency_smallest(ray_session: Any, capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+def test_search_efficiency_smallest(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    """Trains a 4-config grid in-process, replays every strategy, and a second run replays from the cache."""
     from benchmarks import search_efficiency
 
-    argv = ["--quick", "--lrs", "0.1", "--weight-decays", "1e-4", "--epochs", "2", "--grace-period", "1",
-            "--searchers", "random", "tpe", "--schedulers", "asha", "--seeds", "1", "--num-samples", "3",
-            "--plot", str(tmp_path / "regret.png")]
+    argv = ["--quick", "--epochs", "4", "--seeds", "1", "--num-samples", "3", "--workers", "1",
+            "--cache", str(tmp_path / "grids"), "--plot", str(tmp_path / "regret.png")]
     assert search_efficiency.main(argv) == 0
     out = capsys.readouterr().out
-    assert "proselflc: grid 1 x 1 x 2 x 1 x 2 = 4 configs x 2 epochs = 8 epochs" in out
-    assert re.search(r"spread: \d/4 configs \(\d+%\) score within 0.5 points of the grid best", out), out
-    for strategy in ("random + asha", "tpe + asha"):
+    assert "symmetric 60%, proselflc: 4 configs x 4 epochs = 16 epochs" in out
+    assert re.search(r"\d/4 configs within 0.5 points of the grid best", out), out
+    for strategy in ("random + fifo", "tpe + asha", "tpe + onset"):
         assert re.search(rf"\| {re.escape(strategy)} +\| ", out), out
-    assert "TPE + ASHA lower median regret than random + ASHA at every budget" in out
-    assert (tmp_path / "regret.png").stat().st_size > 0
+    assert "targets for tpe + onset:" in out and (tmp_path / "regret.png").stat().st_size > 0
+    lines = (tmp_path / "grids" / "symmetric-0.6-4ep-600ex.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all('"prediction_changes"' in line and '"test_correct"' in line for line in lines)
+    assert search_efficiency.main(argv[:-2]) == 0
+    assert "grid training: 0 s" in capsys.readouterr().out  # every config came from the cache
 
 
 @pytest.mark.ray

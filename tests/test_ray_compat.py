@@ -110,3 +110,15 @@ def test_a_driver_s_actors_are_listed_alive_then_dead_once_it_exits(ray_session:
             driver.kill()
             driver.wait()
     assert ray_compat.job_actors(os.getpid() + 10**7) == []  # no job had that driver
+
+
+def test_asha_rungs_move_and_completed_trials_are_recorded_at_the_new_rungs() -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    from proselflc.ray_compat import place_asha_rungs
+
+    asha = ASHAScheduler(time_attr="epoch", metric="m", mode="max", max_t=24, grace_period=24, reduction_factor=2)
+    place_asha_rungs(asha, 6, {"done": [(e, float(e)) for e in range(1, 25)], "short": [(1, 0.5), (7, 0.7)]})
+    rungs = {milestone: dict(recorded) for milestone, recorded in asha._brackets[0]._rungs}
+    assert sorted(rungs) == [6, 12, 24]
+    assert rungs[6] == {"done": 6.0, "short": 0.7} and rungs[12] == {"done": 12.0} and rungs[24] == {"done": 24.0}

@@ -56,6 +56,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("clean_fit", "accuracy on the clean subset of the training split", clean_labels=True, better="max",
            if_diverged=NAN),
     Metric("mean_epsilon", "mean target-correction weight epsilon over the epoch"),
+    # Label Wave (Yuan et al., ICLR 2024): it dips while the model learns the clean patterns and rises again once
+    # it starts memorising noisy labels. A diagnostic with no better direction (neither more nor fewer changes is
+    # a goal); its first smoothed minimum (`proselflc.memorisation.memorisation_onset`) is the no-clean-label stopping
+    # signal the onset scheduler and `selection.epoch: memorisation_onset` use.
+    Metric("prediction_changes", "share of training examples whose predicted class changed since the last epoch "
+           "(read from the training forward passes; 1 at epoch 1, where every prediction is new)"),
     Metric("samples_per_s", "training throughput of the epoch"),
     Metric("diverged", "the training loss became NaN or inf: the run ends at this epoch"),
 )

@@ -60,6 +60,36 @@ def follow_experiment_storage(tune_controller: Any, trial: Trial) -> None:
     trial.set_storage(storage)
 
 
+def place_asha_rungs(
+    scheduler: Any, grace_period: int, completed: dict[str, list[tuple[int, float]]]
+) -> None:
+    """Ray 2.60: move an ASHAScheduler's rungs to grace_period * reduction_factor^k, keeping its other settings.
+
+    ASHA fixes its rungs when it is built (`_brackets`, a list of `_Bracket`, each holding `_rungs` =
+    [(milestone, {trial id: signed metric})], and `_trial_info` mapping a running trial to its bracket). The new
+    brackets replace the old ones position for position, so running trials keep their bracket; each completed
+    trial's curve ([(epoch, signed metric)]) is recorded at every new rung it reached, with its value at the first
+    epoch at or past the rung, as ASHA records a trial that passes a rung (in every bracket: brackets differ only
+    in where their rungs are).
+    """
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    brackets = [
+        _Bracket(grace_period, scheduler._max_t, scheduler._reduction_factor, s,
+                 stop_last_trials=scheduler._stop_last_trials)
+        for s in range(len(scheduler._brackets))
+    ]
+    index = {id(b): i for i, b in enumerate(scheduler._brackets)}
+    scheduler._trial_info = {tid: brackets[index[id(b)]] for tid, b in scheduler._trial_info.items()}
+    for bracket in brackets:
+        for milestone, recorded in bracket._rungs:
+            for trial_id, curve in completed.items():
+                reached = [value for epoch, value in curve if epoch >= milestone]
+                if reached:
+                    recorded[trial_id] = reached[0]
+    scheduler._brackets = brackets
+
+
 def _keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from proselflc import metric_table, storage
+from proselflc import memorisation, metric_table, storage
 from proselflc.errors import ConfigError
 
 SWEEP_FILE = "sweep.yaml"
@@ -123,6 +123,7 @@ class Manifest(BaseModel):
     mode: Literal["max", "min"] = "max"
     max_t: int = 0
     final_seeds: list[int] = Field(default_factory=list)
+    selection_epoch: SelectionEpoch = Field("last", description="the epoch a selected trial is reported at")
     studies: list[StudyEntry]
 
     def entry(self, study: str) -> StudyEntry:
@@ -173,6 +174,24 @@ uses_clean_labels = metric_table.uses_clean_labels
 
 
 K = TypeVar("K")
+
+
+#: The epoch whose clean test accuracy a selection reports: the trial's last (the papers' protocol), or its
+#: estimated memorisation onset (Label Wave's early stopping, no clean labels: `proselflc.memorisation`).
+SelectionEpoch = Literal["last", "memorisation_onset"]
+
+
+def reported_row(rows: list[Mapping[str, Any]], epoch: SelectionEpoch = "last") -> Mapping[str, Any] | None:
+    """The row of a trial (its rows in epoch order) that a selection reports: its last, or its row at the first
+    smoothed minimum of its prediction_changes (its last where the curve has no minimum or no such row)."""
+    if not rows:
+        return None
+    if epoch == "memorisation_onset":
+        onset = memorisation.onset_of(rows)
+        at = [r for r in rows if r.get("epoch") == onset]
+        if at:
+            return at[0]
+    return rows[-1]
 
 
 def select_best(

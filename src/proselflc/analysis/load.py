@@ -105,6 +105,7 @@ def _load_local(root: Path) -> pd.DataFrame:
         metric=manifest.metric,
         mode=manifest.mode,
         max_t=manifest.max_t,
+        selection_epoch=manifest.selection_epoch,
         search_spaces=read_search_spaces(root),
     )
     return df

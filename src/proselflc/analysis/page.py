@@ -106,7 +106,9 @@ selected test accuracy{{ unit }}.</p>
 
 <h2 id="curves">Learning and memorisation curves</h2>
 <p class="note">Per study: noisy validation vs. clean test accuracy, and on the noisy-label subset the fit to
-the noisy labels (<i>noisy_fit</i>, memorisation) vs. agreement with the true labels (<i>noisy_corrected</i>).
+the noisy labels (<i>noisy_fit</i>, memorisation) vs. agreement with the true labels (<i>noisy_corrected</i>),
+beside <i>prediction_changes</i>, the share of training examples whose predicted class changed since the last
+epoch: it needs no clean label, and its first smoothed minimum (dotted line) estimates where memorisation starts.
 Solid: the selected search trial; dashed: mean of the final-seed re-runs (band: min to max).</p>
 {% for figure in study_figures %}{{ figure | safe }}
 {% endfor %}

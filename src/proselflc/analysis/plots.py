@@ -16,10 +16,12 @@ from matplotlib.ticker import MaxNLocator
 
 from proselflc.analysis.load import GROUP_KEYS
 from proselflc.analysis.tables import ResultsTable
+from proselflc.memorisation import onset_of
 
-CURVE_METRICS = ("test_accuracy", "noisy_fit", "noisy_corrected", "mean_epsilon")
-#: Per-study panels: learning (noisy validation vs. clean test) and memorisation of the noisy subset.
-STUDY_METRICS = (("val_accuracy", "test_accuracy"), ("noisy_fit", "noisy_corrected"))
+CURVE_METRICS = ("test_accuracy", "noisy_fit", "noisy_corrected", "prediction_changes", "mean_epsilon")
+#: Per-study panels: learning (noisy validation vs. clean test) and memorisation of the noisy subset, with the
+#: memorisation signal that needs no clean labels (prediction_changes) beside it.
+STUDY_METRICS = (("val_accuracy", "test_accuracy"), ("noisy_fit", "noisy_corrected", "prediction_changes"))
 PANEL = ["dataset", "model", "noise_kind"]
 
 
@@ -88,7 +90,8 @@ def study_curves(dynamics: pd.DataFrame) -> list[tuple[str, Figure]]:
     """Per study: learning (noisy val vs. clean test accuracy) and memorisation (noisy_fit vs. noisy_corrected).
 
     Solid lines follow the selected search trial; dashed lines the mean of the final-seed re-runs,
-    with their min-max band. Takes `Report.dynamics`; returns (study key, figure) pairs.
+    with their min-max band; a dotted vertical line marks the selected trial's estimated memorisation onset (the
+    first smoothed minimum of prediction_changes). Takes `Report.dynamics`; returns (study key, figure) pairs.
     """
     panels = [
         ("learning", [m for m in STUDY_METRICS[0] if _reported(dynamics, m)]),
@@ -101,7 +104,10 @@ def study_curves(dynamics: pd.DataFrame) -> list[tuple[str, Figure]]:
         axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
         search = rows[rows["phase"] == "search"].sort_values("epoch")
         final = rows[rows["phase"] == "final"].groupby("epoch")
+        onset = onset_of(search.to_dict("records")) if "prediction_changes" in search else None
         for ax, (title, metrics) in zip(axes, panels):
+            if onset is not None and title.startswith("memorisation"):
+                ax.axvline(onset, color="grey", linestyle=":", label=f"onset (epoch {onset})")
             for i, metric in enumerate(metrics):
                 color = f"C{i}"
                 if search[metric].notna().any():

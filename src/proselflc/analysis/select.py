@@ -15,7 +15,13 @@ import pandas as pd
 from proselflc import metric_table
 from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
 from proselflc.errors import closest
-from proselflc.sweep_contract import FINAL_ONLY_KEYS, select_best, uses_clean_labels
+from proselflc.sweep_contract import (
+    FINAL_ONLY_KEYS,
+    SelectionEpoch,
+    reported_row,
+    select_best,
+    uses_clean_labels,
+)
 
 #: How much of the noisy subset a run fits with its noisy labels (memorisation) and with its true labels.
 MEMORISATION = ("noisy_fit", "noisy_corrected")
@@ -67,8 +73,13 @@ def best_configs(
     select_by: str = "val_accuracy",
     mode: Literal["max", "min"] = "max",
     scope: Literal["last", "all"] = "last",
+    epoch: SelectionEpoch | None = None,
 ) -> pd.DataFrame:
     """One row per (dataset, model, noise kind, noise rate, method): the selected config and the oracle.
+
+    epoch (scope="last"; default: the sweep's `selection.epoch`, else "last"): the epoch the selected trial and
+    its final re-runs are reported at, their last or their estimated memorisation onset (`reported_row`); the
+    choice of configuration is the same either way.
 
     scope="last" (default, the rule `proselflc tune` uses to pick the config its final seeds re-run):
     each search trial is scored by `select_by` at its last epoch, among trials that ran the full length
@@ -85,6 +96,9 @@ def best_configs(
         raise ValueError(f"mode={mode!r}; valid: max, min")
     if scope not in ("last", "all"):
         raise ValueError(f"scope={scope!r}; valid: last, all")
+    epoch = epoch or df.attrs.get("selection_epoch", "last")
+    if epoch not in ("last", "memorisation_onset"):
+        raise ValueError(f"epoch={epoch!r}; valid: last, memorisation_onset")
     check_select_by(df, select_by)
     if "test_accuracy" not in df.columns:
         raise ValueError("the sweep reports no 'test_accuracy'; the tables need the clean test accuracy")
@@ -93,8 +107,8 @@ def best_configs(
     for key, group in df.groupby(GROUP_KEYS, sort=False, dropna=False):
         row: dict[str, object] = dict(zip(GROUP_KEYS, key))
         row["study"] = group["study"].iloc[0]
-        row.update(_selected(group[group["phase"] == "search"], select_by, mode, scope, params))
-        row.update(_final(group[group["phase"] == "final"], params, row))
+        row.update(_selected(group[group["phase"] == "search"], select_by, mode, scope, params, epoch))
+        row.update(_final(group[group["phase"] == "final"], params, row, epoch))
         rows.append(row)
     out = pd.DataFrame(rows)
     ordered = [c for c in out.columns if c not in params] + [c for c in params if c in out.columns]
@@ -146,8 +160,15 @@ def choose_last(pool: pd.DataFrame, select_by: str, mode: str) -> pd.Series | No
     return None if best is None else ordered.loc[best[0]]
 
 
+def _at_epoch(trial: pd.DataFrame, epoch: SelectionEpoch) -> pd.Series:
+    """A trial's row (its rows, any order) that `reported_row` reports."""
+    rows = trial.dropna(subset=["epoch"]).sort_values("epoch", kind="mergesort")
+    records = rows.to_dict("records")
+    return rows.iloc[records.index(reported_row(records, epoch))]
+
+
 def _selected(
-    search: pd.DataFrame, select_by: str, mode: str, scope: str, params: list[str]
+    search: pd.DataFrame, select_by: str, mode: str, scope: str, params: list[str], epoch: SelectionEpoch = "last"
 ) -> dict[str, object]:
     trials = search.drop_duplicates("trial_id")
     counts = trials["status"].value_counts()
@@ -160,6 +181,9 @@ def _selected(
         return out
     trial = search[search["trial_id"] == chosen["trial_id"]].dropna(subset=["epoch"])
     end = trial.loc[trial["epoch"].idxmax()]
+    if scope == "last" and epoch != "last":
+        chosen = _at_epoch(trial, epoch)
+    out["selection_epoch"] = epoch
     out.update(
         trial_id=chosen["trial_id"],
         status=chosen["status"],
@@ -184,7 +208,9 @@ def _selected(
     return out
 
 
-def _final(final: pd.DataFrame, params: list[str], selected: dict[str, object]) -> dict[str, object]:
+def _final(
+    final: pd.DataFrame, params: list[str], selected: dict[str, object], epoch: SelectionEpoch = "last"
+) -> dict[str, object]:
     """Mean ± std of the final-seed re-runs' last-epoch test accuracy (empty when there were none)."""
     if final.empty:
         return {
@@ -198,6 +224,8 @@ def _final(final: pd.DataFrame, params: list[str], selected: dict[str, object]) 
         }
     done = final.dropna(subset=["epoch"]).sort_values("epoch").groupby("trial_id", sort=False).tail(1)
     finished = done[done["status"].isin(FINISHED)]
+    if epoch != "last" and not finished.empty:
+        finished = pd.DataFrame([_at_epoch(final[final["trial_id"] == t], epoch) for t in finished["trial_id"]])
     values = pd.to_numeric(finished["test_accuracy"], errors="coerce").dropna()
     n_runs = final["trial_id"].nunique()
     compare = [p for p in params if p not in FINAL_ONLY_KEYS and p in selected]

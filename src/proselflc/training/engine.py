@@ -118,6 +118,8 @@ class Engine:
         self.epoch = 0
         self.batches_done = 0
         self.history: list[dict[str, Any]] = []
+        # Each training example's predicted class when it was last trained on (-1: not yet): Label Wave's signal.
+        self.last_prediction = torch.full((len(self.noisy_labels),), -1, dtype=torch.long, device=self.device)
         self.val_correct: np.ndarray | None = None
         self.test_correct: np.ndarray | None = None
         self.writer = RunDirWriter(run_dir, cfg) if run_dir is not None else None
@@ -158,14 +160,22 @@ class Engine:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _train_epoch(self) -> tuple[float, float, float]:
-        """One pass over the (noisy) training split; returns mean loss, mean epsilon, samples/s."""
+    def _train_epoch(self) -> tuple[float, float, float, float]:
+        """One pass over the (noisy) training split; returns mean loss, mean epsilon, samples/s and prediction changes.
+
+        Prediction changes: the share of the epoch's examples, among those trained on before, whose argmax in this
+        training forward pass differs from the one when they were last trained on; 1.0 in the first epoch, where every
+        prediction is new (Label Wave counts 0 there, which would read as a minimum). It reuses the logits the loss
+        needs: one argmax and a compare per batch, on the device, no extra pass.
+        """
         cfg = self.cfg
         self.model.train()
         bs, accumulate = cfg.train.batch_size, cfg.optim.accumulate_steps
         order = self._epoch_order()
         loss_sum = torch.zeros((), device=self.device)
         eps_sum = torch.zeros((), device=self.device)
+        changed = torch.zeros((), dtype=torch.long, device=self.device)
+        compared = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
@@ -178,6 +188,10 @@ class Engine:
                 logits.float(), self.noisy_labels[index], step=self.batches_done, total_steps=self.total_batches
             )
             (loss / accumulate).backward()
+            prediction, before = logits.detach().argmax(1), self.last_prediction[index]
+            compared += (before >= 0).sum()
+            changed += ((before >= 0) & (before != prediction)).sum()
+            self.last_prediction[index] = prediction
             if (b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch:
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -190,7 +204,9 @@ class Engine:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
-        return (loss_sum / seen).item(), (eps_sum / seen).item(), seen / max(elapsed, 1e-9)
+        n_compared = compared.item()
+        changes = changed.item() / n_compared if n_compared else 1.0
+        return (loss_sum / seen).item(), (eps_sum / seen).item(), seen / max(elapsed, 1e-9), changes
 
     @torch.no_grad()
     def _logits(self, split: str, index: torch.Tensor) -> torch.Tensor:
@@ -253,7 +269,7 @@ class Engine:
         """
         with self.process_settings():
             while self.epoch < self.cfg.train.epochs:
-                train_loss, mean_eps, speed = self._train_epoch()
+                train_loss, mean_eps, speed, changes = self._train_epoch()
                 self.epoch += 1
                 diverged = not math.isfinite(train_loss)
                 if not diverged and not self.evaluation_due(self.epoch):
@@ -264,6 +280,7 @@ class Engine:
                     "train_loss": train_loss,
                     "mean_epsilon": mean_eps,
                     "samples_per_s": speed,
+                    "prediction_changes": changes,
                     "diverged": diverged,
                     **(metric_table.diverged_values() if diverged else self.evaluate()),
                 }
@@ -316,6 +333,7 @@ class Engine:
             "loss": self.loss_fn.state_dict(),
             "rng": rng,
             "history": self.history,
+            "last_prediction": self.last_prediction,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -342,6 +360,8 @@ class Engine:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.history = list(state["history"])
+        if "last_prediction" in state:  # absent from checkpoints written before prediction_changes existed
+            self.last_prediction = state["last_prediction"].to(self.device)
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Atomically write the state to `path` (a crash mid-write keeps the previous checkpoint)."""

@@ -50,3 +50,4 @@ def fit_metrics(
         "noisy_corrected": accuracy(logits[is_noisy], true[is_noisy]),
         "clean_fit": accuracy(logits[~is_noisy], noisy[~is_noisy]),
     }
+

@@ -38,6 +38,7 @@ from proselflc.sweep_contract import (
     MANIFEST_FILE,
     SELECTABLE_METRICS,
     SWEEP_FILE,
+    SelectionEpoch,
     rate_dir,
     uses_clean_labels,
 )
@@ -101,6 +102,14 @@ class AshaSpec(StrictModel):
     brackets: int = Field(1, ge=1)
 
 
+class SelectionSpec(StrictModel):
+    """How a study's selected trial is reported (the choice itself is always `sweep_contract.select_best`'s)."""
+
+    epoch: SelectionEpoch = Field(
+        "last", description="last: the clean test accuracy at the trial's last epoch (the papers' protocol); "
+                            "memorisation_onset: at its estimated memorisation onset (Label Wave, no clean labels)")
+
+
 class ResourcesSpec(StrictModel):
     """What one trial reserves on one node; fractional GPUs pack several small trials on a GPU."""
 
@@ -129,6 +138,7 @@ class SweepConfig(StrictModel):
         None, gt=0, description="per study: no new search trial once its search has run this many seconds"
     )
     asha: AshaSpec = Field(default_factory=AshaSpec)
+    selection: SelectionSpec = Field(default_factory=SelectionSpec)
     scheduler: SchedulerSpec | None = Field(
         None, description="asha (default), median or fifo (none); default: ASHA with the asha section's settings"
     )

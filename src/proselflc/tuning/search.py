@@ -35,6 +35,7 @@ from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialSchedule
 from proselflc.config import StrictModel
 from proselflc.errors import ConfigError, closest
 from proselflc.search_spaces.domains import Choice
+from proselflc.tuning.onset_asha import OnsetASHAScheduler
 from proselflc.tuning.studies import SamplerFactory, SchedulerFactory, StudyPlan
 
 if TYPE_CHECKING:
@@ -234,14 +235,24 @@ class AshaScheduler(_Scheduler):
     """ASHA (the default): at grace_period * reduction_factor^k epochs, only the top 1/reduction_factor go on.
 
     brackets > 1 is asynchronous HyperBand: brackets with later first rungs hedge against a grace
-    period that is too short to tell good configurations from bad.
+    period that is too short to tell good configurations from bad. grace: onset places the rungs after the
+    study's estimated memorisation onset instead (`tuning.onset_asha`): under label noise a rung before it
+    judges configurations on how fast they fit, which favours the ones that will memorise.
     """
 
     name: Literal["asha"] = "asha"
     reduction_factor: float = Field(3.0, gt=1.0)
     brackets: int = Field(1, ge=1)
+    grace: Literal["fixed", "onset"] = Field(
+        "fixed", description="onset: no rung before the study's estimated memorisation onset (read from its first "
+                             "full-length trials' prediction_changes); grace_period is then the earliest first rung")
+    onset_trials: int = Field(1, ge=1, description="with grace: onset, the full-length trials the onset is read from")
 
     def make(self, metric: str, mode: str, max_t: int) -> TrialScheduler | None:
+        if self.grace == "onset":
+            return OnsetASHAScheduler(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_t,
+                                      grace_period=self.grace_period, reduction_factor=self.reduction_factor,
+                                      brackets=self.brackets, onset_trials=self.onset_trials)
         return ASHAScheduler(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_t,
                              grace_period=self.grace_period, reduction_factor=self.reduction_factor,
                              brackets=self.brackets)

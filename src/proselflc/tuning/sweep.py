@@ -81,6 +81,7 @@ def new_manifest(sweep: SweepConfig) -> Manifest:
         mode=sweep.mode,
         max_t=sweep.max_t,
         final_seeds=final_seeds(sweep),
+        selection_epoch=sweep.selection.epoch,
         studies=[
             StudyEntry(
                 study=key,
