@@ -100,6 +100,7 @@ class Engine:
         self.model = model
         self.forward = torch.compile(model) if train.compile else model
         self.loss_fn = losses.build(cfg.loss.name, dataset.num_classes, **cfg.loss.hyperparameters).to(self.device)
+        self.loss_fn.set_num_examples(len(dataset))  # per-example state (ELR) has one row per training example
         self.amp = self.device.type == "cuda" and train.amp
 
         self.batches_per_epoch = self._num_batches(len(self.train_index))
@@ -175,7 +176,8 @@ class Engine:
             with self._autocast():
                 logits = self.forward(x)
             loss = self.loss_fn(
-                logits.float(), self.noisy_labels[index], step=self.batches_done, total_steps=self.total_batches
+                logits.float(), self.noisy_labels[index], step=self.batches_done, total_steps=self.total_batches,
+                index=index,
             )
             (loss / accumulate).backward()
             if (b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch:
