@@ -136,8 +136,8 @@ def test_elr_equals_the_authors_code_over_several_batches(lam: float, beta: floa
         index = torch.randperm(num_examples, generator=g)[:12]
         z, y = _batch(seed=100 + step)
         z, y = z[:12], y[:12]
-        mine = _value_and_grad(lambda logits: ours(logits, y, index=index), z)
-        ref = _value_and_grad(lambda logits: theirs(index, logits, y), z)
+        mine = _value_and_grad(lambda logits, y=y, index=index: ours(logits, y, index=index), z)
+        ref = _value_and_grad(lambda logits, y=y, index=index: theirs(index, logits, y), z)
         torch.testing.assert_close(mine[0], ref[0], rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(mine[1], ref[1], rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(ours.state, theirs.target, rtol=0, atol=0)
