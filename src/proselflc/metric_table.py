@@ -55,6 +55,8 @@ METRICS: tuple[Metric, ...] = (
            clean_labels=True, better="max", if_diverged=NAN),
     Metric("clean_fit", "accuracy on the clean subset of the training split", clean_labels=True, better="max",
            if_diverged=NAN),
+    Metric("measured_noise_rate", "the share of the training labels (validation split included) that differ from "
+           "the true labels (CIFAR-N: the label set's real noise rate); NaN where they are unknown", clean_labels=True),
     Metric("mean_epsilon", "mean target-correction weight epsilon over the epoch"),
     Metric("samples_per_s", "training throughput of the epoch"),
     Metric("diverged", "the training loss became NaN or inf: the run ends at this epoch"),

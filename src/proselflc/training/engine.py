@@ -87,6 +87,7 @@ class Engine:
         self.noisy_labels = as_tensor(split.noisy)
         self.true_labels = as_tensor(dataset.train_labels)
         self.is_noisy = None if split.is_noisy is None else as_tensor(split.is_noisy)
+        self.noise_rate = NAN if split.is_noisy is None else float(split.is_noisy.mean())  # measured, not asked for
         self.test_labels = as_tensor(dataset.test_labels)
         self.dataset = dataset.to(self.device)
 
@@ -265,6 +266,7 @@ class Engine:
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "train_loss": train_loss,
                     "mean_epsilon": mean_eps,
+                    "measured_noise_rate": self.noise_rate,
                     "samples_per_s": speed,
                     "diverged": diverged,
                     **(metric_table.diverged_values() if diverged else self.evaluate()),
