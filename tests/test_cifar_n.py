@@ -100,20 +100,35 @@ def test_config_checks_name_the_field_before_any_file_is_read(cifar_n) -> None:
         Engine(build_run_config(_run(root, {"kind": "human", "label_set": "noisy100", "file": str(file)})))
 
 
+def _sweep(root: Path, file: Path, storage: Path) -> dict[str, Any]:
+    return {
+        "name": "cifar10n", "base": _run(root, {"kind": "human", "file": str(file)}),
+        "noise": {"kind": "human", "rates": [0.0], "label_sets": ["aggre", "worse"]},
+        "methods": {"crossentropy": {"search": {"optim.lr": {"type": "loguniform", "low": 0.01, "high": 0.1}}}},
+        "num_samples": 1, "scheduler": {"name": "fifo"}, "searcher": {"name": "random", "seed": 0},
+        "resources": {"cpu": 1, "gpu": 0}, "storage_path": str(storage), "final_seeds": 0, "max_failures": 0,
+    }  # fmt: skip
+
+
+def test_a_sweep_refuses_a_file_of_another_dataset_before_ray_starts(cifar_n, tmp_path: Path) -> None:
+    import torch
+
+    from proselflc.tuning import build_sweep_config, run_sweep
+
+    root, _, labels = cifar_n
+    bad = tmp_path / "other.pt"
+    torch.save({**labels, "clean_label": (labels["clean_label"] + 1) % 10}, bad)
+    with pytest.raises(ConfigError, match="clean labels differ from the dataset's training labels at 60 of 60"):
+        run_sweep(build_sweep_config(_sweep(root, bad, tmp_path)), verbose=False)
+    assert not (tmp_path / "cifar10n").exists()
+
+
 def test_a_sweep_over_label_sets_runs_one_study_per_label_set(cifar_n, ray_session, tmp_path: Path) -> None:
     from proselflc.analysis import load_sweep
     from proselflc.tuning import build_sweep_config, run_sweep
 
     root, file, _ = cifar_n
-    base = _run(root, {"kind": "human", "file": str(file)})
-    sweep = build_sweep_config({
-        "name": "cifar10n", "base": base,
-        "noise": {"kind": "human", "rates": [0.0], "label_sets": ["aggre", "worse"]},
-        "methods": {"crossentropy": {"search": {"optim.lr": {"type": "loguniform", "low": 0.01, "high": 0.1}}}},
-        "num_samples": 1, "scheduler": {"name": "fifo"}, "searcher": {"name": "random", "seed": 0},
-        "resources": {"cpu": 1, "gpu": 0}, "storage_path": str(tmp_path), "final_seeds": 0, "max_failures": 0,
-    })  # fmt: skip
-    run_sweep(sweep, verbose=False)
+    run_sweep(build_sweep_config(_sweep(root, file, tmp_path)), verbose=False)
     manifest = json.loads((tmp_path / "cifar10n" / "manifest.json").read_text())
     assert [s["study"] for s in manifest["studies"]] == ["human_aggre-0/crossentropy", "human_worse-0/crossentropy"]
     assert all(s["status"] == "finished" for s in manifest["studies"])

@@ -164,6 +164,12 @@ class NoiseConfig(StrictModel):
 
     _known_kind = field_validator("kind")(check_noise_kind)
 
+    @field_validator("file")
+    @classmethod
+    def _absolute_file(cls, value: Path | None) -> Path | None:
+        # Absolute from where the config is read: a Ray trial runs in its own directory.
+        return None if value is None else value.expanduser().resolve()
+
     @field_validator("rate")
     @classmethod
     def _rate_range(cls, value: float) -> float:

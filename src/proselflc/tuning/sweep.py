@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ray import tune
 
 from proselflc import data as data_lib
@@ -72,6 +73,16 @@ def studies(sweep: SweepConfig) -> list[tuple[str, float, MethodSpec, str | None
         for rate in sweep.noise.rates
         for method in sweep.methods
     ]
+
+
+def check_label_files(sweep: SweepConfig, labels: np.ndarray, num_classes: int) -> None:
+    """A human-noise label file that does not fit the dataset (or lacks a label set) fails here, before Ray."""
+    if sweep.base.noise.file is None:
+        return
+    from proselflc.cifar_n import human_labels
+
+    for _, label_set in sweep.noise.settings():
+        human_labels(sweep.base.noise.file, label_set or sweep.base.noise.label_set, labels, num_classes)
 
 
 def final_seeds(sweep: SweepConfig) -> list[int]:
@@ -197,6 +208,7 @@ class SweepRunner:
         if isinstance(self.dir, storage.Location):  # an unreachable store fails here, not in the trials
             storage.check_reachable(self.dir)
         dataset = data_lib.load(sweep.base.data)  # missing or malformed data files fail here, before Ray
+        check_label_files(sweep, dataset.limit(sweep.base.data.limit).train_labels, dataset.num_classes)
         connect()
         # Refused at once if no node can hold a trial, unless the cluster can scale: then it waits for a node.
         nodes = wait_for_placeable(sweep.resources.cpu, sweep.resources.gpu, log=self.log)
