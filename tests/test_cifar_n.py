@@ -136,3 +136,21 @@ def test_a_sweep_over_label_sets_runs_one_study_per_label_set(cifar_n, ray_sessi
     assert set(df["noise_kind"]) == {"human_aggre", "human_worse"} and set(df["noise_rate"]) == {0.0}
     measured = df.dropna(subset=["epoch"]).groupby("noise_kind")["measured_noise_rate"].last()
     assert measured.to_dict() == pytest.approx({"human_aggre": 0.1, "human_worse": 0.4})
+
+
+def test_label_sets_name_the_studies_and_set_each_studys_label_set(cifar_n, tmp_path: Path) -> None:
+    from proselflc.tuning import build_sweep_config
+    from proselflc.tuning.sweep import new_manifest, studies
+
+    root, file, _ = cifar_n
+    sweep = build_sweep_config(_sweep(root, file, tmp_path))
+    assert sweep.base.noise.label_set == "aggre", "the base run stands for the first label set"
+    assert [(key, label_set) for key, _, _, label_set in studies(sweep)] == [
+        ("human_aggre-0/crossentropy", "aggre"), ("human_worse-0/crossentropy", "worse")
+    ]
+    assert sweep.study_config(0.0, sweep.methods[0], "worse")["noise"]["label_set"] == "worse"
+    assert [e.noise_kind for e in new_manifest(sweep).studies] == ["human_aggre", "human_worse"]
+    repeated = _sweep(root, file, tmp_path)
+    repeated["noise"]["label_sets"] = ["aggre", "aggre"]
+    with pytest.raises(ConfigError, match=r"label sets \['aggre', 'aggre'\] repeat a label set"):
+        build_sweep_config(repeated)
