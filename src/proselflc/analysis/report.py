@@ -153,7 +153,7 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
         report = build_report(sweep_dir, select_by)
     except NoResults as exc:
         return str(exc)
-    lines = [report.table.caption(), "", report.table.to_markdown(), "", *_robust_md(report)]
+    lines = [report.table.caption(), "", report.table.to_markdown(), "", *robust_md(report)]
     lines += [MEMORISATION_CAPTION, "", report.memorisation.to_markdown(), ""]
     if "gap" in report.best and report.best["gap"].notna().any():
         scale = 100.0 if report.table.percent else 1.0
@@ -179,7 +179,7 @@ def _write_md(report: Report, out: Path) -> list[Path]:
         "",
         report.table.to_markdown(),
         "",
-        *_robust_md(report),
+        *robust_md(report),
         "## Memorisation",
         "",
         MEMORISATION_CAPTION,
@@ -207,7 +207,7 @@ def _write_md(report: Report, out: Path) -> list[Path]:
     return [path]
 
 
-def _robust_md(report: Report) -> list[str]:
+def robust_md(report: Report) -> list[str]:
     """The 'robust across rates' row under the per-rate table, once a sweep has more than one noise setting."""
     robust = report.robust
     if robust.empty or not (robust["n_settings"] > 1).any():
@@ -294,4 +294,4 @@ def _write_figures(report: Report, out: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["FORMATS", "NoResults", "Report", "build_report", "dynamics", "summary", "write_report"]
+__all__ = ["FORMATS", "NoResults", "Report", "build_report", "dynamics", "robust_md", "summary", "write_report"]

@@ -73,10 +73,12 @@ def _best_common(
     best = means.idxmax() if mode == "max" else means.idxmin()
     trials = chosen[chosen["_config"] == best]
     out.update(score=float(means[best]), test_accuracy=float(pd.to_numeric(trials["test_accuracy"]).mean()))
+    ids = []
     for kind, rate in settings:
         at = trials[(trials["noise_kind"] == kind) & (trials["noise_rate"] == rate)].iloc[0]
         out[f"test_accuracy@{rate_dir(kind, rate)}"] = float(at["test_accuracy"])
-    out["trial_ids"] = ",".join(f"{rate_dir(k, r)}:{t}" for k, r, t in trials[["noise_kind", "noise_rate", "trial_id"]].itertuples(index=False))
+        ids.append(f"{rate_dir(kind, rate)}:{at['trial_id']}")
+    out["trial_ids"] = ",".join(ids)
     first = trials.iloc[0]
     out.update({p: first[p] for p in used})
     return out
