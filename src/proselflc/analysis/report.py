@@ -212,7 +212,7 @@ def robust_md(report: Report) -> list[str]:
     robust = report.robust
     if robust.empty or not (robust["n_settings"] > 1).any():
         return []
-    return [ROBUST_CAPTION, "", robust_row(robust, report.table.percent).to_markdown(), ""]
+    return [ROBUST_CAPTION, "", robust_row(robust, report.table.percent).to_markdown(disable_numparse=True), ""]
 
 
 def _write_csv(report: Report, out: Path) -> list[Path]:
