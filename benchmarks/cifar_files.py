@@ -63,3 +63,22 @@ def write_cifar10(root: Path, per_batch: int) -> None:
             },
         )
     _dump(folder / "batches.meta", {"label_names": [f"c{i}" for i in range(10)], "num_vis": 3072})
+
+
+def write_cifar_n_labels(path: Path, clean: np.ndarray, label_sets: dict[str, float], seed: int = 0) -> dict[str, np.ndarray]:
+    """A CIFAR-N label file in the authors' format: a torch-saved dict of int64 numpy arrays, `clean_label`
+    plus one array per key of `label_sets` (e.g. 'aggre_label': 0.1), each with exactly that share of its
+    labels moved to another class. Returns what it wrote."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    clean = np.asarray(clean, dtype=np.int64)
+    num_classes = int(clean.max()) + 1
+    content = {"clean_label": clean.copy()}
+    for key, rate in label_sets.items():
+        noisy = clean.copy()
+        chosen = rng.choice(clean.size, size=round(rate * clean.size), replace=False)
+        noisy[chosen] = (clean[chosen] + rng.integers(1, num_classes, size=chosen.size)) % num_classes
+        content[key] = noisy
+    torch.save(content, path)
+    return content

@@ -328,6 +328,7 @@ def test_write_report_exports_every_format(sweep_dir_small: Path, tmp_path: Path
         "search_cost",
         "trials",
         "dynamics",
+        "robust_across_rates",
     ]
     numeric = sheets["results_numeric"]
     pd.testing.assert_frame_equal(numeric, report.table.long(), check_dtype=False)

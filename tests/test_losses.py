@@ -213,12 +213,22 @@ def test_dm_imae_perfect_prediction_gives_zero_gradient_not_nan() -> None:
     assert torch.equal(z.grad, torch.zeros_like(z))
 
 
+def _build(name: str, **hp: float) -> losses.Loss:
+    """`losses.build`, sized for a batch of N examples (a loss with per-example state needs it)."""
+    loss_fn = losses.build(name, C, **hp)
+    loss_fn.set_num_examples(N)
+    return loss_fn
+
+
+#: Every loss takes the batch's indices; those with per-example state (ELR) read them.
+INDEX = torch.arange(N)
+
+
 @pytest.mark.parametrize("name", losses.NAMES)
 def test_indices_and_one_hot_probabilities_agree(name: str) -> None:
     z, targets, _ = _inputs(seed=5, soft=False)
-    loss_fn = losses.build(name, C)
-    by_index = loss_fn(z, targets, step=7, total_steps=10)
-    by_probs = loss_fn(z, F.one_hot(targets, C).double(), step=7, total_steps=10)
+    by_index = _build(name)(z, targets, step=7, total_steps=10, index=INDEX)
+    by_probs = _build(name)(z, F.one_hot(targets, C).double(), step=7, total_steps=10, index=INDEX)
     assert by_index.item() == pytest.approx(by_probs.item(), rel=1e-12)
 
 
@@ -227,13 +237,12 @@ def test_bf16_autocast_computes_in_float32(name: str) -> None:
     torch.manual_seed(0)
     layer = torch.nn.Linear(8, C)
     x, targets = torch.randn(N, 8), torch.randint(0, C, (N,))
-    loss_fn = losses.build(name, C)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = layer(x)
-        value = loss_fn(logits, targets, step=1, total_steps=2)
+        value = _build(name)(logits, targets, step=1, total_steps=2, index=INDEX)
     assert logits.dtype == torch.bfloat16
     assert value.dtype == torch.float32
-    reference_value = loss_fn(logits.detach().float(), targets, step=1, total_steps=2)
+    reference_value = _build(name)(logits.detach().float(), targets, step=1, total_steps=2, index=INDEX)
     assert value.item() == pytest.approx(reference_value.item(), rel=1e-6)
     value.backward()
     assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
@@ -241,16 +250,20 @@ def test_bf16_autocast_computes_in_float32(name: str) -> None:
 
 @pytest.mark.parametrize("name", losses.NAMES)
 def test_stats_are_detached_scalars_and_losses_are_stateless(name: str) -> None:
+    """Only a loss that declares per-example state keeps any (in its state_dict, so checkpoints carry it)."""
     z, targets, _ = _inputs(seed=9, soft=False)
-    loss_fn = losses.build(name, C)
-    loss_fn(z, targets, step=1, total_steps=4)
+    loss_fn = _build(name)
+    loss_fn(z, targets, step=1, total_steps=4, index=INDEX)
     expected = (
         {"mean_epsilon", "global_trust", "mean_example_trust"} if name == "proselflc" else {"mean_epsilon"}
     )
     assert set(loss_fn.stats) == expected
     for value in loss_fn.stats.values():
         assert isinstance(value, torch.Tensor) and value.ndim == 0 and not value.requires_grad
-    assert loss_fn.state_dict() == {}
+    if loss_fn.per_example_state:
+        assert set(loss_fn.state_dict()) == {"state"} and loss_fn.state_dict()["state"].shape == (N, C)
+    else:
+        assert loss_fn.state_dict() == {}
 
 
 @pytest.mark.parametrize(
@@ -278,8 +291,8 @@ def test_hyperparameters_are_the_build_defaults() -> None:
     assert losses.hyperparameters("crossentropy") == {}
     z, targets, _ = _inputs(seed=6, soft=False)
     for name in losses.NAMES:
-        explicit = losses.build(name, C, **losses.hyperparameters(name))(z, targets, step=1, total_steps=3)
-        default = losses.build(name, C)(z, targets, step=1, total_steps=3)
+        explicit = _build(name, **losses.hyperparameters(name))(z, targets, step=1, total_steps=3, index=INDEX)
+        default = _build(name)(z, targets, step=1, total_steps=3, index=INDEX)
         assert explicit.item() == default.item()
 
 

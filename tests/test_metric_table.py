@@ -59,7 +59,8 @@ def test_a_diverged_epoch_reports_the_table_s_values_for_what_it_could_not_evalu
     assert expected["val_accuracy"] == 0.0 and math.isnan(expected["test_loss"])
     assert all(same(row[name], value) for name, value in expected.items())
     measured = {m.name for m in metric_table.METRICS if m.if_diverged is None}
-    assert measured == {"epoch", "lr", "train_loss", "mean_epsilon", "samples_per_s", "prediction_changes", "diverged"}
+    assert measured == {"epoch", "lr", "train_loss", "measured_noise_rate", "mean_epsilon", "samples_per_s",
+                        "prediction_changes", "diverged"}
     assert not math.isfinite(row["train_loss"]), "a training measurement is reported as measured"
 
 

@@ -20,7 +20,15 @@ def _write(path: Path, rows: list[tuple]) -> Path:
 
 
 def test_shipped_csv_holds_the_authors_records():
-    frame = read_published(PUBLISHED)
+    shipped = read_published(PUBLISHED)
+    elr = shipped[shipped["method"] == "elr"].set_index(["dataset", "noise_rate"])["value"]
+    # ELR's own README (shengliu66/ELR, ELR/README.md), symmetric noise, ResNet-34.
+    assert elr.to_dict() == {
+        ("cifar10", 0.2): 91.16, ("cifar10", 0.4): 89.15, ("cifar10", 0.6): 86.12, ("cifar10", 0.8): 73.86,
+        ("cifar100", 0.2): 74.21, ("cifar100", 0.4): 68.28, ("cifar100", 0.6): 59.28, ("cifar100", 0.8): 29.78,
+    }  # fmt: skip
+    assert shipped.loc[shipped["method"] == "elr", "source"].str.startswith("shengliu66/ELR ELR/README.md").all()
+    frame = shipped[shipped["method"] != "elr"]
     acc = frame[frame["metric"] == "test_accuracy"].set_index(["model", "method"])["value"]
     # The issue's table (one decimal) is the records' final clean test accuracy (iteration 39000) rounded.
     issue = {

@@ -159,8 +159,16 @@ class NoiseConfig(StrictModel):
         False, description="symmetric only: DivideMix variant where a flipped label may land on the true class"
     )
     seed: int | None = Field(None, description="noise seed; default: train.seed")
+    label_set: str | None = Field(None, description="human only: the CIFAR-N annotation (aggre, random1, ..., noisy100)")
+    file: Path | None = Field(None, description="human only: CIFAR-N's label file (CIFAR-10_human.pt, CIFAR-100_human.pt)")
 
     _known_kind = field_validator("kind")(check_noise_kind)
+
+    @field_validator("file")
+    @classmethod
+    def _absolute_file(cls, value: Path | None) -> Path | None:
+        # Absolute from where the config is read: a Ray trial runs in its own directory.
+        return None if value is None else value.expanduser().resolve()
 
     @field_validator("rate")
     @classmethod
@@ -175,6 +183,7 @@ class NoiseConfig(StrictModel):
         options = {"matrix": self.matrix} if self.matrix is not None else {}
         if self.allow_true_label:
             options["allow_true_label"] = True
+        options.update({k: v for k, v in (("label_set", self.label_set), ("file", self.file)) if v is not None})
         NOISE_KINDS.check(self.kind, options)
         if not NOISE_KINDS.entry(self.kind).info.get("uses_rate", True) and self.rate != 0:
             raise ValueError(f"noise kind {self.kind!r} does not use noise.rate; noise.rate must be 0 (got {self.rate})")
@@ -305,8 +314,15 @@ class RunConfig(StrictModel):
                 f"dataset {self.data.name!r} has real-world noisy labels; noise.rate must be 0 (got {self.noise.rate})"
             )
         needs = NOISE_KINDS.entry(self.noise.kind).info.get("dataset")
-        if needs is not None and self.data.name != needs:
-            raise ValueError(f"noise kind {self.noise.kind!r} needs data.name {needs!r} (got {self.data.name!r})")
+        allowed = (needs,) if isinstance(needs, str) else needs
+        if allowed is not None and self.data.name not in allowed:
+            wanted = " or ".join(repr(name) for name in allowed)
+            raise ValueError(f"noise kind {self.noise.kind!r} needs data.name {wanted} (got {self.data.name!r})")
+        if self.noise.file is not None and self.data.limit is not None:
+            raise ValueError(
+                f"data.limit = {self.data.limit} with noise.file: the label file labels the whole training set "
+                "and is checked against it; remove data.limit"
+            )
         epoch_milestones = self.optim.milestones_unit == "epochs"
         if epoch_milestones and self.optim.milestones and self.optim.milestones[-1] > self.train.epochs:
             raise ValueError(

@@ -55,6 +55,8 @@ METRICS: tuple[Metric, ...] = (
            clean_labels=True, better="max", if_diverged=NAN),
     Metric("clean_fit", "accuracy on the clean subset of the training split", clean_labels=True, better="max",
            if_diverged=NAN),
+    Metric("measured_noise_rate", "the share of the training labels (validation split included) that differ from "
+           "the true labels (CIFAR-N: the label set's real noise rate); NaN where they are unknown", clean_labels=True),
     Metric("mean_epsilon", "mean target-correction weight epsilon over the epoch"),
     # Label Wave (Yuan et al., ICLR 2024): it dips while the model learns the clean patterns and rises again once
     # it starts memorising noisy labels. A diagnostic with no better direction (neither more nor fewer changes is

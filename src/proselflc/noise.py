@@ -16,10 +16,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from proselflc.cifar_n import LABEL_SETS
 from proselflc.registry import Param, Registry
 
 #: Every noise kind, by `noise.kind`. Per kind: `uses_rate` (default true; false: `noise.rate` must be
-#: 0) and `dataset` (the only dataset it applies to).
+#: 0) and `dataset` (the only dataset it applies to, or a tuple of them).
 NOISE_KINDS = Registry("noise kind", "noise", positional=("y", "rate", "num_classes", "rng"))
 
 #: CIFAR-100 fine label (index) -> coarse superclass, in torchvision's label order.
@@ -59,6 +60,8 @@ def corrupt(
     seed: int,
     matrix: ArrayLike | None = None,
     allow_true_label: bool = False,
+    label_set: str | None = None,
+    file: str | None = None,
 ) -> NoisyLabels:
     """Corrupt `labels` with noise `kind` at `rate`; the input is never modified.
 
@@ -71,6 +74,8 @@ def corrupt(
     matrix: row c of the row-stochastic C x C `matrix` gives where class c's labels go, with
     per-class counts fixed by largest-remainder rounding of matrix[c] * n_c; `rate` must be 0,
     since the matrix alone sets the noise.
+    human: CIFAR-N's human labels, `label_set` read from the label `file` once its clean labels are
+    seen to equal `labels` (see `proselflc.cifar_n`); `rate` must be 0 (the annotators set the noise).
     """
     y = _check_labels(labels, num_classes)
     NOISE_KINDS.entry(kind)
@@ -80,6 +85,7 @@ def corrupt(
     options = {"allow_true_label": True} if allow_true_label else {}
     if matrix is not None:
         options["matrix"] = matrix
+    options.update({k: v for k, v in (("label_set", label_set), ("file", file)) if v is not None})
     noisy = NOISE_KINDS.build(kind, y, rate, num_classes, np.random.default_rng(seed), **options)
     return NoisyLabels(noisy=noisy, is_noisy=noisy != y)
 
@@ -177,6 +183,25 @@ def _matrix(
         counts = _largest_remainder(m[c] * members.size)
         noisy[members] = np.repeat(np.arange(num_classes), counts)
     return noisy
+
+
+@NOISE_KINDS.register(
+    "human",
+    params={
+        "label_set": Param(choices=tuple(LABEL_SETS), help="which CIFAR-N annotation: " + ", ".join(LABEL_SETS)),
+        "file": Param(help="path to CIFAR-N's label file (CIFAR-10_human.pt or CIFAR-100_human.pt)"),
+    },
+    uses_rate=False,
+    dataset=("cifar10", "cifar100"),
+)
+def _human(
+    y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator, label_set: str, file: str
+) -> np.ndarray:
+    if rate != 0:
+        raise ValueError(f"noise kind 'human' takes its noise from the annotators; noise.rate must be 0 (got {rate})")
+    from proselflc.cifar_n import human_labels
+
+    return human_labels(file, label_set, y, num_classes)
 
 
 def _largest_remainder(expected: np.ndarray) -> np.ndarray:

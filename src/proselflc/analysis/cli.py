@@ -109,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, sweep_dir: Path, out: Path | None) -> None:
     """Write the report and print the main table; errors surface as ValueError for the CLI to format."""
     from proselflc.analysis.progress import read_progress
-    from proselflc.analysis.report import write_report  # deferred: matplotlib/optuna only when reporting
+    from proselflc.analysis.report import (  # deferred: matplotlib/optuna only when reporting
+        robust_md,
+        write_report,
+    )
     from proselflc.storage import is_uri
 
     progress = read_progress(sweep_dir, shown_as=args.sweep_dir)
@@ -136,6 +139,9 @@ def _report(args: argparse.Namespace, sweep_dir: Path, out: Path | None) -> None
     print(report.table.caption())
     print()
     print(report.table.to_markdown())
+    robust = robust_md(report)
+    if robust:
+        print("\n" + "\n".join(robust).rstrip())
     if report.published is not None:
         from proselflc.analysis.published import display
 

@@ -16,6 +16,7 @@ from proselflc.analysis.page import write_page
 from proselflc.analysis.progress import SweepProgress, read_progress
 from proselflc.analysis.published import compare, display, read_published
 from proselflc.analysis.published import to_latex as published_latex
+from proselflc.analysis.robust import ROBUST_CAPTION, robust_across_rates, robust_row
 from proselflc.analysis.select import best_configs, selection_mode, trial_summary
 from proselflc.analysis.tables import (
     FORMATS,
@@ -50,6 +51,8 @@ class Report:
     progress: SweepProgress | None = None
     #: published vs. reproduced numbers (`--published FILE`), see `analysis.published`.
     published: pd.DataFrame | None = None
+    #: per method, the one config best on average over the noise settings: see `analysis.robust`.
+    robust: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The tidy views exported as one CSV file or Excel sheet each, by name."""
@@ -60,6 +63,7 @@ class Report:
             "search_cost": self.cost,
             "trials": self.trials,
             "dynamics": self.dynamics,
+            "robust_across_rates": self.robust,
         }
         return frames if self.published is None else {**frames, "published_vs_reproduced": self.published}
 
@@ -91,6 +95,7 @@ def build_report(
         dynamics=dynamics(df, best),
         memorisation=memorisation_table(best),
         progress=read_progress(sweep_dir),
+        robust=robust_across_rates(df, select_by=select_by, mode=mode),
     )
 
 
@@ -148,7 +153,7 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
         report = build_report(sweep_dir, select_by)
     except NoResults as exc:
         return str(exc)
-    lines = [report.table.caption(), "", report.table.to_markdown(), ""]
+    lines = [report.table.caption(), "", report.table.to_markdown(), "", *robust_md(report)]
     lines += [MEMORISATION_CAPTION, "", report.memorisation.to_markdown(), ""]
     if "gap" in report.best and report.best["gap"].notna().any():
         scale = 100.0 if report.table.percent else 1.0
@@ -174,6 +179,7 @@ def _write_md(report: Report, out: Path) -> list[Path]:
         "",
         report.table.to_markdown(),
         "",
+        *robust_md(report),
         "## Memorisation",
         "",
         MEMORISATION_CAPTION,
@@ -199,6 +205,14 @@ def _write_md(report: Report, out: Path) -> list[Path]:
         parts += ["## Published vs. reproduced (%)", "", display(report.published).to_markdown(index=False), ""]
     path.write_text("\n".join(parts))
     return [path]
+
+
+def robust_md(report: Report) -> list[str]:
+    """The 'robust across rates' row under the per-rate table, once a sweep has more than one noise setting."""
+    robust = report.robust
+    if robust.empty or not (robust["n_settings"] > 1).any():
+        return []
+    return [ROBUST_CAPTION, "", robust_row(robust, report.table.percent).to_markdown(disable_numparse=True), ""]
 
 
 def _write_csv(report: Report, out: Path) -> list[Path]:
@@ -280,4 +294,4 @@ def _write_figures(report: Report, out: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["FORMATS", "NoResults", "Report", "build_report", "dynamics", "summary", "write_report"]
+__all__ = ["FORMATS", "NoResults", "Report", "build_report", "dynamics", "robust_md", "summary", "write_report"]

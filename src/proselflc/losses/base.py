@@ -1,7 +1,10 @@
 """What every loss shares: input checks, target conversion, float32 compute and the `stats` dict.
 
-Losses are stateless `nn.Module`s called as `loss_fn(logits, targets, step=..., total_steps=...)`.
-Everything is computed from `log_softmax(logits)` so no loss ever takes `log(p + eps)`.
+Losses are `nn.Module`s called as `loss_fn(logits, targets, step=..., total_steps=..., index=...)`; most
+are stateless and ignore `index`. A loss with per-example state (ELR's running average of predictions)
+sets `per_example_state`, learns the training set's size from `set_num_examples(n)` and reads `index`,
+the batch's positions in the training set; its state is a buffer, so it is in `state_dict()` and every
+Engine checkpoint carries it. Everything is computed from `log_softmax(logits)` so no loss ever takes `log(p + eps)`.
 A loss registers itself in `LOSSES` with its hyperparameters' ranges; each default is written once,
 in the constructor's signature or in its `Param`.
 """
@@ -9,6 +12,7 @@ in the constructor's signature or in its `Param`.
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +29,9 @@ LOSSES = Registry("loss", "loss", option="hyperparameter", positional=("num_clas
 class Loss(nn.Module):
     """Base class: subclasses implement `compute(logits, targets, step, total_steps)` on float logits."""
 
+    #: Whether the loss keeps state per training example (then it needs `index` and `set_num_examples`).
+    per_example_state: ClassVar[bool] = False
+
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -33,10 +40,17 @@ class Loss(nn.Module):
         #: Detached 0-dim tensors of the last forward, on the logits' device (no .item(): no GPU sync).
         self.stats: dict[str, Tensor] = {}
 
-    def forward(self, logits: Tensor, targets: Tensor, step: Step = 0, total_steps: Step = 1) -> Tensor:
+    def forward(
+        self, logits: Tensor, targets: Tensor, step: Step = 0, total_steps: Step = 1, index: Tensor | None = None
+    ) -> Tensor:
+        """The batch's loss; `index` (the examples' positions in the training set) is read only by a
+        loss with `per_example_state`."""
         logits = self._float_logits(logits)
         targets = self._target_probs(targets, logits)
         return self.compute(logits, targets, step, total_steps)
+
+    def set_num_examples(self, n: int) -> None:
+        """The training set has `n` examples (the Engine says so once); stateless losses ignore it."""
 
     def compute(self, logits: Tensor, targets: Tensor, step: Step, total_steps: Step) -> Tensor:
         raise NotImplementedError
@@ -71,6 +85,47 @@ class Loss(nn.Module):
     def _constant(self, value: float, like: Tensor) -> Tensor:
         """A 0-dim tensor on the logits' device, made by a fill kernel rather than a host copy."""
         return like.new_full((), value).detach()
+
+
+class PerExampleLoss(Loss):
+    """A loss with a (num_examples, C) float buffer `state`, one row per training example.
+
+    Subclasses implement `compute_indexed(logits, targets, step, total_steps, index)`. The buffer is
+    sized by `set_num_examples` and, when a checkpoint is loaded, by the checkpoint itself, so a resumed
+    run continues from exactly the state it saved.
+    """
+
+    per_example_state = True
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes)
+        self.register_buffer("state", torch.zeros(0, num_classes))
+
+    def set_num_examples(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"num_examples = {n!r} must be an integer >= 1")
+        self.state = self.state.new_zeros(n, self.num_classes)
+
+    def forward(
+        self, logits: Tensor, targets: Tensor, step: Step = 0, total_steps: Step = 1, index: Tensor | None = None
+    ) -> Tensor:
+        if index is None:
+            raise ValueError(f"{type(self).__name__} keeps per-example state: pass index (the batch's positions in the training set)")
+        if self.state.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__} keeps per-example state: call set_num_examples(n) before the first batch")
+        logits = self._float_logits(logits)
+        targets = self._target_probs(targets, logits)
+        return self.compute_indexed(logits, targets, step, total_steps, index.to(self.state.device))
+
+    def compute_indexed(self, logits: Tensor, targets: Tensor, step: Step, total_steps: Step, index: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # The saved buffer decides the size: a fresh loss (0 rows, or another size) takes the checkpoint's.
+        saved = state_dict.get(prefix + "state")
+        if isinstance(saved, Tensor) and saved.shape != self.state.shape:
+            self.state = self.state.new_zeros(saved.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def time_ratio(step: Step, total_steps: Step, like: Tensor) -> Tensor:

@@ -87,6 +87,7 @@ class Engine:
         self.noisy_labels = as_tensor(split.noisy)
         self.true_labels = as_tensor(dataset.train_labels)
         self.is_noisy = None if split.is_noisy is None else as_tensor(split.is_noisy)
+        self.noise_rate = NAN if split.is_noisy is None else float(split.is_noisy.mean())  # measured, not asked for
         self.test_labels = as_tensor(dataset.test_labels)
         self.dataset = dataset.to(self.device)
 
@@ -100,6 +101,7 @@ class Engine:
         self.model = model
         self.forward = torch.compile(model) if train.compile else model
         self.loss_fn = losses.build(cfg.loss.name, dataset.num_classes, **cfg.loss.hyperparameters).to(self.device)
+        self.loss_fn.set_num_examples(len(dataset))  # per-example state (ELR) has one row per training example
         self.amp = self.device.type == "cuda" and train.amp
 
         self.batches_per_epoch = self._num_batches(len(self.train_index))
@@ -185,7 +187,8 @@ class Engine:
             with self._autocast():
                 logits = self.forward(x)
             loss = self.loss_fn(
-                logits.float(), self.noisy_labels[index], step=self.batches_done, total_steps=self.total_batches
+                logits.float(), self.noisy_labels[index], step=self.batches_done, total_steps=self.total_batches,
+                index=index,
             )
             (loss / accumulate).backward()
             prediction, before = logits.detach().argmax(1), self.last_prediction[index]
@@ -279,6 +282,7 @@ class Engine:
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "train_loss": train_loss,
                     "mean_epsilon": mean_eps,
+                    "measured_noise_rate": self.noise_rate,
                     "samples_per_s": speed,
                     "prediction_changes": changes,
                     "diverged": diverged,

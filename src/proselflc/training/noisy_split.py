@@ -52,6 +52,8 @@ def noisy_split(
             seed=noise.seed if noise.seed is not None else seed,
             matrix=None if noise.matrix is None else np.asarray(noise.matrix, dtype=np.float64),
             allow_true_label=noise.allow_true_label,
+            label_set=noise.label_set,
+            file=None if noise.file is None else str(noise.file),
         )
         noisy, is_noisy = corrupted.noisy, corrupted.is_noisy
     n = len(true_labels)

@@ -49,10 +49,15 @@ from proselflc.tuning.search import AshaScheduler, SchedulerSpec, SearcherSpec, 
 
 
 class NoiseSweep(StrictModel):
-    """The noise axis of the sweep; other noise fields (matrix, allow_true_label, seed) come from `base.noise`."""
+    """The noise axis of the sweep; other noise fields (matrix, allow_true_label, seed, file) come from `base.noise`.
+
+    `label_sets` (human noise: CIFAR-N's annotations) makes one study per label set and rate, named
+    `<kind>_<label set>-<rate>/<method>`, e.g. human_aggre-0/elr.
+    """
 
     kind: str = "symmetric"
     rates: list[float] = Field(min_length=1)
+    label_sets: list[str] | None = Field(None, min_length=1, description="human only: one study per CIFAR-N label set")
 
     _known_kind = field_validator("kind")(check_noise_kind)
 
@@ -65,6 +70,19 @@ class NoiseSweep(StrictModel):
         if len(set(value)) != len(value):
             raise ValueError(f"noise rates {value} repeat a rate")
         return value
+
+    @field_validator("label_sets")
+    @classmethod
+    def _label_sets(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"label sets {value} repeat a label set")
+        return value
+
+    def settings(self) -> list[tuple[str, str | None]]:
+        """(the study key's noise kind, label set or None) of each noise setting, in the sweep file's order."""
+        if self.label_sets is None:
+            return [(self.kind, None)]
+        return [(f"{self.kind}_{label_set}", label_set) for label_set in self.label_sets]
 
 
 class MethodSpec(StrictModel):
@@ -189,6 +207,10 @@ class SweepConfig(StrictModel):
         overrides = _nested(data.pop("overrides", None))
         if isinstance(base, dict):
             base = deep_merge(base, overrides)
+            label_sets = (data.get("noise") or {}).get("label_sets") if isinstance(data.get("noise"), dict) else None
+            if label_sets and isinstance(label_sets, list) and isinstance(base.get("noise", {}), dict):
+                # The base run is validated on its own: it stands for the first label set's studies.
+                base = deep_merge({"noise": {"label_set": label_sets[0]}}, base)
         data["base"] = base
         methods = data.get("methods")
         if isinstance(methods, dict):
@@ -297,11 +319,15 @@ class SweepConfig(StrictModel):
         """A study's search trials in flight: few enough that its sampler learns from finished ones."""
         return self.per_study_concurrency or max(1, min(self.num_samples, self.n_startup_trials))
 
-    def study_config(self, rate: float, method: MethodSpec) -> dict[str, Any]:
-        """The base run config (as a dict) of the study (rate, method): the dict trials apply their params onto."""
+    def study_config(self, rate: float, method: MethodSpec, label_set: str | None = None) -> dict[str, Any]:
+        """The base run config (as a dict) of the study (rate, method[, label set]): the dict trials apply their
+        params onto."""
         raw = self.base.to_dict()
-        raw["name"] = f"{self.name}-{rate_dir(self.noise.kind, rate)}-{method.name}"
+        kind = self.noise.kind if label_set is None else f"{self.noise.kind}_{label_set}"
+        raw["name"] = f"{self.name}-{rate_dir(kind, rate)}-{method.name}"
         raw["noise"] = {**raw["noise"], "kind": self.noise.kind, "rate": rate}
+        if label_set is not None:
+            raw["noise"]["label_set"] = label_set
         raw["loss"] = {"name": method.loss, **method.hyperparameters}
         raw["train"] = {**raw["train"], "epochs": self.max_t, "progress": False}
         return raw
@@ -341,9 +367,11 @@ def validate_studies(sweep: SweepConfig) -> dict[str, search_spaces.SearchSpace]
     spaces: dict[str, search_spaces.SearchSpace] = {}
     for method in sweep.methods:
         where = f"methods.{method.name}"
-        for rate in sweep.noise.rates:
-            build_run_config(sweep.study_config(rate, method), source=f"{where} at noise rate {rate:g}")
-        base = sweep.study_config(sweep.noise.rates[0], method)
+        for _, label_set in sweep.noise.settings():
+            at = "" if label_set is None else f" with label set {label_set!r}"
+            for rate in sweep.noise.rates:
+                build_run_config(sweep.study_config(rate, method, label_set), source=f"{where} at noise rate {rate:g}{at}")
+        base = sweep.study_config(sweep.noise.rates[0], method, sweep.noise.settings()[0][1])
         spaces[method.name] = search_spaces.build_space(method.search, method.loss, base, f"{where}.search")
     search.check_spaces(sweep, spaces)
     return spaces

@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ray import tune
 
 from proselflc import data as data_lib
@@ -56,14 +57,32 @@ class SweepInterrupted(KeyboardInterrupt):
     """Ray Tune caught Ctrl+C (or SIGUSR1), saved the sweep's state and stopped; `--resume` continues it."""
 
 
-def study_key(sweep: SweepConfig, rate: float, method: str) -> str:
-    """The contract's name of the study (rate, method) of `sweep`, e.g. 'symmetric-0.4/proselflc'."""
-    return str(StudyKey(kind=sweep.noise.kind, rate=rate, method=method))
+def study_key(sweep: SweepConfig, rate: float, method: str, label_set: str | None = None) -> str:
+    """The contract's name of the study (rate, method) of `sweep`, e.g. 'symmetric-0.4/proselflc'
+    (with a CIFAR-N label set, e.g. 'human_aggre-0/proselflc')."""
+    kind = sweep.noise.kind if label_set is None else f"{sweep.noise.kind}_{label_set}"
+    return str(StudyKey(kind=kind, rate=rate, method=method))
 
 
-def studies(sweep: SweepConfig) -> list[tuple[str, float, MethodSpec]]:
-    """(study key, noise rate, method) of every study, noise rates outermost: the sweep's run order."""
-    return [(study_key(sweep, rate, method.name), rate, method) for rate in sweep.noise.rates for method in sweep.methods]
+def studies(sweep: SweepConfig) -> list[tuple[str, float, MethodSpec, str | None]]:
+    """(study key, noise rate, method, label set) of every study, label sets then noise rates outermost:
+    the sweep's run order."""
+    return [
+        (study_key(sweep, rate, method.name, label_set), rate, method, label_set)
+        for _, label_set in sweep.noise.settings()
+        for rate in sweep.noise.rates
+        for method in sweep.methods
+    ]
+
+
+def check_label_files(sweep: SweepConfig, labels: np.ndarray, num_classes: int) -> None:
+    """A human-noise label file that does not fit the dataset (or lacks a label set) fails here, before Ray."""
+    if sweep.base.noise.file is None:
+        return
+    from proselflc.cifar_n import human_labels
+
+    for _, label_set in sweep.noise.settings():
+        human_labels(sweep.base.noise.file, label_set or sweep.base.noise.label_set, labels, num_classes)
 
 
 def final_seeds(sweep: SweepConfig) -> list[int]:
@@ -87,14 +106,14 @@ def new_manifest(sweep: SweepConfig) -> Manifest:
                 study=key,
                 dataset=sweep.base.data.name,
                 model=sweep.base.model.name,
-                noise_kind=sweep.noise.kind,
+                noise_kind=StudyKey.parse(key).kind,
                 noise_rate=rate,
                 method=method.name,
                 loss=method.loss,
                 search_dir=EXPERIMENT_DIR,
                 final_dir=EXPERIMENT_DIR if sweep.final_seeds else None,
             )
-            for key, rate, method in studies(sweep)
+            for key, rate, method, _ in studies(sweep)
         ],
     )
 
@@ -135,7 +154,7 @@ class SweepRunner:
         self.status_every_s = status_every_s
         self.trial_function = trial_function
         self.spaces = validate_studies(sweep)
-        self.bases = {key: sweep.study_config(rate, method) for key, rate, method in studies(sweep)}
+        self.bases = {key: sweep.study_config(rate, method, ls) for key, rate, method, ls in studies(sweep)}
         self.dir: storage.Dir = storage.as_dir(sweep.sweep_dir)
 
     # -- directory ---------------------------------------------------------------------------------
@@ -190,6 +209,7 @@ class SweepRunner:
         if isinstance(self.dir, storage.Location):  # an unreachable store fails here, not in the trials
             storage.check_reachable(self.dir)
         dataset = data_lib.load(sweep.base.data)  # missing or malformed data files fail here, before Ray
+        check_label_files(sweep, dataset.limit(sweep.base.data.limit).train_labels, dataset.num_classes)
         connect()
         # Refused at once if no node can hold a trial, unless the cluster can scale: then it waits for a node.
         nodes = wait_for_placeable(sweep.resources.cpu, sweep.resources.gpu, log=self.log)
@@ -256,7 +276,7 @@ class SweepRunner:
                 search_spaces.to_optuna(self.spaces[method.name]),
                 num_samples=search.study_samples(self.sweep, self.spaces[method.name]),
             )
-            for key, _, method in studies(self.sweep)
+            for key, _, method, _ in studies(self.sweep)
         ]
 
     def searcher(self) -> StudySearcher:
