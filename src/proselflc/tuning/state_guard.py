@@ -194,7 +194,13 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
         raise ConfigError(f"--resume: {str(snapshot / SIGNATURES)!r} is not valid JSON ({exc})") from None
     for name, expected in signatures.items():
         copy = snapshot / name
-        if not copy.is_file() or not hmac.compare_digest(_digest(key, copy), expected):
+        if not copy.is_file():
+            raise ConfigError(
+                f"--resume: {str(copy)!r} is missing: the signed snapshot of Ray's state is incomplete (a copy made "
+                "without its .pkl files?), so the sweep cannot be restored; its trials are kept. Copy the sweep "
+                "directory again with every file, or resume with --trust-state if Ray's own state is complete"
+            )
+        if not hmac.compare_digest(_digest(key, copy), expected):
             raise ConfigError(
                 f"--resume: {str(copy)!r} does not match its signature under your key ({key_file()}): the sweep "
                 "was written by another user or changed since, and Ray would load it with pickle, which can run "

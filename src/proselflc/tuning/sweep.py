@@ -28,6 +28,7 @@ from proselflc.errors import ConfigError
 from proselflc.sweep_contract import (
     CURRENT_VERSION,
     EXPERIMENT_DIR,
+    MANIFEST_FILE,
     PHASE,
     STUDY,
     SWEEP_FILE,
@@ -162,6 +163,11 @@ class SweepRunner:
                     f"--resume: the sweep differs from {str(sweep_file)!r} in {', '.join(changed)}; resume with "
                     f"the same file and --set values (or `proselflc tune {sweep_file} --resume`), or change the name"
                 )
+            if not (self.dir / MANIFEST_FILE).is_file() and (self.dir / EXPERIMENT_DIR).is_dir():
+                # A copy made without its manifest resumes in place: every study starts as unfinished here, and
+                # the restored searcher writes the studies' real progress back at the first step.
+                self.log(f"    {MANIFEST_FILE} is missing: rebuilt from the sweep's restored state")
+                write_manifest(self.dir, new_manifest(self.sweep))
             manifest = read_manifest(self.dir)
             if manifest.version < CURRENT_VERSION:
                 raise ConfigError(
@@ -290,17 +296,27 @@ class SweepRunner:
             run=self.trial_function,
         )
         path = self.dir / EXPERIMENT_DIR
-        if tune.Tuner.can_restore(str(path)) and (
-            self.trust_state or state_guard.has_snapshot(self.dir) or state_guard.has_results(path)
-        ):
+        restorable = tune.Tuner.can_restore(str(path))
+        # Work a fresh start would lose: then the sweep is restored (from the signed snapshot where Ray's own
+        # state is missing, e.g. a copy made without its .pkl files) or refused, never started over.
+        kept = state_guard.has_snapshot(self.dir) or state_guard.has_results(path)
+        if (restorable and self.trust_state) or kept:
             if not self.trust_state:
-                for note in state_guard.verify(self.dir, path):
+                for note in state_guard.verify(self.dir, path):  # also puts back state files that are missing
                     self.log(f"    {note}")
+                restorable = tune.Tuner.can_restore(str(path))
+            if not restorable:
+                raise ConfigError(
+                    f"--resume: {str(path / 'tuner.pkl')!r} is missing and no signed snapshot holds it, so Ray "
+                    f"cannot restore the sweep; its trials are kept. Copy the sweep directory again with its "
+                    f"state files (*.pkl, {state_guard.SNAPSHOT}/), or move {str(path)!r} away to start the "
+                    "search anew"
+                )
             self.log(f"restoring the interrupted sweep's Tuner at {path}")
             return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         if path.exists():
             # Interrupted before Ray saved any state, or before any trial reported and its state was signed:
-            # nothing to lose, so start it afresh rather than load unverified pickles.
+            # no result to lose, so start it afresh rather than load unverified pickles.
             storage.remove_tree(path)
         searcher = self.searcher()
         monitor = SweepMonitor(

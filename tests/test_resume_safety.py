@@ -1,0 +1,76 @@
+"""`--resume` never deletes results and a sweep directory is its own: copies of the finished `tiny_sweep` made as a
+careless copy would leave them (without Ray's `tuner.pkl`, without any `.pkl`, without `manifest.json`) either
+resume in place, every trial kept byte for byte, or are refused naming what is missing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from proselflc.errors import ConfigError
+from proselflc.tuning import load_sweep, run_sweep
+
+pytestmark = [pytest.mark.ray, pytest.mark.faults]
+
+
+def _results(sweep_dir: Path) -> dict[str, bytes]:
+    """Every trial's result.json, by trial directory name."""
+    return {p.parent.name: p.read_bytes() for p in (sweep_dir / "trials").glob("*/result.json")}
+
+
+def _files(directory: Path) -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*") if p.is_file()}
+
+
+def _copy(tiny_sweep: Path, target: Path) -> Path:
+    shutil.copytree(tiny_sweep, target)
+    return target
+
+
+def test_resume_without_ray_s_tuner_pkl_restores_it_from_the_signed_snapshot_and_deletes_nothing(
+    tiny_sweep: Path, tmp_path: Path
+) -> None:
+    results = _results(tiny_sweep)
+    copy = _copy(tiny_sweep, tmp_path / "no-tuner" / "tiny")
+    (copy / "trials" / "tuner.pkl").unlink()
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["studies"][-1]["status"] = "searched"  # a study left to finish: the Tuner must be restored
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+    lines: list[str] = []
+    run_sweep(load_sweep(copy / "sweep.yaml"), resume=True, log=lines.append)
+
+    assert any("restoring the interrupted sweep's Tuner" in line for line in lines), lines
+    assert _results(copy) == results  # no trial deleted, re-run or added
+    statuses = [s["status"] for s in json.loads((copy / "manifest.json").read_text())["studies"]]
+    assert statuses == ["finished"] * len(statuses)
+
+    stripped = _copy(tiny_sweep, tmp_path / "no-pkl" / "tiny")  # what `rsync --exclude '*.pkl'` leaves
+    for pickled in stripped.rglob("*.pkl"):
+        pickled.unlink()
+    (stripped / "manifest.json").write_text(json.dumps(manifest))
+    before = _files(stripped / "trials")
+    with pytest.raises(ConfigError, match=r"\.pkl' is missing: the signed snapshot.*its trials are kept"):
+        run_sweep(load_sweep(stripped / "sweep.yaml"), resume=True, log=lines.append)
+    assert _files(stripped / "trials") == before
+
+
+def test_a_copy_without_its_manifest_resumes_in_place_not_at_its_original(tiny_sweep: Path, tmp_path: Path) -> None:
+    original = _files(tiny_sweep)
+    results = _results(tiny_sweep)
+    copy = _copy(tiny_sweep, tmp_path / "copy" / "tiny")
+    (copy / "manifest.json").unlink()
+
+    sweep = load_sweep(copy / "sweep.yaml")
+    assert Path(sweep.sweep_dir) == copy.resolve()
+    lines: list[str] = []
+    run_sweep(sweep, resume=True, log=lines.append)
+
+    assert any("manifest.json is missing: rebuilt" in line for line in lines), lines
+    statuses = [s["status"] for s in json.loads((copy / "manifest.json").read_text())["studies"]]
+    assert statuses == ["finished"] * len(statuses)
+    assert _results(copy) == results
+    assert _files(tiny_sweep) == original, "the copy resumed its original"
