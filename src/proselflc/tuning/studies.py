@@ -53,6 +53,16 @@ SchedulerFactory = Callable[[], TrialScheduler]
 
 
 @dataclass
+class SchedulingState:
+    """The per-study schedulers (ASHA's rungs, the median rule's histories) and which search trial each one
+    follows. It lives in the searcher, so Ray Tune saves it in the same pickle as the searcher, at the same
+    moment as the trials: a resumed sweep's schedulers stop exactly the trials an uninterrupted run stops."""
+
+    studies: dict[str, TrialScheduler] = field(default_factory=dict)
+    members: dict[str, str] = field(default_factory=dict)  # search trial id -> study, from its add until it ends
+
+
+@dataclass
 class StudyProgress:
     """A study's state inside the searcher (pickled with it)."""
 
@@ -126,6 +136,8 @@ class StudySearcher(Searcher):
         self.revision = 0
         #: Human-readable events (a study searched, its choice) for the monitor to print.
         self.notes: list[str] = []
+        #: The `StudyScheduler`'s state, saved and restored with this searcher's.
+        self.scheduling = SchedulingState()
 
     # -- dealing ----------------------------------------------------------------------------------
 
@@ -284,6 +296,7 @@ class StudySearcher(Searcher):
                 study.samples = self.num_samples if study.search is not None else 1
             if "final_seed" not in study.__dict__:  # saved before final seeds were recorded per trial
                 study.final_seed = dict(zip(study.final_trials, self.final_seeds))
+        self.__dict__.setdefault("scheduling", SchedulingState())  # saved before the schedulers' state was
 
 
 def _finite(value: Any) -> bool:
@@ -302,15 +315,39 @@ class StudyScheduler(FIFOScheduler):
     trial early. A sub-scheduler sees only its study's trials, so its cut-offs compare trials that share
     a noise rate and a method. Sub-schedulers must not PAUSE trials (`tuning.search` builds none that
     do): this scheduler runs pending trials first-in first-out.
+
+    Ray Tune saves no scheduler state with an experiment (2.60: only the searcher's), so with `searcher`
+    given, the sub-schedulers live in that searcher's `scheduling` and are restored with it on `--resume`.
     """
 
-    def __init__(self, *, metric: str, mode: str, make: SchedulerFactory | None, name: str = "asha") -> None:
+    def __init__(
+        self,
+        *,
+        metric: str,
+        mode: str,
+        make: SchedulerFactory | None,
+        name: str = "asha",
+        searcher: StudySearcher | None = None,
+    ) -> None:
         super().__init__()
         self._metric, self._mode = metric, mode
         self.make = make
         self.name = name
-        self.studies: dict[str, TrialScheduler] = {}
-        self.members: dict[str, str] = {}  # search trial id -> study, from on_trial_add until it ends
+        self.searcher = searcher
+        self._own = SchedulingState()
+
+    @property
+    def state(self) -> SchedulingState:
+        """The searcher's `scheduling` (read each time: restoring the searcher replaces it), else this one's."""
+        return self._own if self.searcher is None else self.searcher.scheduling
+
+    @property
+    def studies(self) -> dict[str, TrialScheduler]:
+        return self.state.studies
+
+    @property
+    def members(self) -> dict[str, str]:
+        return self.state.members
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return metric in (None, self._metric) and mode in (None, self._mode)
@@ -323,7 +360,9 @@ class StudyScheduler(FIFOScheduler):
         ray_compat.follow_experiment_storage(tune_controller, trial)
         config = trial.config or {}
         if self.make is None or config.get(PHASE) != "search" or trial.trial_id in self.members:
-            return
+            return  # (a restored trial that was running is a member still: its scheduler already follows it)
+        if trial.status == Trial.TERMINATED:
+            return  # a finished trial restored by --resume: its scheduler has counted it
         key = str(config.get(STUDY))
         if key not in self.studies:
             self.studies[key] = self.make()

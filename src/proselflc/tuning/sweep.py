@@ -281,10 +281,12 @@ class SweepRunner:
             final_params={"data.val_fraction": 0.0} if sweep.final_include_val else None,
         )
 
-    def scheduler(self) -> StudyScheduler:
+    def scheduler(self, searcher: StudySearcher | None = None) -> StudyScheduler:
+        """The per-study schedulers; given the sweep's searcher, their state is saved and restored with it."""
         sweep = self.sweep
         return StudyScheduler(
-            metric=sweep.metric, mode=sweep.mode, make=search.scheduler_factory(sweep), name=sweep.scheduler_spec.name
+            metric=sweep.metric, mode=sweep.mode, make=search.scheduler_factory(sweep), name=sweep.scheduler_spec.name,
+            searcher=searcher,
         )
 
     def _tuner(self, shared: SharedDataset, slots: int) -> tune.Tuner:
@@ -329,7 +331,7 @@ class SweepRunner:
                 metric=sweep.metric,
                 mode=sweep.mode,
                 search_alg=searcher,
-                scheduler=self.scheduler(),
+                scheduler=self.scheduler(searcher),
                 num_samples=-1,  # the searcher says when the sweep is done
                 max_concurrent_trials=slots,
                 trial_dirname_creator=_dirname,
