@@ -1,15 +1,24 @@
-"""`--resume` never deletes results and a sweep directory is its own: copies of the finished `tiny_sweep` made as a
-careless copy would leave them (without Ray's `tuner.pkl`, without any `.pkl`, without `manifest.json`) either
-resume in place, every trial kept byte for byte, or are refused naming what is missing."""
+"""No lost result goes unnoticed and `--resume` never deletes one.
+
+- `tiny_sweep` run again on a tmpfs too small for it: the sweep stops with a "no space left" error (exit 2), the
+  report is PARTIAL, and `--resume` once the tmpfs is enlarged ends with the table of the uninterrupted run.
+- Copies of the finished `tiny_sweep` made as a careless copy would leave them (without Ray's `tuner.pkl`, without
+  any `.pkl`, without `manifest.json`) either resume in place, every trial kept byte for byte, or are refused naming
+  what is missing."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import TINY_SWEEP
+from proselflc.analysis import summary
+from proselflc.analysis.progress import read_progress
+from proselflc.cli import main
 from proselflc.errors import ConfigError
 from proselflc.tuning import load_sweep, run_sweep
 
@@ -74,3 +83,30 @@ def test_a_copy_without_its_manifest_resumes_in_place_not_at_its_original(tiny_s
     assert statuses == ["finished"] * len(statuses)
     assert _results(copy) == results
     assert _files(tiny_sweep) == original, "the copy resumed its original"
+
+
+def test_a_sweep_that_fills_its_disk_stops_with_an_error_and_its_resume_ends_with_the_uninterrupted_table(
+    tiny_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1100k", "tmpfs", str(disk)],
+                             check=False, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'})")
+    try:
+        sweep_file = tmp_path / "sweep.yaml"
+        sweep_file.write_text(json.dumps({**TINY_SWEEP, "storage_path": str(disk)}))
+        assert main(["tune", str(sweep_file)]) == 2
+        out, err = capsys.readouterr()
+        assert "epoch" in out  # trials ran before the disk filled
+        assert "error: no space left on the device holding" in err and "--resume" in err, err
+        progress = read_progress(disk / "tiny")
+        assert progress.running and progress.headline().startswith("PARTIAL"), progress.statuses
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        assert main(["tune", str(disk / "tiny" / "sweep.yaml"), "--resume"]) == 0, capsys.readouterr()
+        assert not read_progress(disk / "tiny").running
+        assert summary(disk / "tiny") == summary(tiny_sweep)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +33,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from proselflc import ray_compat
-from proselflc.sweep_contract import PHASE, STUDY, select_best, trial_dirname
+from proselflc import ray_compat, storage
+from proselflc.sweep_contract import LOST_DIR, PHASE, STUDY, results_intact, select_best, trial_dirname
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class SchedulingState:
 
     studies: dict[str, TrialScheduler] = field(default_factory=dict)
     members: dict[str, str] = field(default_factory=dict)  # search trial id -> study, from its add until it ends
+    #: Finished trials whose results storage lost, run again: trial id -> the iteration they ended at before.
+    replay: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -359,6 +362,8 @@ class StudyScheduler(FIFOScheduler):
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         ray_compat.follow_experiment_storage(tune_controller, trial)
         config = trial.config or {}
+        if trial.status == Trial.TERMINATED and tune_controller is not None:
+            self._replay_if_lost(tune_controller, trial)
         if self.make is None or config.get(PHASE) != "search" or trial.trial_id in self.members:
             return  # (a restored trial that was running is a member still: its scheduler already follows it)
         if trial.status == Trial.TERMINATED:
@@ -369,7 +374,25 @@ class StudyScheduler(FIFOScheduler):
         self.studies[key].on_trial_add(tune_controller, trial)
         self.members[trial.trial_id] = key
 
+    def _replay_if_lost(self, tune_controller: Any, trial: Trial) -> None:
+        """A finished trial restored by --resume whose results storage lost (a full disk): its directory is set
+        aside (into `.lost/`) and it runs again from its start under its id, to the iteration it ended at."""
+        if trial.path is None:
+            return
+        directory = storage.on_filesystem(trial.storage.storage_filesystem, trial.path)
+        iteration = int((trial.last_result or {}).get(ITERATION, 0))
+        if not iteration or results_intact(directory, iteration):
+            return
+        if directory.exists():
+            storage.move(directory, directory.parent / LOST_DIR / directory.name)
+        shutil.rmtree(trial.local_path, ignore_errors=True)  # the driver's staging copy Ray would append to
+        self.state.replay[trial.trial_id] = iteration
+        ray_compat.run_again_from_start(tune_controller, trial)
+
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        replay = self.state.replay.get(trial.trial_id)
+        if replay is not None and result.get(ITERATION, 0) >= replay:
+            return TrialScheduler.STOP  # where it ended before its results were lost (e.g. ASHA stopped it)
         scheduler = self._member(trial)
         if scheduler is None:
             return TrialScheduler.CONTINUE

@@ -35,6 +35,7 @@ from proselflc.sweep_contract import (
     Manifest,
     StudyEntry,
     StudyKey,
+    lost_trials,
     read_manifest,
     trial_dirname,
     write_manifest,
@@ -209,7 +210,12 @@ class SweepRunner:
     def _run_locked(self, shared: SharedDataset, nodes: list[dict[str, float]], resume: bool) -> None:
         sweep = self.sweep
         manifest = self.prepare(resume)
-        pending = [entry for entry in manifest.studies if not entry.done]
+        # A study finished on a disk that filled up is not done: the restored Tuner re-runs its lost trials.
+        lost = {entry.study: lost_trials(self.dir, entry) for entry in manifest.studies if entry.done}
+        for study, names in lost.items():
+            if names:
+                self.log(f"    {study}: {len(names)} trials' results are missing or empty (a full disk?): run again")
+        pending = [entry for entry in manifest.studies if not entry.done or lost.get(entry.study)]
         self.log(f"sweep {sweep.name}: {len(manifest.studies)} studies ({len(pending)} to do) -> {self.dir}")
         if pending:
             slots = sweep.max_concurrent_trials or trial_slots(sweep.resources.cpu, sweep.resources.gpu, nodes)
@@ -225,6 +231,13 @@ class SweepRunner:
         grid, interrupted = ray_compat.fit_noting_interrupts(tuner)
         self._set_aside_orphans(grid)
         manifest = read_manifest(self.dir)
+        lost = [name for entry in manifest.studies if entry.done for name in lost_trials(self.dir, entry)]
+        if lost and not interrupted:
+            raise ConfigError(
+                f"the results of {len(lost)} trials are missing or empty in {str(self.dir)!r} ({', '.join(lost)}): "
+                "the storage failed to keep them. Free space (or fix the storage), then continue with "
+                f"`proselflc tune {self.dir / SWEEP_FILE} --resume`, which runs them again"
+            )
         if interrupted or not manifest.finished:
             message = (
                 "sweep interrupted; its state is saved: continue with "
