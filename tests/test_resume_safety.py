@@ -110,3 +110,45 @@ def test_a_sweep_that_fills_its_disk_stops_with_an_error_and_its_resume_ends_wit
         assert summary(disk / "tiny") == summary(tiny_sweep)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_finished_trial_whose_results_were_lost_runs_again_under_its_id_to_the_epoch_it_ended(
+    ray_session: object, tmp_path: Path
+) -> None:
+    """What `--resume` does, in the scheduler, with a trial Ray restored as finished but whose files a full disk
+    emptied: its directory is set aside into `.lost/`, it runs again from its start, and stops where it ended."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from proselflc.tuning.studies import StudyScheduler
+    from test_ray_compat import _Controller, _trial
+
+    trial = _trial(tmp_path, "lost")
+    trial.config = {"study": "symmetric-0.4/crossentropy", "phase": "search"}
+    trial.set_status(Trial.TERMINATED)
+    trial.run_metadata.last_result = {"training_iteration": 2}
+    directory = Path(trial.path)
+    directory.mkdir(parents=True)
+    (directory / "params.json").write_text("")  # as ENOSPC leaves it
+    (directory / "result.json").write_text('{"training_iteration": 1}\n')
+    live: set = set()
+
+    class Controller(_Controller):
+        def get_live_trials(self) -> set:
+            return live
+
+    scheduler = StudyScheduler(metric="val_accuracy", mode="max", make=None)
+    scheduler.on_trial_add(Controller([trial]), trial)
+    assert trial.status == Trial.PENDING and live == {trial}
+    assert (tmp_path / "trials" / ".lost" / "lost" / "result.json").is_file() and not directory.exists()
+    assert scheduler.on_trial_result(None, trial, {"training_iteration": 1}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, trial, {"training_iteration": 2}) == TrialScheduler.STOP
+
+    intact = _trial(tmp_path, "intact")  # a finished trial whose files are all there is left finished
+    intact.set_status(Trial.TERMINATED)
+    intact.run_metadata.last_result = {"training_iteration": 1}
+    Path(intact.path).mkdir(parents=True)
+    (Path(intact.path) / "params.json").write_text("{}")
+    (Path(intact.path) / "result.json").write_text('{"training_iteration": 1}\n')
+    scheduler.on_trial_add(Controller([trial, intact]), intact)
+    assert intact.status == Trial.TERMINATED and intact not in live
