@@ -52,6 +52,7 @@ def test_resume_without_ray_s_tuner_pkl_restores_it_from_the_signed_snapshot_and
     lines: list[str] = []
     run_sweep(load_sweep(copy / "sweep.yaml"), resume=True, log=lines.append)
 
+    assert any("tuner.pkl: missing; put back from the signed snapshot" in line for line in lines), lines
     assert any("restoring the interrupted sweep's Tuner" in line for line in lines), lines
     assert _results(copy) == results  # no trial deleted, re-run or added
     statuses = [s["status"] for s in json.loads((copy / "manifest.json").read_text())["studies"]]

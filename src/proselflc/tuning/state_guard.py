@@ -212,9 +212,11 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
         if file.name not in signatures or file.read_bytes() != (snapshot / file.name).read_bytes():
             storage.move(file, file.parent / f"{file.name}.rejected")
             changed.append(file.name)
+    restored = []
     for name in signatures:
         if not (experiment / name).is_file():
             _copy(snapshot / name, experiment / name)
+            restored.append(name)
     if remote:
         errors = [d / "error.pkl" for d in experiment.iterdir() if (d / "error.pkl").is_file()]
     else:
@@ -223,6 +225,7 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
         storage.move(error, error.parent / "error.pkl.rejected")
     notes = [f"{name}: not the last signed state (cut off, late or changed); set aside for the signed copy"
              for name in sorted(changed)]
+    notes += [f"{name}: missing; put back from the signed snapshot" for name in sorted(restored)]
     if errors:
         notes.append(f"{len(errors)} trials' pickled errors set aside (their error.txt is kept)")
     return notes
