@@ -122,3 +122,44 @@ def test_asha_rungs_move_and_completed_trials_are_recorded_at_the_new_rungs() ->
     rungs = {milestone: dict(recorded) for milestone, recorded in asha._brackets[0]._rungs}
     assert sorted(rungs) == [6, 12, 24]
     assert rungs[6] == {"done": 6.0, "short": 0.7} and rungs[12] == {"done": 12.0} and rungs[24] == {"done": 24.0}
+
+
+def test_a_failed_upload_of_the_experiment_directory_is_heard(ray_session: Any, tmp_path: Path) -> None:
+    """Ray's own experiment-state upload into a storage path where a file blocks the experiment directory fails;
+    Ray only logs it, and `watch_storage_writes` collects the OSError."""
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    storage = StorageContext(storage_path=str(tmp_path / "store"), experiment_dir_name="trials")
+    manager = _ExperimentCheckpointManager(storage=storage, checkpoint_period=0)
+
+    def save() -> None:
+        Path(storage.experiment_driver_staging_path).mkdir(parents=True, exist_ok=True)
+        Path(storage.experiment_driver_staging_path, "experiment_state.json").write_text("{}")
+
+    failures = ray_compat.watch_storage_writes()
+    manager.sync_up_experiment_state(save, force=True, wait=True)
+    assert failures == []  # a working storage: nothing heard
+    blocked = Path(storage.experiment_fs_path)
+    for child in blocked.iterdir():
+        child.unlink()
+    blocked.rmdir()
+    blocked.write_text("in the way")  # the upload cannot create the experiment directory
+    manager.sync_up_experiment_state(save, force=True, wait=True)
+    assert failures and all(isinstance(failure, OSError) for failure in failures), failures
+    assert ray_compat.watch_storage_writes() == []  # each sweep hears its own failures
+
+
+def test_a_restored_finished_trial_is_made_to_run_again_from_its_start_under_its_id(tmp_path: Path) -> None:
+    trial = _trial(tmp_path, "lost")
+    trial.set_status(Trial.TERMINATED)
+    trial.run_metadata.last_result = {"training_iteration": 3}
+    live: set[Trial] = set()
+
+    class Controller(_Controller):
+        def get_live_trials(self) -> set[Trial]:
+            return live
+
+    ray_compat.run_again_from_start(Controller([trial]), trial)
+    assert trial.status == Trial.PENDING and trial.trial_id == "lost"
+    assert trial.checkpoint is None and not trial.run_metadata.last_result
+    assert live == {trial}

@@ -83,16 +83,23 @@ def _wait_for_actors_gone(driver_pid: int, timeout: float = 120) -> None:
 CLI = [sys.executable, "-m", "proselflc.cli"]
 
 
-def _interrupt_when(condition, sweep_file: Path, ray_session: Any, log: Path, driver: list[str] = CLI) -> str:
-    """Run `<driver> tune sweep_file` in its own process (connected to this session's Ray like a cluster job),
-    send it Ctrl+C once `condition()` holds, check it exits 130; its output, once every actor it started is gone
-    (so the sweep directory no longer changes)."""
+def _interrupt_when(
+    condition, sweep_file: Path, ray_session: Any, log: Path, driver: list[str] = CLI, *args: str, presses: int = 1
+) -> str:
+    """Run `<driver> tune sweep_file [args]` in its own process (connected to this session's Ray like a cluster
+    job), send it Ctrl+C (`presses` times, a second apart) once `condition()` holds, check it exits 130; its output,
+    once every actor it started is gone (so the sweep directory no longer changes)."""
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     with log.open("w") as out:
-        proc = subprocess.Popen([*driver, "tune", str(sweep_file)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*driver, "tune", str(sweep_file), *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
     try:
         _wait_for(condition, 240, proc, log)
-        proc.send_signal(signal.SIGINT)
+        for press in range(presses):
+            if press:
+                time.sleep(1.0)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130, log.read_text()
     finally:
         if proc.poll() is None:
@@ -362,3 +369,63 @@ def test_a_resumed_copy_leaves_its_original_untouched(
     run_sweep(load_sweep(target / "sweep.yaml"), resume=True, log=lambda line: None)
     assert json.loads((target / "manifest.json").read_text())["studies"][0]["status"] == "finished"
     assert _files(original) == seen, "the resumed copy wrote into its original"
+
+
+def _trials_and_epochs(sweep_dir: Path) -> list[tuple[float, int]]:
+    """(lr, epochs trained) of every search trial, in the order the study dealt them (the manifest's)."""
+    (entry,) = json.loads((sweep_dir / "manifest.json").read_text())["studies"]
+    out = []
+    for name in entry["trial_order"]:
+        rows = [json.loads(line) for line in (sweep_dir / "trials" / name / "result.json").read_text().splitlines()]
+        out.append((rows[-1]["config"]["optim.lr"], rows[-1]["epoch"]))
+    return out
+
+
+def test_the_schedulers_state_survives_ctrl_c_and_a_double_ctrl_c_exits_130(ray_session: Any, tmp_path: Path) -> None:
+    """ASHA's rungs are restored with the searcher: a sweep interrupted after its first trial (and again, by a double
+    Ctrl+C, later) trains exactly the trials and epochs of an uninterrupted one, one trial at a time.
+
+    Seeded so that the second trial (lr 1e-4) learns nothing and ASHA stops it at a rung (epoch 2 or 4) against
+    the first trial's values; a resumed sweep that lost ASHA's state compared it with nothing and trained it 6/6.
+    tests/gated_driver.py --search holds the search trials after the first at epoch 1, before that rung."""
+    raw = {
+        **TINY_SWEEP,
+        "name": "asha",
+        "base": {**TINY_SWEEP["base"], "train": {**TINY_SWEEP["base"]["train"], "epochs": 6}},
+        "noise": {"kind": "symmetric", "rates": [0.4]},
+        "methods": {"crossentropy": {"search": {"optim.lr": {"type": "loguniform", "low": 1e-4, "high": 0.5}}}},
+        "asha": {"grace_period": 2, "reduction_factor": 2},
+        "searcher": {"seed": 10},
+        "final_seeds": 0,
+        "checkpoint_every": 1,
+    }
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    runs = {}
+    for name in ("uninterrupted", "interrupted"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sweep.yaml").write_text(yaml.safe_dump({**raw, "storage_path": str(tmp_path / name)}))
+        runs[name] = tmp_path / name / "asha"
+
+    done = subprocess.run([*CLI, "tune", str(tmp_path / "uninterrupted" / "sweep.yaml")], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = _trials_and_epochs(runs["uninterrupted"])
+    assert expected[0][1] == 6 and expected[1][1] < 6, expected  # what the seed is chosen for
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    driver = [sys.executable, gated_driver.__file__, "--search", str(gate)]
+    sweep_file = tmp_path / "interrupted" / "sweep.yaml"
+    _interrupt_when((gate / "held").exists, sweep_file, ray_session, tmp_path / "first.log", driver)
+    held = (gate / "held").read_text()
+    (gate / "held").unlink()
+    # Resumed: the held trial goes on from its checkpoint (past the gate); the third is held, then Ctrl+C twice.
+    output = _interrupt_when(lambda: (gate / "held").exists(), sweep_file, ray_session, tmp_path / "second.log",
+                             driver, "--resume", presses=2)
+    assert (gate / "held").read_text() != held, output
+    assert "internal error" not in output
+
+    resumed = subprocess.run([*CLI, "tune", str(sweep_file), "--resume"], env=env, capture_output=True, text=True,
+                             timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _trials_and_epochs(runs["interrupted"]) == expected

@@ -120,6 +120,18 @@ def explain(exc: BaseException, command: str, location: str | None = None) -> st
     return None
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the exception's cause chain."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; an anticipated failure is one paragraph (exit 2), anything else a one-line internal error (exit 1)."""
     parser = build_parser()
@@ -132,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
+        if _interrupted(exc):  # a second Ctrl+C that landed inside a library, which wrapped it
+            print(f"proselflc {args.command}: interrupted", file=sys.stderr)
+            return 130
         text = explain(exc, args.command, _output_location(args))
         if text is not None:
             print(f"proselflc {args.command}: error: {text}", file=sys.stderr)

@@ -8,7 +8,9 @@ the functions, so the analysis can read `RESULT_BOOKKEEPING_KEYS` without starti
 from __future__ import annotations
 
 import copy
+import logging
 import os
+import re
 import signal
 import threading
 from typing import TYPE_CHECKING, Any
@@ -174,3 +176,68 @@ def quiet_tune_console() -> None:
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+#: Ray 2.60's loggers that report a failed upload of the experiment directory (trial results, state) to storage.
+_SYNC_LOGGERS = ("ray.tune.execution.experiment_state", "ray.train._internal.syncer")
+_ERRNO = re.compile(r"\[Errno (\d+)\]|\[errno (\d+)\]")
+
+
+class _SyncFailures(logging.Handler):
+    """Collects the OSErrors of Ray's failed uploads to storage (see `watch_storage_writes`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.failures: list[OSError] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, OSError):
+            self.failures.append(exc)
+            return
+        message = record.getMessage()
+        found = _ERRNO.search(message) if "sync" in message.lower() and "failed" in message.lower() else None
+        if found:
+            code = int(found.group(1) or found.group(2))
+            self.failures.append(OSError(code, os.strerror(code)))
+
+
+_WATCH = _SyncFailures()
+
+
+def watch_storage_writes() -> list[OSError]:
+    """A list that fills with every failed upload of the sweep's experiment directory from now on.
+
+    Ray 2.60 writes each trial's result.json, progress.csv and params.json, and its own state, into the driver's
+    staging directory and copies that directory to storage in a background thread (`_BackgroundSyncer`); a failed
+    copy (a full disk: ENOSPC, EIO, a read-only mount) is only logged: `experiment_state` logs an error with the
+    exception when it waits for the copy, the syncer a warning with its traceback as text when it launches the
+    next one. Meanwhile the copy has truncated the files it rewrote. This hears both, so the sweep can stop.
+    """
+    for name in _SYNC_LOGGERS:
+        logger = logging.getLogger(name)
+        if _WATCH not in logger.handlers:
+            logger.addHandler(_WATCH)
+    _WATCH.failures = []
+    return _WATCH.failures
+
+
+def run_again_from_start(tune_controller: Any, trial: Trial) -> None:
+    """Make a finished trial that Ray restored run again from its start, under its own id (call on trial add).
+
+    Ray 2.60 has no resume mode for that (`ResumeConfig.RESTART` gives a new trial id, which the searcher does not
+    know): the trial's run metadata (last result, checkpoints) is replaced by a fresh one, it is set PENDING and,
+    since `TuneController.add_trial` decided before calling the scheduler that a TERMINATED trial is not live, put
+    among the live trials (`get_live_trials` returns the controller's set; schedulers may read it).
+    """
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.tune.experiment import Trial
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    checkpoint_config = trial.run_metadata.checkpoint_manager.checkpoint_config
+    trial.run_metadata = _TrainingRunMetadata()
+    trial.run_metadata.checkpoint_manager = _CheckpointManager(checkpoint_config=checkpoint_config)
+    trial.restore_path = None
+    trial._restore_checkpoint_result = None
+    trial.set_status(Trial.PENDING)
+    tune_controller.get_live_trials().add(trial)

@@ -161,6 +161,40 @@ def read_manifest(sweep_dir: str | Path | storage.Location) -> Manifest:
         raise ConfigError(f"{str(path)!r} is not a valid sweep manifest: {problems}") from None
 
 
+#: In an experiment directory: trial directories whose results a full disk emptied, set aside when they run again.
+LOST_DIR = ".lost"
+#: What Ray Tune writes into every trial directory; a trial whose two files are missing or empty lost its results.
+TRIAL_FILES = ("params.json", "result.json")
+
+
+def results_intact(trial_dir: storage.Dir, iteration: int | None = None) -> bool:
+    """Whether a trial directory still holds its results: params.json and result.json present and not empty and,
+    given the `iteration` (Ray's training_iteration) the trial ended at, result.json's last full line reaches it.
+
+    A full disk leaves them empty or cut off (Ray rewrites every trial file on each copy to storage)."""
+    for name in TRIAL_FILES:
+        path = trial_dir / name
+        if not path.is_file() or (path.size() if isinstance(path, storage.Location) else path.stat().st_size) == 0:
+            return False
+    if iteration is None:
+        return True
+    rows = (trial_dir / "result.json").read_text(errors="replace").splitlines()
+    for line in reversed(rows):
+        try:
+            return json.loads(line).get("training_iteration") == iteration
+        except (json.JSONDecodeError, AttributeError):
+            continue
+    return False
+
+
+def lost_trials(sweep_dir: str | Path | storage.Location, entry: StudyEntry) -> list[str]:
+    """The trial directories the study lists whose results are missing or empty (`results_intact`)."""
+    root = storage.as_dir(sweep_dir)
+    listed = [(entry.search_dir, name) for name in entry.trial_order]
+    listed += [(entry.final_dir or entry.search_dir, name) for name in entry.final_trials]
+    return [name for experiment, name in listed if not results_intact(root / experiment / name)]
+
+
 def write_manifest(sweep_dir: str | Path | storage.Location, manifest: Manifest) -> None:
     storage.write_text(storage.as_dir(sweep_dir) / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n")
 

@@ -1,7 +1,8 @@
 """Whether a sweep is finished, from its manifest: a report of a running sweep must say it is partial.
 
-A study is done only when the manifest says `finished`; `pending`, `searching` and `searched` (and a
-study with no recorded status, as in manifests of older versions) are unfinished. A partial table can
+A study is done only when the manifest says `finished` and every trial it lists still has its results
+(a full disk can leave them empty); `pending`, `searching` and `searched` (and a study with no recorded
+status, as in manifests of older versions) are unfinished. A partial table can
 crown a different winner than the finished sweep, so `report` says so on its first line and
 `report --strict` refuses it.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proselflc.errors import ConfigError
-from proselflc.sweep_contract import read_manifest
+from proselflc.sweep_contract import lost_trials, read_manifest
 
 #: Shown for a study whose manifest entry has no status (older sweeps).
 NO_STATUS = "no status recorded"
@@ -66,4 +67,8 @@ def read_progress(sweep_dir: str | Path, shown_as: str | Path | None = None) -> 
     statuses = {
         entry.study: entry.status if "status" in entry.model_fields_set else NO_STATUS for entry in manifest.studies
     }
+    for entry in manifest.studies:
+        lost = lost_trials(sweep_dir, entry) if entry.done else []
+        if lost:  # finished on a disk that filled up: its results are not all there
+            statuses[entry.study] = f"finished, but {len(lost)} trials' results are missing or empty: {', '.join(lost)}"
     return SweepProgress(sweep_dir=shown_as or Path(sweep_dir), sweep=manifest.sweep, statuses=statuses)

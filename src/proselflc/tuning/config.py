@@ -35,6 +35,7 @@ from proselflc.config import (
 )
 from proselflc.errors import ConfigError, one_of
 from proselflc.sweep_contract import (
+    EXPERIMENT_DIR,
     MANIFEST_FILE,
     SELECTABLE_METRICS,
     SWEEP_FILE,
@@ -406,9 +407,9 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
         raw["storage_path"] = str(remote.parent.parent)
         raw["name"] = remote.parent.name
         return build_sweep_config(raw, source=str(remote))
-    if path.name == SWEEP_FILE and (path.parent / MANIFEST_FILE).is_file():
-        # A sweep directory's own sweep.yaml: the sweep lives where that file is now (copied or moved), not
-        # where it was first written.
+    if path.name == SWEEP_FILE and any((path.parent / name).exists() for name in (MANIFEST_FILE, EXPERIMENT_DIR)):
+        # A sweep directory's own sweep.yaml: the sweep lives where that file is now (copied or moved, with or
+        # without its manifest), never where it was first written.
         raw["storage_path"] = str(path.parent.resolve().parent)
         raw["name"] = path.parent.name
     return build_sweep_config(raw, source=str(path), root=path.parent)

@@ -18,7 +18,7 @@ import ray
 from ray import tune
 from ray.tune.experiment import Trial
 
-from proselflc import storage
+from proselflc import ray_compat, storage
 from proselflc.sweep_contract import PHASE, STUDY, Manifest, read_manifest, write_manifest
 from proselflc.tuning.state_guard import StateSigner
 from proselflc.tuning.studies import StudySearcher
@@ -46,7 +46,7 @@ class SweepMonitor(tune.Callback):
         self._sweep_dir: storage.Dir | None = None
         self._manifest: Manifest | None = None  # read once per fit: only this monitor writes it meanwhile
         self._signer = StateSigner()
-        self._sign_failed = False
+        self._write_failures: list[OSError] = []
 
     def setup(self, **info: Any) -> None:
         """Called by every fit, fresh or restored: check the searcher against the restored trials once."""
@@ -54,6 +54,7 @@ class SweepMonitor(tune.Callback):
         self._written = -1
         self._manifest = None
         self._last_status = time.monotonic()
+        self._write_failures = ray_compat.watch_storage_writes()
 
     # -- Tune's hooks ------------------------------------------------------------------------------
 
@@ -65,6 +66,7 @@ class SweepMonitor(tune.Callback):
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self._sync(trials)
         self._sign(trials)
+        self._stop_on_failed_writes(trials)
         now = time.monotonic()
         if self.status_every_s > 0 and now - self._last_status >= self.status_every_s:
             self._last_status = now
@@ -88,6 +90,7 @@ class SweepMonitor(tune.Callback):
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self._sync(trials)
         self._sign(trials)
+        self._stop_on_failed_writes(trials)
 
     def _sign(self, trials: list[Trial]) -> None:
         """Sign Ray's saved state as it changes, so `--resume` can verify it before Ray unpickles it."""
@@ -97,10 +100,23 @@ class SweepMonitor(tune.Callback):
         experiment = _experiment_dir(trial)
         try:
             self._signer.sign(experiment.parent, Path(trial.local_experiment_path), experiment)
-        except OSError as exc:  # a full disk must not stop the sweep here; resume falls back to older copies
-            if not self._sign_failed:
-                self.log(f"    could not sign the sweep state ({exc}); --resume will use the last signed copy")
-            self._sign_failed = True
+        except OSError as exc:  # the last signed snapshot stays; --resume starts from it
+            self._write_failures.append(exc)
+
+    def _stop_on_failed_writes(self, trials: list[Trial]) -> None:
+        """Stop the sweep at the first write to storage that failed (Ray's copy of the trials' results, or the
+        signed state): going on would report a table built from empty files. The error names the sweep
+        directory; the last signed state stays, and `--resume` re-runs the trials whose results were lost."""
+        if not self._write_failures:
+            return
+        first = self._write_failures[0]
+        where = next((_experiment_dir(t).parent for t in trials), self._sweep_dir)
+        raise OSError(
+            first.errno,
+            f"could not write the sweep's results into {str(where)!r} ({first.strerror or first}); the sweep is "
+            "stopped rather than report results that were not saved",
+            None if where is None else str(where),
+        ) from first
 
     # -- what it does ------------------------------------------------------------------------------
 

@@ -194,7 +194,13 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
         raise ConfigError(f"--resume: {str(snapshot / SIGNATURES)!r} is not valid JSON ({exc})") from None
     for name, expected in signatures.items():
         copy = snapshot / name
-        if not copy.is_file() or not hmac.compare_digest(_digest(key, copy), expected):
+        if not copy.is_file():
+            raise ConfigError(
+                f"--resume: {str(copy)!r} is missing: the signed snapshot of Ray's state is incomplete (a copy made "
+                "without its .pkl files?), so the sweep cannot be restored; its trials are kept. Copy the sweep "
+                "directory again with every file, or resume with --trust-state if Ray's own state is complete"
+            )
+        if not hmac.compare_digest(_digest(key, copy), expected):
             raise ConfigError(
                 f"--resume: {str(copy)!r} does not match its signature under your key ({key_file()}): the sweep "
                 "was written by another user or changed since, and Ray would load it with pickle, which can run "
@@ -206,9 +212,11 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
         if file.name not in signatures or file.read_bytes() != (snapshot / file.name).read_bytes():
             storage.move(file, file.parent / f"{file.name}.rejected")
             changed.append(file.name)
+    restored = []
     for name in signatures:
         if not (experiment / name).is_file():
             _copy(snapshot / name, experiment / name)
+            restored.append(name)
     if remote:
         errors = [d / "error.pkl" for d in experiment.iterdir() if (d / "error.pkl").is_file()]
     else:
@@ -217,6 +225,7 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
         storage.move(error, error.parent / "error.pkl.rejected")
     notes = [f"{name}: not the last signed state (cut off, late or changed); set aside for the signed copy"
              for name in sorted(changed)]
+    notes += [f"{name}: missing; put back from the signed snapshot" for name in sorted(restored)]
     if errors:
         notes.append(f"{len(errors)} trials' pickled errors set aside (their error.txt is kept)")
     return notes

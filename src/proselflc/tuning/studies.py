@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +33,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from proselflc import ray_compat
-from proselflc.sweep_contract import PHASE, STUDY, select_best, trial_dirname
+from proselflc import ray_compat, storage
+from proselflc.sweep_contract import LOST_DIR, PHASE, STUDY, results_intact, select_best, trial_dirname
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,18 @@ class StudyPlan:
 SamplerFactory = Callable[[StudyPlan], optuna.samplers.BaseSampler]
 #: Makes one study's early-stopping scheduler.
 SchedulerFactory = Callable[[], TrialScheduler]
+
+
+@dataclass
+class SchedulingState:
+    """The per-study schedulers (ASHA's rungs, the median rule's histories) and which search trial each one
+    follows. It lives in the searcher, so Ray Tune saves it in the same pickle as the searcher, at the same
+    moment as the trials: a resumed sweep's schedulers stop exactly the trials an uninterrupted run stops."""
+
+    studies: dict[str, TrialScheduler] = field(default_factory=dict)
+    members: dict[str, str] = field(default_factory=dict)  # search trial id -> study, from its add until it ends
+    #: Finished trials whose results storage lost, run again: trial id -> the iteration they ended at before.
+    replay: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +139,8 @@ class StudySearcher(Searcher):
         self.revision = 0
         #: Human-readable events (a study searched, its choice) for the monitor to print.
         self.notes: list[str] = []
+        #: The `StudyScheduler`'s state, saved and restored with this searcher's.
+        self.scheduling = SchedulingState()
 
     # -- dealing ----------------------------------------------------------------------------------
 
@@ -284,6 +299,7 @@ class StudySearcher(Searcher):
                 study.samples = self.num_samples if study.search is not None else 1
             if "final_seed" not in study.__dict__:  # saved before final seeds were recorded per trial
                 study.final_seed = dict(zip(study.final_trials, self.final_seeds))
+        self.__dict__.setdefault("scheduling", SchedulingState())  # saved before the schedulers' state was
 
 
 def _finite(value: Any) -> bool:
@@ -302,15 +318,39 @@ class StudyScheduler(FIFOScheduler):
     trial early. A sub-scheduler sees only its study's trials, so its cut-offs compare trials that share
     a noise rate and a method. Sub-schedulers must not PAUSE trials (`tuning.search` builds none that
     do): this scheduler runs pending trials first-in first-out.
+
+    Ray Tune saves no scheduler state with an experiment (2.60: only the searcher's), so with `searcher`
+    given, the sub-schedulers live in that searcher's `scheduling` and are restored with it on `--resume`.
     """
 
-    def __init__(self, *, metric: str, mode: str, make: SchedulerFactory | None, name: str = "asha") -> None:
+    def __init__(
+        self,
+        *,
+        metric: str,
+        mode: str,
+        make: SchedulerFactory | None,
+        name: str = "asha",
+        searcher: StudySearcher | None = None,
+    ) -> None:
         super().__init__()
         self._metric, self._mode = metric, mode
         self.make = make
         self.name = name
-        self.studies: dict[str, TrialScheduler] = {}
-        self.members: dict[str, str] = {}  # search trial id -> study, from on_trial_add until it ends
+        self.searcher = searcher
+        self._own = SchedulingState()
+
+    @property
+    def state(self) -> SchedulingState:
+        """The searcher's `scheduling` (read each time: restoring the searcher replaces it), else this one's."""
+        return self._own if self.searcher is None else self.searcher.scheduling
+
+    @property
+    def studies(self) -> dict[str, TrialScheduler]:
+        return self.state.studies
+
+    @property
+    def members(self) -> dict[str, str]:
+        return self.state.members
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return metric in (None, self._metric) and mode in (None, self._mode)
@@ -322,15 +362,37 @@ class StudyScheduler(FIFOScheduler):
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         ray_compat.follow_experiment_storage(tune_controller, trial)
         config = trial.config or {}
+        if trial.status == Trial.TERMINATED and tune_controller is not None:
+            self._replay_if_lost(tune_controller, trial)
         if self.make is None or config.get(PHASE) != "search" or trial.trial_id in self.members:
-            return
+            return  # (a restored trial that was running is a member still: its scheduler already follows it)
+        if trial.status == Trial.TERMINATED:
+            return  # a finished trial restored by --resume: its scheduler has counted it
         key = str(config.get(STUDY))
         if key not in self.studies:
             self.studies[key] = self.make()
         self.studies[key].on_trial_add(tune_controller, trial)
         self.members[trial.trial_id] = key
 
+    def _replay_if_lost(self, tune_controller: Any, trial: Trial) -> None:
+        """A finished trial restored by --resume whose results storage lost (a full disk): its directory is set
+        aside (into `.lost/`) and it runs again from its start under its id, to the iteration it ended at."""
+        if trial.path is None:
+            return
+        directory = storage.on_filesystem(trial.storage.storage_filesystem, trial.path)
+        iteration = int((trial.last_result or {}).get(ITERATION, 0))
+        if not iteration or results_intact(directory, iteration):
+            return
+        if directory.exists():
+            storage.move(directory, directory.parent / LOST_DIR / directory.name)
+        shutil.rmtree(trial.local_path, ignore_errors=True)  # the driver's staging copy Ray would append to
+        self.state.replay[trial.trial_id] = iteration
+        ray_compat.run_again_from_start(tune_controller, trial)
+
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        replay = self.state.replay.get(trial.trial_id)
+        if replay is not None and result.get(ITERATION, 0) >= replay:
+            return TrialScheduler.STOP  # where it ended before its results were lost (e.g. ASHA stopped it)
         scheduler = self._member(trial)
         if scheduler is None:
             return TrialScheduler.CONTINUE

@@ -29,12 +29,14 @@ from proselflc.errors import ConfigError
 from proselflc.sweep_contract import (
     CURRENT_VERSION,
     EXPERIMENT_DIR,
+    MANIFEST_FILE,
     PHASE,
     STUDY,
     SWEEP_FILE,
     Manifest,
     StudyEntry,
     StudyKey,
+    lost_trials,
     read_manifest,
     trial_dirname,
     write_manifest,
@@ -182,6 +184,11 @@ class SweepRunner:
                     f"--resume: the sweep differs from {str(sweep_file)!r} in {', '.join(changed)}; resume with "
                     f"the same file and --set values (or `proselflc tune {sweep_file} --resume`), or change the name"
                 )
+            if not (self.dir / MANIFEST_FILE).is_file() and (self.dir / EXPERIMENT_DIR).is_dir():
+                # A copy made without its manifest resumes in place: every study starts as unfinished here, and
+                # the restored searcher writes the studies' real progress back at the first step.
+                self.log(f"    {MANIFEST_FILE} is missing: rebuilt from the sweep's restored state")
+                write_manifest(self.dir, new_manifest(self.sweep))
             manifest = read_manifest(self.dir)
             if manifest.version < CURRENT_VERSION:
                 raise ConfigError(
@@ -224,7 +231,12 @@ class SweepRunner:
     def _run_locked(self, shared: SharedDataset, nodes: list[dict[str, float]], resume: bool) -> None:
         sweep = self.sweep
         manifest = self.prepare(resume)
-        pending = [entry for entry in manifest.studies if not entry.done]
+        # A study finished on a disk that filled up is not done: the restored Tuner re-runs its lost trials.
+        lost = {entry.study: lost_trials(self.dir, entry) for entry in manifest.studies if entry.done}
+        for study, names in lost.items():
+            if names:
+                self.log(f"    {study}: {len(names)} trials' results are missing or empty (a full disk?): run again")
+        pending = [entry for entry in manifest.studies if not entry.done or lost.get(entry.study)]
         self.log(f"sweep {sweep.name}: {len(manifest.studies)} studies ({len(pending)} to do) -> {self.dir}")
         if pending:
             slots = sweep.max_concurrent_trials or trial_slots(sweep.resources.cpu, sweep.resources.gpu, nodes)
@@ -240,6 +252,13 @@ class SweepRunner:
         grid, interrupted = ray_compat.fit_noting_interrupts(tuner)
         self._set_aside_orphans(grid)
         manifest = read_manifest(self.dir)
+        lost = [name for entry in manifest.studies if entry.done for name in lost_trials(self.dir, entry)]
+        if lost and not interrupted:
+            raise ConfigError(
+                f"the results of {len(lost)} trials are missing or empty in {str(self.dir)!r} ({', '.join(lost)}): "
+                "the storage failed to keep them. Free space (or fix the storage), then continue with "
+                f"`proselflc tune {self.dir / SWEEP_FILE} --resume`, which runs them again"
+            )
         if interrupted or not manifest.finished:
             message = (
                 "sweep interrupted; its state is saved: continue with "
@@ -296,10 +315,12 @@ class SweepRunner:
             final_params={"data.val_fraction": 0.0} if sweep.final_include_val else None,
         )
 
-    def scheduler(self) -> StudyScheduler:
+    def scheduler(self, searcher: StudySearcher | None = None) -> StudyScheduler:
+        """The per-study schedulers; given the sweep's searcher, their state is saved and restored with it."""
         sweep = self.sweep
         return StudyScheduler(
-            metric=sweep.metric, mode=sweep.mode, make=search.scheduler_factory(sweep), name=sweep.scheduler_spec.name
+            metric=sweep.metric, mode=sweep.mode, make=search.scheduler_factory(sweep), name=sweep.scheduler_spec.name,
+            searcher=searcher,
         )
 
     def _tuner(self, shared: SharedDataset, slots: int) -> tune.Tuner:
@@ -311,17 +332,27 @@ class SweepRunner:
             run=self.trial_function,
         )
         path = self.dir / EXPERIMENT_DIR
-        if tune.Tuner.can_restore(str(path)) and (
-            self.trust_state or state_guard.has_snapshot(self.dir) or state_guard.has_results(path)
-        ):
+        restorable = tune.Tuner.can_restore(str(path))
+        # Work a fresh start would lose: then the sweep is restored (from the signed snapshot where Ray's own
+        # state is missing, e.g. a copy made without its .pkl files) or refused, never started over.
+        kept = state_guard.has_snapshot(self.dir) or state_guard.has_results(path)
+        if (restorable and self.trust_state) or kept:
             if not self.trust_state:
-                for note in state_guard.verify(self.dir, path):
+                for note in state_guard.verify(self.dir, path):  # also puts back state files that are missing
                     self.log(f"    {note}")
+                restorable = tune.Tuner.can_restore(str(path))
+            if not restorable:
+                raise ConfigError(
+                    f"--resume: {str(path / 'tuner.pkl')!r} is missing and no signed snapshot holds it, so Ray "
+                    f"cannot restore the sweep; its trials are kept. Copy the sweep directory again with its "
+                    f"state files (*.pkl, {state_guard.SNAPSHOT}/), or move {str(path)!r} away to start the "
+                    "search anew"
+                )
             self.log(f"restoring the interrupted sweep's Tuner at {path}")
             return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         if path.exists():
             # Interrupted before Ray saved any state, or before any trial reported and its state was signed:
-            # nothing to lose, so start it afresh rather than load unverified pickles.
+            # no result to lose, so start it afresh rather than load unverified pickles.
             storage.remove_tree(path)
         searcher = self.searcher()
         monitor = SweepMonitor(
@@ -334,7 +365,7 @@ class SweepRunner:
                 metric=sweep.metric,
                 mode=sweep.mode,
                 search_alg=searcher,
-                scheduler=self.scheduler(),
+                scheduler=self.scheduler(searcher),
                 num_samples=-1,  # the searcher says when the sweep is done
                 max_concurrent_trials=slots,
                 trial_dirname_creator=_dirname,
