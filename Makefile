@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/proselflc tune configs/quickstart.yaml
+	$(BIN)/proselflc tune quickstart
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

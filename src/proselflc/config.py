@@ -386,6 +386,9 @@ def build_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a run YAML, apply `--set` overrides, validate."""
+    """Read a run YAML (a file, or the name of a config shipped with proselflc), apply `--set` overrides, validate."""
+    from proselflc import examples
+
+    path = examples.resolve(path)
     raw = deep_merge(read_yaml(path), parse_overrides(overrides))
     return build_run_config(raw, source=str(path))

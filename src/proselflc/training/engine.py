@@ -277,16 +277,13 @@ class Engine:
                     return
 
     def run(self) -> list[dict[str, Any]]:
-        """Train to the end (with a progress bar when enabled); returns the metrics history."""
-        from tqdm.auto import tqdm
+        """Train to the end (progress as a bar on a terminal, a line per epoch in a log); returns the metrics history."""
+        from proselflc.training.progress import Progress
 
-        bar = tqdm(total=self.cfg.train.epochs, initial=self.epoch, disable=not self.cfg.train.progress,
-                   desc=self.cfg.name, unit="epoch")
+        bar = Progress(self.cfg.name, self.cfg.train.epochs, self.epoch, enabled=self.cfg.train.progress)
         try:
             for row in self.epochs():
-                bar.update(row["epoch"] - bar.n)
-                bar.set_postfix({k: f"{row[k]:.3f}" for k in ("train_loss", "val_accuracy", "test_accuracy",
-                                                               "noisy_fit", "mean_epsilon")})
+                bar.update(row)
         finally:
             bar.close()
             if self.writer is not None:

@@ -352,9 +352,14 @@ def build_sweep_config(raw: dict[str, Any], source: str = "sweep", root: str | P
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
     """Read a sweep YAML, apply `--set` overrides (e.g. num_samples=4, base.train.epochs=5), validate.
 
+    `path` may name a sweep shipped with proselflc (`quickstart`, `paper/<name>`; `proselflc configs` lists them).
+
     `path` may be the sweep.yaml inside a sweep directory on object storage (`s3://.../<name>/sweep.yaml`):
     the sweep then lives there, as for a local sweep directory's own sweep.yaml.
     """
+    from proselflc import examples
+
+    path = examples.resolve(path)  # a file, a URI, or the name of a sweep shipped with proselflc (quickstart)
     remote = storage.resolve(path, "sweep") if isinstance(path, str) and storage.is_uri(path) else None
     path = Path(path) if remote is None else Path(remote.path)
     raw = read_yaml(path) if remote is None else storage.read_mapping(remote)
