@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -284,12 +285,26 @@ class RunConfig(StrictModel):
     """One training run: everything the Engine needs, and nothing else."""
 
     name: str = "run"
+    plugins: list[str] = Field(
+        default_factory=list, description="modules or .py files to import first: losses, models, datasets they register"
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, data: Any, info: ValidationInfo) -> Any:
+        """Import the plugins before the sections are checked: they may name what the plugins register."""
+        if isinstance(data, dict) and data.get("plugins"):
+            from proselflc import plugins
+
+            data = {**data, "plugins": plugins.resolve(data["plugins"], (info.context or {}).get("root", "."))}
+            plugins.load(data["plugins"])
+        return data
 
     @field_validator("name")
     @classmethod
@@ -377,10 +392,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(exc)) from None
 
 
-def build_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validate a raw dict into a RunConfig, turning pydantic's error into a ConfigError paragraph."""
+def build_run_config(raw: dict[str, Any], source: str = "config", root: str | Path = ".") -> RunConfig:
+    """Validate a raw dict (plugin files relative to `root`) into a RunConfig; a ConfigError paragraph on problems."""
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw, context={"root": str(root)})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
 
@@ -391,4 +406,4 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
     path = examples.resolve(path)
     raw = deep_merge(read_yaml(path), parse_overrides(overrides))
-    return build_run_config(raw, source=str(path))
+    return build_run_config(raw, source=str(path), root=Path(path).parent)

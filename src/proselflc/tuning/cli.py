@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate the sweep, connect to Ray (RAY_ADDRESS, or a local instance), run it, print the table."""
     import ray
 
-    from proselflc import storage
+    from proselflc import plugins, storage
     from proselflc.analysis import summary
     from proselflc.ray_compat import quiet_tune_console
     from proselflc.sweep_contract import SWEEP_FILE
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep, args.set)
     if not args.verbose:
         quiet_tune_console()
-    started = connect(log_to_driver=args.verbose)
+    started = connect(log_to_driver=args.verbose, runtime_env=plugins.runtime_env(sweep.base.plugins))
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         sweep_dir = run_sweep(

@@ -119,6 +119,9 @@ class SweepConfig(StrictModel):
     """A whole sweep: one Ray Tune study per (noise rate, method), then final-seed re-runs of each best config."""
 
     name: str
+    plugins: list[str] = Field(
+        default_factory=list, description="modules or .py files to import first, in the driver and in every trial"
+    )
     base: RunConfig
     noise: NoiseSweep
     methods: list[MethodSpec] = Field(min_length=1)
@@ -170,15 +173,25 @@ class SweepConfig(StrictModel):
                 "(data, model, optim, train, ...)"
             )
         base = data["base"]
+        base_root = root
         if isinstance(base, str | Path):
             path = Path(base) if Path(base).is_absolute() else root / base
             try:
                 base = read_yaml(path)
             except ConfigError as err:
                 raise ValueError(f"base: {err}") from None
+            base_root = path.parent
         overrides = _nested(data.pop("overrides", None))
         if isinstance(base, dict):
             base = deep_merge(base, overrides)
+            # The sweep's plugins join the base run's, so every trial worker imports them before its config.
+            from proselflc import plugins
+
+            sweep_plugins = plugins.resolve(data.get("plugins") or [], root)
+            plugins.load(sweep_plugins)
+            data["plugins"] = sweep_plugins
+            own = plugins.resolve(base.get("plugins") or [], base_root, field="base.plugins")
+            base = {**base, "plugins": list(dict.fromkeys([*sweep_plugins, *own]))}
         data["base"] = base
         methods = data.get("methods")
         if isinstance(methods, dict):
