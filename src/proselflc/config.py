@@ -109,7 +109,13 @@ def typing_name(annotation: Any) -> str:
 
 
 class DataConfig(StrictModel):
-    """Which dataset, where it lives and how the noisy validation split is held out."""
+    """Which dataset, where it lives and how the noisy validation split is held out.
+
+    Keys other than these fields are the dataset's own options (the keyword arguments its loader registered,
+    e.g. `label_column` of `table`), checked by the `DATASETS` registry.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     name: str = "digits"
     root: Path | None = None
@@ -147,7 +153,22 @@ class DataConfig(StrictModel):
             )
         if DATASETS.entry(self.name).info.get("needs_root", True) and self.root is None:
             raise ValueError(f"dataset {self.name!r} needs data.root (the directory holding its files)")
+        params = DATASETS.entry(self.name).params
+        for key in self.options:
+            if key not in params:
+                fields = [*type(self).model_fields, *params]
+                raise ValueError(
+                    f"data.{key}: unknown key (not a field of data, nor an option of dataset {self.name!r}, whose "
+                    f"options are: {', '.join(params) or '(none)'}); {closest(key, fields)}"
+                )
+        check_finite(self.options, "data")
+        DATASETS.check(self.name, self.options)
         return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The dataset's own options (the keys that are not fields of this section)."""
+        return dict(self.model_extra or {})
 
 
 class NoiseConfig(StrictModel):

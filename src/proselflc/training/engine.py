@@ -79,13 +79,14 @@ class Engine:
         self.num_classes = dataset.num_classes
         split = noisy_split(
             dataset.train_labels, cfg.noise, num_classes=dataset.num_classes, val_fraction=cfg.data.val_fraction,
-            seed=train.seed, labels_are_noisy=dataset.labels_are_noisy,
+            seed=train.seed, labels_are_noisy=dataset.labels_are_noisy, clean_labels=dataset.train_clean_labels,
         )
         as_tensor = lambda a: torch.tensor(a, device=self.device)  # a copy: object-store arrays are read-only
         self.val_index = as_tensor(split.val_index)
         self.train_index = as_tensor(split.train_index)
         self.noisy_labels = as_tensor(split.noisy)
-        self.true_labels = as_tensor(dataset.train_labels)
+        known = dataset.train_clean_labels
+        self.true_labels = as_tensor(dataset.train_labels if known is None else known)
         self.is_noisy = None if split.is_noisy is None else as_tensor(split.is_noisy)
         self.test_labels = as_tensor(dataset.test_labels)
         self.dataset = dataset.to(self.device)
