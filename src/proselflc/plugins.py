@@ -53,7 +53,7 @@ def load(specs: list[str], field: str = "plugins") -> None:
                 f"{where}: no module named {exc.name!r}; install it (pip install ...), put it on PYTHONPATH, or "
                 "give the path of a .py file"
             ) from None
-        except Exception as exc:  # a registration error or any failure of the user's module
+        except Exception as exc:  # noqa: BLE001  (the user's module may raise anything: a registration error ...)
             raise ConfigError(f"{where}: importing it failed: {type(exc).__name__}: {exc}") from None
 
 

@@ -133,7 +133,7 @@ def load(
     if len(values) < 2:
         raise ConfigError(f"data.label_column = {label_column!r}: {where} has {len(values)} distinct label(s); 2+ needed")
     index = {v: i for i, v in enumerate(values)}
-    encode = lambda series: np.asarray([index[v] for v in series.tolist()], dtype=np.int64)  # noqa: E731
+    encode = lambda series: np.asarray([index[v] for v in series.tolist()], dtype=np.int64)
     return Dataset(
         name=cfg.name,
         train_inputs=torch.from_numpy(x_train),
