@@ -8,7 +8,9 @@ import signal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", help="sweep YAML, e.g. configs/quickstart.yaml (or <sweep dir>/sweep.yaml)")
+    parser.add_argument(
+        "sweep", help="sweep YAML (or <sweep dir>/sweep.yaml), or the name of a shipped one: quickstart, paper/<name>"
+    )
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted sweep: its Tuner is restored, finished trials are kept")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
