@@ -47,6 +47,7 @@ def _fresh_venv(tmp: Path, wheel: Path) -> tuple[Path, dict[str, str]]:
     (site / "shared_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS", "VIRTUAL_ENV")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("RAY_raylet_start_wait_time_s", "180")  # the local Ray the CLI starts, on a loaded machine
     _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet", "--no-deps",
           "--no-index", str(wheel)], cwd=tmp, env=env)
     return venv / "bin", env
