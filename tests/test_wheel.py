@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,9 +55,19 @@ def _fresh_venv(tmp: Path, wheel: Path) -> tuple[Path, dict[str, str]]:
     return venv / "bin", env
 
 
-def test_the_wheel_runs_the_quickstart_from_anywhere(tmp_path: Path) -> None:
+@pytest.fixture
+def own_ray_temp() -> Iterator[str]:
+    """A short temp dir of its own for the CLI's local Ray: Ray would otherwise join the cluster that a
+    `ray start` on this machine recorded in /tmp/ray/ray_current_cluster (sockets need a short path)."""
+    path = tempfile.mkdtemp(prefix="rw", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_wheel_runs_the_quickstart_from_anywhere(tmp_path: Path, own_ray_temp: str) -> None:
     wheel = _build_wheel(tmp_path)
     bin_dir, env = _fresh_venv(tmp_path, wheel)
+    env["RAY_TMPDIR"] = own_ray_temp
     work = tmp_path / "elsewhere"
     work.mkdir()
     where = _run([str(bin_dir / "python"), "-c", "import proselflc; print(proselflc.__file__)"], work, env).stdout
