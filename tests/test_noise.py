@@ -120,8 +120,8 @@ def test_matrix_counts_round_to_the_class_size() -> None:
         assert counts.sum() == 10 and set(counts) == {3, 4}
 
 
-# Every generated kind; 'human' reads its labels from a file (tests/test_cifar_n.py).
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "human"])
+# Every generated kind; 'human' reads its labels from a file (tests/test_cifar_n.py), `none` draws nothing.
+@pytest.mark.parametrize("kind", [k for k in KINDS if k not in ("human", "none")])
 def test_deterministic_by_seed_and_independent_of_global_rng(kind: str) -> None:
     num_classes = 100 if kind == "cifar100_superclass" else 6
     labels = _balanced(30, num_classes)
@@ -183,3 +183,12 @@ def test_invalid_input_raises_a_clear_error(overrides: dict, match: str) -> None
     kwargs.update(overrides)
     with pytest.raises(ValueError, match=match):
         corrupt(**kwargs)
+
+
+def test_none_keeps_the_labels_as_given() -> None:
+    labels = _balanced(10, 3)
+    result = corrupt(labels, "none", 0.0, num_classes=3, seed=0)
+    np.testing.assert_array_equal(result.noisy, labels)
+    assert not result.is_noisy.any() and result.noisy is not labels
+    with pytest.raises(ValueError, match="noise kind 'none' adds no noise; noise.rate must be 0"):
+        corrupt(labels, "none", 0.2, num_classes=3, seed=0)

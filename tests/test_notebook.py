@@ -6,6 +6,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -52,11 +53,15 @@ def outputs(nb: nbformat.NotebookNode) -> tuple[str, int]:
 
 @pytest.mark.ray
 def test_notebook_runs_on_a_real_sweep(
-    tiny_sweep: Path, this_python_kernel: str, monkeypatch: pytest.MonkeyPatch
+    tiny_sweep: Path, this_python_kernel: str, monkeypatch: pytest.MonkeyPatch, ray_session: Any
 ) -> None:
+    # The notebook's own tiny sweep (proselflc.tune) runs on the session's Ray, not on a second one.
+    monkeypatch.setenv("RAY_ADDRESS", ray_session.get_runtime_context().gcs_address)
     nb = execute(tiny_sweep, this_python_kernel, monkeypatch)
     text, images = outputs(nb)
     assert re.search(r"\|\s+noise rate\s+\|\s+crossentropy\s+\|\s+proselflc\s+\|", text)
     assert "symmetric-0.4/proselflc" in text and "loss.exp_base" in text
     assert re.search(r"\|\s+0.4\s+\|\s+[\d.]+ / [\d.]+\s+\|", text)  # the memorisation table
     assert images >= 3  # accuracy vs noise and one learning-curve figure per noise rate
+    assert re.search(r"Sweep\('.*/notebook-tiny'\)", text)  # the sweep the notebook started from Python
+    assert re.search(r"\|\s+0.4\s+\|\s+\*\*[\d.]+\*\*\s+\|", text)  # ... and its one-method table

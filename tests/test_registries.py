@@ -118,9 +118,11 @@ def test_every_family_is_one_registry() -> None:
 
     for registry in (LOSSES, MODELS, DATASETS, NOISE_KINDS):
         assert isinstance(registry, Registry)
-    assert set(DATASETS.names) == {"digits", "cifar10", "cifar100", "deeploc", "clothing1m", "food101n"}
+    assert set(DATASETS.names) == {
+        "digits", "cifar10", "cifar100", "deeploc", "clothing1m", "food101n", "imagefolder", "table"
+    }
     assert set(DATASETS.with_info("real_noise")) == {"clothing1m", "food101n"}
-    assert set(NOISE_KINDS.names) == {"symmetric", "pairflip", "cifar100_superclass", "matrix", "human"}
+    assert set(NOISE_KINDS.names) == {"none", "symmetric", "pairflip", "cifar100_superclass", "matrix", "human"}
     assert {"mlp", "resnet18", "protein_transformer"} <= set(MODELS.names)
 
 

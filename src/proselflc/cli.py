@@ -1,4 +1,6 @@
-"""`proselflc train | tune | report`: thin argument parsing over the library.
+"""proselflc: find, with Ray Tune, the hyperparameters that make deep networks robust to noisy labels.
+
+`proselflc tune | train | report | configs | init`: the commands parse their arguments and call the library.
 
 Expected failures (bad config, missing files, untrusted checkpoints, a full or read-only disk, no
 network) print one paragraph and exit 2; anything else prints a one-line "internal error" and exits 1.
@@ -29,16 +31,63 @@ def _train(args: argparse.Namespace) -> int:
     return 1 if last.get("diverged") else 0
 
 
+#: What `proselflc --help` shows under the commands: the first steps.
+EPILOG = """\
+start here:
+  proselflc tune quickstart        search and compare methods at 3 noise rates (digits; minutes on a laptop)
+  proselflc report results/quickstart
+  proselflc configs                the example sweeps and runs that ship with proselflc
+  proselflc init quickstart        copy one out to edit, then: proselflc tune quickstart.yaml
+"""
+
+
+def _configs(args: argparse.Namespace) -> int:
+    from proselflc import examples
+
+    shown = [examples.describe(name) for name in examples.names()]
+    width = max(len(e.name) for e in shown)
+    for kind, command in (("sweep", "proselflc tune NAME"), ("run", "proselflc train NAME")):
+        print(f"{kind}s ({command}):")
+        for e in (e for e in shown if e.kind == kind):
+            print(f"  {e.name:<{width}}  {e.summary}")
+    print("copy one out to edit: proselflc init NAME [DIR]")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from proselflc import examples
+
+    written = examples.copy_out(args.name, args.dir)
+    for path in written:
+        print(f"wrote {path}")
+    command = "tune" if examples.describe(examples.canonical(args.name) or args.name).kind == "sweep" else "train"
+    print(f"edit it, then: proselflc {command} {written[0]}")
+    return 0
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("proselflc")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from proselflc.analysis import cli as analysis_cli
     from proselflc.tuning import cli as tuning_cli
 
-    parser = argparse.ArgumentParser(prog="proselflc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="proselflc", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"proselflc {_version()}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train one config in-process (no Ray)")
-    train.add_argument("config", help="run YAML, e.g. configs/digits.yaml")
+    train.add_argument("config", help="run YAML, or the name of a shipped one, e.g. digits")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set loss.name=proselflc --set noise.rate=0.4")
     train.add_argument("--out", help="run directory (default: runs/<name>)")
@@ -52,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="tables, plots and exports of a finished sweep")
     analysis_cli.add_arguments(report)
     report.set_defaults(func=analysis_cli.run)
+
+    configs = sub.add_parser("configs", help="list the example sweeps and runs that ship with proselflc")
+    configs.set_defaults(func=_configs)
+
+    init = sub.add_parser("init", help="copy a shipped config (and its base run file) out to edit")
+    init.add_argument("name", help="a name from `proselflc configs`, e.g. quickstart or paper/<name>")
+    init.add_argument("dir", nargs="?", default=".", help="where to write it (default: here)")
+    init.set_defaults(func=_init)
     return parser
 
 

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -108,7 +109,13 @@ def typing_name(annotation: Any) -> str:
 
 
 class DataConfig(StrictModel):
-    """Which dataset, where it lives and how the noisy validation split is held out."""
+    """Which dataset, where it lives and how the noisy validation split is held out.
+
+    Keys other than these fields are the dataset's own options (the keyword arguments its loader registered,
+    e.g. `label_column` of `table`), checked by the `DATASETS` registry.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     name: str = "digits"
     root: Path | None = None
@@ -146,7 +153,22 @@ class DataConfig(StrictModel):
             )
         if DATASETS.entry(self.name).info.get("needs_root", True) and self.root is None:
             raise ValueError(f"dataset {self.name!r} needs data.root (the directory holding its files)")
+        params = DATASETS.entry(self.name).params
+        for key in self.options:
+            if key not in params:
+                fields = [*type(self).model_fields, *params]
+                raise ValueError(
+                    f"data.{key}: unknown key (not a field of data, nor an option of dataset {self.name!r}, whose "
+                    f"options are: {', '.join(params) or '(none)'}); {closest(key, fields)}"
+                )
+        check_finite(self.options, "data")
+        DATASETS.check(self.name, self.options)
         return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The dataset's own options (the keys that are not fields of this section)."""
+        return dict(self.model_extra or {})
 
 
 class NoiseConfig(StrictModel):
@@ -293,12 +315,26 @@ class RunConfig(StrictModel):
     """One training run: everything the Engine needs, and nothing else."""
 
     name: str = "run"
+    plugins: list[str] = Field(
+        default_factory=list, description="modules or .py files to import first: losses, models, datasets they register"
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, data: Any, info: ValidationInfo) -> Any:
+        """Import the plugins before the sections are checked: they may name what the plugins register."""
+        if isinstance(data, dict) and data.get("plugins"):
+            from proselflc import plugins
+
+            data = {**data, "plugins": plugins.resolve(data["plugins"], (info.context or {}).get("root", "."))}
+            plugins.load(data["plugins"])
+        return data
 
     @field_validator("name")
     @classmethod
@@ -393,15 +429,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(exc)) from None
 
 
-def build_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validate a raw dict into a RunConfig, turning pydantic's error into a ConfigError paragraph."""
+def build_run_config(raw: dict[str, Any], source: str = "config", root: str | Path = ".") -> RunConfig:
+    """Validate a raw dict (plugin files relative to `root`) into a RunConfig; a ConfigError paragraph on problems."""
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw, context={"root": str(root)})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a run YAML, apply `--set` overrides, validate."""
+    """Read a run YAML (a file, or the name of a config shipped with proselflc), apply `--set` overrides, validate."""
+    from proselflc import examples
+
+    path = examples.resolve(path)
     raw = deep_merge(read_yaml(path), parse_overrides(overrides))
-    return build_run_config(raw, source=str(path))
+    return build_run_config(raw, source=str(path), root=Path(path).parent)

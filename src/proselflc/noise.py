@@ -108,6 +108,14 @@ def _check_labels(labels: ArrayLike, num_classes: int) -> np.ndarray:
     return y
 
 
+@NOISE_KINDS.register("none", uses_rate=False)
+def _none(y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """The labels as given: real noise already in them (table, imagefolder, ...) or none at all."""
+    if rate != 0:
+        raise ValueError(f"noise kind 'none' adds no noise; noise.rate must be 0 (got {rate})")
+    return y.copy()
+
+
 @NOISE_KINDS.register("symmetric")
 def _symmetric(
     y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator, allow_true_label: bool = False

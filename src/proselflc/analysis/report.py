@@ -22,6 +22,7 @@ from proselflc.analysis.tables import (
     FORMATS,
     MEMORISATION_CAPTION,
     ResultsTable,
+    absent_metrics_notes,
     memorisation_table,
     results_table,
 )
@@ -155,6 +156,7 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
         return str(exc)
     lines = [report.table.caption(), "", report.table.to_markdown(), "", *robust_md(report)]
     lines += [MEMORISATION_CAPTION, "", report.memorisation.to_markdown(), ""]
+    lines += [*absent_metrics_notes(report.best)]
     if "gap" in report.best and report.best["gap"].notna().any():
         scale = 100.0 if report.table.percent else 1.0
         lines.append(
@@ -186,6 +188,7 @@ def _write_md(report: Report, out: Path) -> list[Path]:
         "",
         report.memorisation.to_markdown(),
         "",
+        *(f"{note}\n" for note in absent_metrics_notes(report.best)),
         "## Oracle (best by test accuracy, for contrast)",
         "",
         report.oracle.to_markdown(),

@@ -224,6 +224,37 @@ def memorisation_table(best: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def absent_metrics_notes(best: pd.DataFrame) -> list[str]:
+    """Why memorisation or the test metrics are absent for a dataset: the true labels they need are not in its data.
+
+    Real noise used as given (`noise.kind: none`, a real-noise dataset) without clean labels for the training
+    set leaves noisy_fit / noisy_corrected / clean_fit NaN; a dataset without a clean test set, the test metrics.
+    """
+    if "dataset" not in best.columns:
+        return []
+
+    def measured(rows: pd.DataFrame, metric: str) -> bool:
+        cols = [c for c in (f"final_{metric}", f"{metric}_end") if c in rows.columns]
+        return any(pd.to_numeric(rows[c], errors="coerce").notna().any() for c in cols)
+
+    notes = []
+    for dataset, rows in best.groupby("dataset", sort=False):
+        # Synthetic noise at rate 0 has no noisy example to measure: nothing is missing there.
+        noisy = rows[(rows["noise_kind"] == "none") | (pd.to_numeric(rows["noise_rate"], errors="coerce") > 0)]
+        if len(noisy) and not measured(noisy, "noisy_fit"):
+            notes.append(
+                f"Memorisation is absent: noisy_fit / noisy_corrected / clean_fit need the true labels of the training "
+                f"set, and dataset {dataset!r} has no clean labels for it (its noisy labels are used as given; a "
+                "table's clean_label_column provides them)."
+            )
+        if not measured(rows, "test_accuracy"):
+            notes.append(
+                f"Test metrics are absent: dataset {dataset!r} has no clean test set (imagefolder: data.test_root; "
+                "table: data.test, or a clean_label_column to hold clean rows out)."
+            )
+    return notes
+
+
 #: The caption every export gives the memorisation table.
 MEMORISATION_CAPTION = (
     "Memorisation of the noisy labels: noisy_fit / noisy_corrected (%), the share of the noisy training subset the "

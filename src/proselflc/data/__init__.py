@@ -18,7 +18,7 @@ __all__ = ["DATASETS", "Dataset", "load"]
 
 def load(cfg: DataConfig) -> Dataset:
     """Load the dataset named in `cfg` (CPU tensors; the Engine moves them to its device)."""
-    dataset: Dataset = DATASETS.build(cfg.name, cfg)
+    dataset: Dataset = DATASETS.build(cfg.name, cfg, **cfg.options)
     return dataset.limit(cfg.limit)
 
 

@@ -45,10 +45,15 @@ class Dataset:
     classes: list[str] = field(default_factory=list)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     labels_are_noisy: bool = False
+    #: The true labels of a noisy-labelled training set where they are known (a table's clean-label column):
+    #: then which examples are noisy is known, and noisy_fit / noisy_corrected / clean_fit are computed.
+    train_clean_labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.train_labels = np.asarray(self.train_labels, dtype=np.int64)
         self.test_labels = np.asarray(self.test_labels, dtype=np.int64)
+        if self.train_clean_labels is not None:
+            self.train_clean_labels = np.asarray(self.train_clean_labels, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.train_labels)
@@ -73,4 +78,6 @@ class Dataset:
         """The first `n` training examples only, for smoke runs and tests."""
         if n is None or n >= len(self):
             return self
-        return replace(self, train_inputs=self.train_inputs[:n], train_labels=self.train_labels[:n])
+        clean = None if self.train_clean_labels is None else self.train_clean_labels[:n]
+        return replace(self, train_inputs=self.train_inputs[:n], train_labels=self.train_labels[:n],
+                       train_clean_labels=clean)

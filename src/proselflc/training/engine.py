@@ -79,13 +79,14 @@ class Engine:
         self.num_classes = dataset.num_classes
         split = noisy_split(
             dataset.train_labels, cfg.noise, num_classes=dataset.num_classes, val_fraction=cfg.data.val_fraction,
-            seed=train.seed, labels_are_noisy=dataset.labels_are_noisy,
+            seed=train.seed, labels_are_noisy=dataset.labels_are_noisy, clean_labels=dataset.train_clean_labels,
         )
         as_tensor = lambda a: torch.tensor(a, device=self.device)  # a copy: object-store arrays are read-only
         self.val_index = as_tensor(split.val_index)
         self.train_index = as_tensor(split.train_index)
         self.noisy_labels = as_tensor(split.noisy)
-        self.true_labels = as_tensor(dataset.train_labels)
+        known = dataset.train_clean_labels
+        self.true_labels = as_tensor(dataset.train_labels if known is None else known)
         self.is_noisy = None if split.is_noisy is None else as_tensor(split.is_noisy)
         self.noise_rate = NAN if split.is_noisy is None else float(split.is_noisy.mean())  # measured, not asked for
         self.test_labels = as_tensor(dataset.test_labels)
@@ -298,16 +299,13 @@ class Engine:
                     return
 
     def run(self) -> list[dict[str, Any]]:
-        """Train to the end (with a progress bar when enabled); returns the metrics history."""
-        from tqdm.auto import tqdm
+        """Train to the end (progress as a bar on a terminal, a line per epoch in a log); returns the metrics history."""
+        from proselflc.training.progress import Progress
 
-        bar = tqdm(total=self.cfg.train.epochs, initial=self.epoch, disable=not self.cfg.train.progress,
-                   desc=self.cfg.name, unit="epoch")
+        bar = Progress(self.cfg.name, self.cfg.train.epochs, self.epoch, enabled=self.cfg.train.progress)
         try:
             for row in self.epochs():
-                bar.update(row["epoch"] - bar.n)
-                bar.set_postfix({k: f"{row[k]:.3f}" for k in ("train_loss", "val_accuracy", "test_accuracy",
-                                                               "noisy_fit", "mean_epsilon")})
+                bar.update(row)
         finally:
             bar.close()
             if self.writer is not None:

@@ -36,13 +36,25 @@ def noisy_split(
     val_fraction: float,
     seed: int,
     labels_are_noisy: bool = False,
+    clean_labels: np.ndarray | None = None,
 ) -> NoisySplit:
     """Corrupt `true_labels` with `noise` (seeded by `noise.seed`, else `seed`), then split by a `seed` permutation.
 
-    Labels that are already noisy (`labels_are_noisy`) are used as they are, with an unknown noise mask.
+    Labels that are already noisy (`labels_are_noisy`), and any labels under noise kind `none`, are used as
+    they are: the noise mask is where they differ from `clean_labels` when those are known, unknown (None) for
+    noisy labels without them, and empty for clean labels. Synthetic noise on top of noisy labels is refused.
     """
-    if labels_are_noisy:
-        noisy, is_noisy = true_labels, None
+    if labels_are_noisy and noise.kind != "none" and noise.rate > 0:
+        raise ConfigError(
+            f"the dataset's training labels are already noisy; noise.kind {noise.kind!r} at rate {noise.rate:g} "
+            "would add synthetic noise on top: use noise.kind: none (the labels as given)"
+        )
+    if labels_are_noisy or noise.kind == "none":
+        noisy = true_labels
+        if clean_labels is not None:
+            is_noisy = noisy != clean_labels
+        else:
+            is_noisy = None if labels_are_noisy else np.zeros(len(noisy), dtype=bool)
     else:
         corrupted = noise_lib.corrupt(
             true_labels,

@@ -8,7 +8,9 @@ import signal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", help="sweep YAML, e.g. configs/quickstart.yaml (or <sweep dir>/sweep.yaml)")
+    parser.add_argument(
+        "sweep", help="sweep YAML (or <sweep dir>/sweep.yaml), or the name of a shipped one: quickstart, paper/<name>"
+    )
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted sweep: its Tuner is restored, finished trials are kept")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate the sweep, connect to Ray (RAY_ADDRESS, or a local instance), run it, print the table."""
     import ray
 
-    from proselflc import storage
+    from proselflc import plugins, storage
     from proselflc.analysis import summary
     from proselflc.ray_compat import quiet_tune_console
     from proselflc.sweep_contract import SWEEP_FILE
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep, args.set)
     if not args.verbose:
         quiet_tune_console()
-    started = connect(log_to_driver=args.verbose)
+    started = connect(log_to_driver=args.verbose, runtime_env=plugins.runtime_env(sweep.base.plugins))
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         sweep_dir = run_sweep(

@@ -147,6 +147,9 @@ class SweepConfig(StrictModel):
     """A whole sweep: one Ray Tune study per (noise rate, method), then final-seed re-runs of each best config."""
 
     name: str
+    plugins: list[str] = Field(
+        default_factory=list, description="modules or .py files to import first, in the driver and in every trial"
+    )
     base: RunConfig
     noise: NoiseSweep
     methods: list[MethodSpec] = Field(min_length=1)
@@ -199,12 +202,14 @@ class SweepConfig(StrictModel):
                 "(data, model, optim, train, ...)"
             )
         base = data["base"]
+        base_root = root
         if isinstance(base, str | Path):
             path = Path(base) if Path(base).is_absolute() else root / base
             try:
                 base = read_yaml(path)
             except ConfigError as err:
                 raise ValueError(f"base: {err}") from None
+            base_root = path.parent
         overrides = _nested(data.pop("overrides", None))
         if isinstance(base, dict):
             base = deep_merge(base, overrides)
@@ -212,6 +217,14 @@ class SweepConfig(StrictModel):
             if label_sets and isinstance(label_sets, list) and isinstance(base.get("noise", {}), dict):
                 # The base run is validated on its own: it stands for the first label set's studies.
                 base = deep_merge({"noise": {"label_set": label_sets[0]}}, base)
+            # The sweep's plugins join the base run's, so every trial worker imports them before its config.
+            from proselflc import plugins
+
+            sweep_plugins = plugins.resolve(data.get("plugins") or [], root)
+            plugins.load(sweep_plugins)
+            data["plugins"] = sweep_plugins
+            own = plugins.resolve(base.get("plugins") or [], base_root, field="base.plugins")
+            base = {**base, "plugins": list(dict.fromkeys([*sweep_plugins, *own]))}
         data["base"] = base
         methods = data.get("methods")
         if isinstance(methods, dict):
@@ -391,9 +404,14 @@ def build_sweep_config(raw: dict[str, Any], source: str = "sweep", root: str | P
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
     """Read a sweep YAML, apply `--set` overrides (e.g. num_samples=4, base.train.epochs=5), validate.
 
+    `path` may name a sweep shipped with proselflc (`quickstart`, `paper/<name>`; `proselflc configs` lists them).
+
     `path` may be the sweep.yaml inside a sweep directory on object storage (`s3://.../<name>/sweep.yaml`):
     the sweep then lives there, as for a local sweep directory's own sweep.yaml.
     """
+    from proselflc import examples
+
+    path = examples.resolve(path)  # a file, a URI, or the name of a sweep shipped with proselflc (quickstart)
     remote = storage.resolve(path, "sweep") if isinstance(path, str) and storage.is_uri(path) else None
     path = Path(path) if remote is None else Path(remote.path)
     raw = read_yaml(path) if remote is None else storage.read_mapping(remote)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import ray
 
@@ -27,19 +27,21 @@ def loopback_wanted() -> bool:
     return value in ("1", "true", "yes")
 
 
-def connect(log_to_driver: bool = True) -> bool:
+def connect(log_to_driver: bool = True, runtime_env: dict[str, Any] | None = None) -> bool:
     """Use the Ray that is already initialised, the cluster at RAY_ADDRESS, or start a local one.
 
     A local Ray listens on 127.0.0.1 only unless PROSELFLC_RAY_LOOPBACK=0, and its processes are
     children of this one (Ray ends them at shutdown or when this process dies).
     `log_to_driver=False` keeps trial workers' stdout/stderr (e.g. Ray's own SIGTERM noise when it
     retires a reused actor) out of the driver's console; a failed trial is still reported, with the
-    path of its error.txt. Returns True when this call started a local Ray (the caller shuts it down).
+    path of its error.txt. `runtime_env` (the plugin files, `plugins.runtime_env`) travels with the job to a
+    cluster at RAY_ADDRESS; a local Ray's workers read the same files. Returns True when this call started a
+    local Ray (the caller shuts it down).
     """
     if ray.is_initialized():
         return False
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=log_to_driver)
+        ray.init(log_to_driver=log_to_driver, runtime_env=runtime_env or None)
         return False
     if loopback_wanted():
         ray_compat.init_on_loopback(include_dashboard=False, log_to_driver=log_to_driver)
