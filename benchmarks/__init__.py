@@ -13,4 +13,5 @@ BENCHMARKS: dict[str, str] = {
     "gpu_packing": "benchmarks.gpu_packing",
     "cluster_utilisation": "benchmarks.cluster_utilisation",
     "paper_recipes": "benchmarks.paper_recipes",
+    "selection_certainty": "benchmarks.selection_certainty",
 }

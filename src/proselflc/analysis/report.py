@@ -18,14 +18,17 @@ from proselflc.analysis.published import compare, display, read_published
 from proselflc.analysis.published import to_latex as published_latex
 from proselflc.analysis.select import best_configs, selection_mode, trial_summary
 from proselflc.analysis.tables import (
+    CERTAINTY_CAPTION,
     FORMATS,
     MEMORISATION_CAPTION,
     ResultsTable,
+    certainty_table,
     memorisation_table,
     results_table,
 )
 from proselflc.errors import closest
 from proselflc.io import atomic_write
+from proselflc.selection_certainty import describe
 
 
 class NoResults(ValueError):
@@ -45,6 +48,8 @@ class Report:
     dynamics: pd.DataFrame
     #: rows noise rates, columns methods, cells 'noisy_fit / noisy_corrected' (%): see `memorisation_table`.
     memorisation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: rows noise rates, columns methods, cells 'P(beats runner-up) · n_eff': see `certainty_table`.
+    certainty: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: list[Path] = field(default_factory=list)
     #: each study's status: a running or stopped sweep's exports are marked PARTIAL.
     progress: SweepProgress | None = None
@@ -56,6 +61,7 @@ class Report:
         frames = {
             "best_configs": self.best,
             "memorisation": self.memorisation.reset_index(),
+            "certainty": self.certainty.reset_index(),
             "importance": self.importance,
             "search_cost": self.cost,
             "trials": self.trials,
@@ -90,6 +96,7 @@ def build_report(
         cost=search_cost(df),
         dynamics=dynamics(df, best),
         memorisation=memorisation_table(best),
+        certainty=certainty_table(best),
         progress=read_progress(sweep_dir),
     )
 
@@ -150,6 +157,9 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
         return str(exc)
     lines = [report.table.caption(), "", report.table.to_markdown(), ""]
     lines += [MEMORISATION_CAPTION, "", report.memorisation.to_markdown(), ""]
+    lines += ["Selection certainty (P(the selected config beats its runner-up), paired bootstrap of noisy validation):"]
+    lines += [f"  {row['study']}: {_certainty_phrase(row)}" for _, row in report.best.iterrows()]
+    lines.append("")
     if "gap" in report.best and report.best["gap"].notna().any():
         scale = 100.0 if report.table.percent else 1.0
         lines.append(
@@ -160,6 +170,13 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
     if cost:
         lines.append(cost)
     return "\n".join(lines)
+
+
+def _certainty_phrase(row: pd.Series) -> str:
+    value = lambda col: None if pd.isna(row.get(col, float("nan"))) else row[col]
+    if "certainty" not in row:
+        return "n/a (no selection)"
+    return describe(value("certainty"), str(row.get("certainty_note") or ""), value("n_val"), value("n_eff"))
 
 
 def _write_md(report: Report, out: Path) -> list[Path]:
@@ -179,6 +196,12 @@ def _write_md(report: Report, out: Path) -> list[Path]:
         MEMORISATION_CAPTION,
         "",
         report.memorisation.to_markdown(),
+        "",
+        "## Selection certainty",
+        "",
+        CERTAINTY_CAPTION,
+        "",
+        report.certainty.to_markdown(),
         "",
         "## Oracle (best by test accuracy, for contrast)",
         "",
@@ -219,11 +242,15 @@ def _write_tex(report: Report, out: Path) -> list[Path]:
     memorisation.write_text(
         report.memorisation.to_latex(caption=MEMORISATION_CAPTION, label="tab:memorisation", position="t")
     )
+    certainty = out / "certainty.tex"
+    certainty.write_text(
+        report.certainty.to_latex(caption=CERTAINTY_CAPTION, label="tab:certainty", position="t")
+    )
     if report.published is None:
-        return [path, oracle, memorisation]
+        return [path, oracle, memorisation, certainty]
     published = out / "published.tex"
     published.write_text(published_latex(report.published))
-    return [path, oracle, memorisation, published]
+    return [path, oracle, memorisation, certainty, published]
 
 
 def _write_html(report: Report, out: Path) -> list[Path]:
@@ -235,6 +262,9 @@ def _write_html(report: Report, out: Path) -> list[Path]:
         "<h2>Memorisation</h2>",
         f"<p>{MEMORISATION_CAPTION}</p>",
         report.memorisation.to_html(),
+        "<h2>Selection certainty</h2>",
+        f"<p>{CERTAINTY_CAPTION}</p>",
+        report.certainty.to_html(),
         "<h2>Oracle (best by test accuracy, for contrast)</h2>",
         report.oracle.to_html(),
         "<h2>Selected configurations</h2>",
