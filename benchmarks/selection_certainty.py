@@ -20,10 +20,12 @@ It reports:
     every seed: Q(oracle) - Q(chosen), in points, median and mean over (setting, method, seed), for
     - `noisy_val`: one run per config, the best noisy val (what `proselflc tune` selects);
     - `reseed_tied`: the configs statistically tied with that choice (the choice is less than 90% sure to
-      beat them) and the choice itself get `--extra-seeds` more seeds, and the best mean noisy val over
-      its seeds wins (`selection_certainty.reseed_tied_choice`); the extra runs it spent are counted.
+      beat them) and the choice itself get `--extra-seeds` more seeds (the grid's next seeds, each
+      replicate in turn), and the best mean noisy val over its seeds wins
+      (`selection_certainty.reseed_tied_choice`); the extra runs it spent are counted.
 
-    python -m benchmarks selection_certainty [--quick] [--seeds N] [--extra-seeds N] [--cache DIR]
+    python -m benchmarks selection_certainty [--quick] [--seeds N] [--extra-seeds N] [--jobs N] [--settings S,..]
+                                             [--cache DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import argparse
 import itertools
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +109,10 @@ def plan_for(args: argparse.Namespace) -> Plan:
         return Plan((("symmetric", 0.4),), grids, seeds=args.seeds or 2, extra_seeds=1, epochs=3, hidden=32,
                     limit=600, jobs=args.jobs)
     seeds = args.seeds or 4
-    if args.extra_seeds >= seeds:
-        raise SystemExit(f"--extra-seeds {args.extra_seeds} must be below --seeds {seeds} (they are the other seeds)")
-    return Plan(SETTINGS, GRIDS, seeds=seeds, extra_seeds=args.extra_seeds, epochs=60, hidden=512, limit=None,
+    extra = min(2, seeds - 1) if args.extra_seeds is None else args.extra_seeds
+    if extra >= seeds:
+        raise SystemExit(f"--extra-seeds {extra} must be below --seeds {seeds} (they are the other seeds)")
+    return Plan(SETTINGS, GRIDS, seeds=seeds, extra_seeds=extra, epochs=60, hidden=512, limit=None,
                 jobs=args.jobs)
 
 
@@ -255,14 +258,23 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks selection_certainty", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: one setting, 2 configs, 3 epochs")
     parser.add_argument("--seeds", type=int, default=None, help="selection seeds (default 4; quick 2)")
-    parser.add_argument("--extra-seeds", type=int, default=2,
-                        help="seeds reseed_tied adds to tied configs (the next ones of the --seeds)")
+    parser.add_argument("--extra-seeds", type=int, default=None,
+                        help="seeds reseed_tied adds to tied configs: the next ones of the --seeds (default "
+                        "min(2, seeds - 1))")
     parser.add_argument("--jobs", type=int, default=1, help="training processes (one torch thread each)")
+    parser.add_argument("--settings", default=None,
+                        help="only these noise settings, comma-separated (e.g. symmetric-0.2,pairflip-0.45)")
     parser.add_argument("--cache", type=Path, default=Path("results/bench_selection_certainty"),
                         help="where trained runs are kept (gitignored)")
     args = parser.parse_args(argv)
     require_positive(parser, args, "seeds", "extra_seeds", "jobs")
     plan = plan_for(args)
+    if args.settings:
+        wanted = args.settings.split(",")
+        unknown = [w for w in wanted if w not in {sc.setting_name(*x) for x in plan.settings}]
+        if unknown:
+            parser.error(f"--settings: unknown {unknown}; valid: {[sc.setting_name(*x) for x in plan.settings]}")
+        plan = replace(plan, settings=tuple(x for x in plan.settings if sc.setting_name(*x) in wanted))
     print(f"selection_certainty: {len(plan.settings)} settings x {sum(map(len, plan.grids.values()))} configs x "
           f"{plan.seeds} seeds, {plan.epochs} epochs; {load()}", flush=True)
     runs = grid(plan, args.cache)

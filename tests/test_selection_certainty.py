@@ -200,3 +200,20 @@ def test_a_sweep_keeps_correctness_and_reports_each_selections_certainty(tiny_sw
         else:
             assert row["certainty"] == pytest.approx(found.p_beats_runner_up)
         assert f"  {entry.study}: P(beats runner-up) " in text
+
+
+def test_a_train_run_directory_keeps_its_last_epochs_validation_correctness(tmp_path: Path) -> None:
+    from proselflc.config import build_run_config
+    from proselflc.training import Engine
+
+    cfg = build_run_config({
+        "name": "keep", "data": {"name": "digits", "limit": 300, "val_fraction": 0.2}, "model": {"name": "mlp", "hidden": 8},
+        "noise": {"kind": "pairflip", "rate": 0.3}, "train": {"epochs": 2, "seed": 0, "progress": False},
+    })
+    engine = Engine(cfg, run_dir=tmp_path / "run")
+    engine.run()
+    stored = sc.decode_correct((tmp_path / "run" / sc.VAL_CORRECT_FILE).read_text())
+    assert engine.val_correct is not None and np.array_equal(stored.correct, engine.val_correct)
+    assert stored.epoch == 2 and stored.correct.size == 60
+    assert stored.kappa == pytest.approx(1 - 0.3 * 10 / 9)
+    assert stored.correct.mean() == pytest.approx(engine.history[-1]["val_accuracy"])
