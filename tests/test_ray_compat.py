@@ -110,3 +110,14 @@ def test_a_driver_s_actors_are_listed_alive_then_dead_once_it_exits(ray_session:
             driver.kill()
             driver.wait()
     assert ray_compat.job_actors(os.getpid() + 10**7) == []  # no job had that driver
+
+
+def test_a_trials_storage_context_names_the_directory_that_holds_its_results(tmp_path: Path) -> None:
+    """`trial_storage_dir` reads `tune.get_context().get_storage()`: the trial's StorageContext, whose filesystem and
+    `trial_fs_path` are where result.json goes (end to end: tests/test_selection_certainty.py's sweep)."""
+    from ray import tune
+
+    assert callable(getattr(tune.get_context(), "get_storage", None))
+    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="trials", trial_dir_name="t1")
+    assert storage.storage_filesystem.type_name == "local"
+    assert Path(storage.trial_fs_path) == tmp_path / "trials" / "t1"

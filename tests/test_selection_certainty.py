@@ -122,9 +122,8 @@ def test_reseeding_the_tied_configs_spends_runs_only_when_noisy_val_cannot_decid
 
 
 def _sweep(rates: list[float], val_fraction: float = 0.15) -> Any:
-    from proselflc.tuning import build_sweep_config
-
     from conftest import TINY_SWEEP
+    from proselflc.tuning import build_sweep_config
 
     return build_sweep_config({
         **TINY_SWEEP, "base": {**TINY_SWEEP["base"], "data": {"name": "digits", "val_fraction": val_fraction}},
@@ -156,15 +155,14 @@ def test_no_warning_when_the_split_is_large_enough() -> None:
 
 
 def test_the_check_says_unknown_rather_than_loading_a_dataset_that_needs_files(tmp_path: Path) -> None:
+    from conftest import TINY_SWEEP
     from proselflc.tuning import build_sweep_config
     from proselflc.tuning.split_check import split_warnings
 
-    from conftest import TINY_SWEEP
-
     sweep = build_sweep_config({**TINY_SWEEP, "base": {
         **TINY_SWEEP["base"], "data": {"name": "cifar10", "root": str(tmp_path)}, "model": {"name": "mlp"}}})
-    assert split_warnings(sweep) == ["validation split check skipped: the size of cifar10 is unknown until its "
-                                     "files are read"]
+    assert split_warnings(sweep) == [("validation split check skipped: the size of cifar10 is unknown until its "
+                                     "files are read")]
 
 
 # -- a real tiny sweep: the trials keep their correctness, the manifest and the summary carry the certainty -----
