@@ -174,9 +174,9 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
 
 def _certainty_phrase(row: pd.Series) -> str:
     value = lambda col: None if pd.isna(row.get(col, float("nan"))) else row[col]
-    if "certainty" not in row:
-        return "n/a (no selection)"
-    return describe(value("certainty"), str(row.get("certainty_note") or ""), value("n_val"), value("n_eff"))
+    if value("trial_id") is None:
+        return "n/a (no selection: no search trial reported a usable score)"
+    return describe(value("certainty"), str(value("certainty_note") or ""), value("n_val"), value("n_eff"))
 
 
 def _write_md(report: Report, out: Path) -> list[Path]:

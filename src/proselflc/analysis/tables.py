@@ -235,7 +235,8 @@ MEMORISATION_CAPTION = (
 def certainty_cell(row: pd.Series) -> str:
     """'0.93 · n_eff 24 of 202', or 'n/a: <why>' where the certainty cannot be computed (never a made-up number)."""
     p, n_val, n_eff = (pd.to_numeric(row.get(c), errors="coerce") for c in ("certainty", "n_val", "n_eff"))
-    head = f"{p:.2f}" if pd.notna(p) else f"n/a: {row.get('certainty_note') or 'no selection'}"
+    note = row.get("certainty_note")
+    head = f"{p:.2f}" if pd.notna(p) else f"n/a: {note if isinstance(note, str) and note else 'no selection'}"
     if pd.notna(n_val):
         head += f" · n_eff {n_eff:.0f} of {n_val:.0f}" if pd.notna(n_eff) else f" · n_val {n_val:.0f}, n_eff n/a"
     return head
