@@ -14,4 +14,5 @@ BENCHMARKS: dict[str, str] = {
     "cluster_utilisation": "benchmarks.cluster_utilisation",
     "paper_recipes": "benchmarks.paper_recipes",
     "gpu_sweep_check": "benchmarks.gpu_sweep_check",
+    "selection_certainty": "benchmarks.selection_certainty",
 }

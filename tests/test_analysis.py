@@ -315,6 +315,8 @@ def test_write_report_exports_every_format(sweep_dir_small: Path, tmp_path: Path
         "dynamics.csv",
         "memorisation.csv",
         "memorisation.tex",
+        "certainty.csv",
+        "certainty.tex",
     } <= names
     assert all(p.stat().st_size > 0 for p in report.files)
     sheets = pd.read_excel(tmp_path / "out" / "results.xlsx", sheet_name=None)
@@ -324,6 +326,7 @@ def test_write_report_exports_every_format(sweep_dir_small: Path, tmp_path: Path
         "oracle",
         "best_configs",
         "memorisation",
+        "certainty",
         "importance",
         "search_cost",
         "trials",

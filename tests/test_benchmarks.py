@@ -173,3 +173,19 @@ def test_paper_recipes_smallest_trains_a_paper_config_as_written_and_projects_th
     assert full_h == pytest.approx(100 * epoch_s * 50_000 / 160 / 3600, rel=0.05, abs=0.01)
     assert paper_recipes.main(["--quick", "--match", "no-such-config"]) == 2
     assert "no config in" in capsys.readouterr().out
+
+
+def test_selection_certainty_smallest_trains_caches_and_reports_calibration_and_regret(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    from benchmarks import selection_certainty
+
+    cache = tmp_path / "cache"
+    assert selection_certainty.main(["--quick", "--cache", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert len(list(cache.glob("*.npz"))) == 8  # 2 methods x 2 configs x 2 seeds, kept for the next run
+    assert re.search(r"chosen vs runner-up, per study: 4 pairs; reported > 90% sure: \d+", out)
+    assert re.search(r"every two configs of a split: 12 pairs", out)
+    assert re.search(r"\| symmetric-0.4 \| 0.556 \| -?\d+\.\d\d +\| -?\d+\.\d\d", out)  # regret: both selections
+    assert selection_certainty.main(["--quick", "--cache", str(cache)]) == 0
+    assert "training" not in capsys.readouterr().out  # the cached grid is read back, nothing trains again

@@ -62,6 +62,7 @@ def test_notebook_runs_on_a_real_sweep(
     assert re.search(r"\|\s+noise rate\s+\|\s+crossentropy\s+\|\s+proselflc\s+\|", text)
     assert "symmetric-0.4/proselflc" in text and "loss.exp_base" in text
     assert re.search(r"\|\s+0.4\s+\|\s+[\d.]+ / [\d.]+\s+\|", text)  # the memorisation table
+    assert re.search(r"\|\s+0.4\s+\|\s+([\d.]+|n/a: [^|]+) · n_eff [\d]+ of 60", text)  # the certainty table
     assert images >= 3  # accuracy vs noise and one learning-curve figure per noise rate
     assert re.search(r"Sweep\('.*/notebook-tiny'\)", text)  # the sweep the notebook started from Python
     assert re.search(r"\|\s+0.4\s+\|\s+\*\*[\d.]+\*\*\s+\|", text)  # ... and its one-method table

@@ -163,3 +163,14 @@ def test_a_restored_finished_trial_is_made_to_run_again_from_its_start_under_its
     assert trial.status == Trial.PENDING and trial.trial_id == "lost"
     assert trial.checkpoint is None and not trial.run_metadata.last_result
     assert live == {trial}
+
+
+def test_a_trials_storage_context_names_the_directory_that_holds_its_results(tmp_path: Path) -> None:
+    """`trial_storage_dir` reads `tune.get_context().get_storage()`: the trial's StorageContext, whose filesystem and
+    `trial_fs_path` are where result.json goes (end to end: tests/test_selection_certainty.py's sweep)."""
+    from ray import tune
+
+    assert callable(getattr(tune.get_context(), "get_storage", None))
+    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="trials", trial_dir_name="t1")
+    assert storage.storage_filesystem.type_name == "local"
+    assert Path(storage.trial_fs_path) == tmp_path / "trials" / "t1"

@@ -92,6 +92,20 @@ def place_asha_rungs(
     scheduler._brackets = brackets
 
 
+def trial_storage_dir() -> tuple[Any, str]:
+    """(pyarrow filesystem, path) of the running trial's directory on the sweep's storage (call inside a trial).
+
+    Ray 2.60: `tune.get_context().get_storage()` (a DeveloperAPI) is the trial's `StorageContext`; its
+    `storage_filesystem` and `trial_fs_path` name the directory that holds result.json, local or a URI. The
+    public `get_trial_dir()` is the worker's working directory instead, which reaches the storage only with
+    `SyncConfig(sync_artifacts=True)`.
+    """
+    from ray import tune
+
+    context = tune.get_context().get_storage()
+    return context.storage_filesystem, context.trial_fs_path
+
+
 def _keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 

@@ -23,11 +23,13 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from proselflc import memorisation, metric_table, storage
+from proselflc import memorisation, metric_table, selection_certainty, storage
 from proselflc.errors import ConfigError
 
 SWEEP_FILE = "sweep.yaml"
 MANIFEST_FILE = "manifest.json"
+#: A trial's last-epoch per-example noisy-validation correctness, beside its result.json (selection certainty).
+VAL_CORRECT_FILE = selection_certainty.VAL_CORRECT_FILE
 #: The one Ray Tune experiment of a sweep (name under the sweep directory).
 EXPERIMENT_DIR = "trials"
 #: Keys of a trial's config that say which study it belongs to and whether it searches or re-runs.
@@ -86,6 +88,19 @@ def trial_dirname(study: str, phase: str, trial_id: str) -> str:
     return f"{study.replace('/', '_')}_{phase}_{trial_id}"
 
 
+class SelectionCertainty(BaseModel):
+    """How sure a study's selection is (`proselflc.selection_certainty`): P(the choice beats the runner-up) by
+    a paired bootstrap of the noisy validation examples, and the noise-adjusted effective validation size.
+    `p_beats_runner_up` is None where it cannot be computed, and `reason` says why."""
+
+    p_beats_runner_up: float | None = None
+    runner_up: str | None = Field(None, description="directory name of the runner-up search trial")
+    n_val: int | None = None
+    kappa: float | None = None
+    n_eff: float | None = None
+    reason: str = ""
+
+
 class StudyEntry(BaseModel):
     """A study in the manifest: what it is, where its trials are, how far it got and what it chose."""
 
@@ -106,6 +121,8 @@ class StudyEntry(BaseModel):
     best_value: float | None = None
     trial_order: list[str] = Field(default_factory=list, description="search trial dirs in creation order")
     final_trials: list[str] = Field(default_factory=list, description="final re-run trial dirs")
+    runner_up_trial: str | None = Field(None, description="directory name of the second-best eligible search trial")
+    certainty: SelectionCertainty | None = Field(None, description="how sure the selection is (None: not yet)")
 
     @property
     def done(self) -> bool:
@@ -228,17 +245,11 @@ def reported_row(rows: list[Mapping[str, Any]], epoch: SelectionEpoch = "last") 
     return rows[-1]
 
 
-def select_best(
-    candidates: Iterable[tuple[K, Mapping[str, Any] | None]], metric: str, mode: str, max_t: int
-) -> tuple[K, Mapping[str, Any]] | None:
-    """THE selection rule: the (key, last result) with the best last `metric`, or None.
-
-    Candidates come in trial creation order and are judged by their last reported row. Only rows with
-    a finite `metric` that did not diverge compete; among them, trials that trained the full `max_t`
-    epochs are preferred, because the selected configuration is re-run full length and should have been
-    seen to hold up that long (ASHA-stopped trials compete only when no trial reached `max_t`). Ties go
-    to the trial created first. The runner, the analysis and the benchmarks all call this function.
-    """
+def select_top(
+    candidates: Iterable[tuple[K, Mapping[str, Any] | None]], metric: str, mode: str, max_t: int, k: int = 2
+) -> list[tuple[K, Mapping[str, Any]]]:
+    """The `k` best (key, last result) by THE selection rule, best first: `select_best`'s choice, then its
+    runner-up (the best of the same eligible pool without it), and so on."""
     usable = [
         (key, last)
         for key, last in candidates
@@ -250,7 +261,39 @@ def select_best(
     ]
     full = [item for item in usable if (item[1].get("epoch") or 0) >= max_t]
     pool = full or usable
-    if not pool:
-        return None
     sign = 1.0 if mode == "max" else -1.0
-    return max(pool, key=lambda item: sign * float(item[1][metric]))
+    # Stable: among equal values the trial created first stays first.
+    return sorted(pool, key=lambda item: -sign * float(item[1][metric]))[:k]
+
+
+def select_best(
+    candidates: Iterable[tuple[K, Mapping[str, Any] | None]], metric: str, mode: str, max_t: int
+) -> tuple[K, Mapping[str, Any]] | None:
+    """THE selection rule: the (key, last result) with the best last `metric`, or None.
+
+    Candidates come in trial creation order and are judged by their last reported row. Only rows with
+    a finite `metric` that did not diverge compete; among them, trials that trained the full `max_t`
+    epochs are preferred, because the selected configuration is re-run full length and should have been
+    seen to hold up that long (ASHA-stopped trials compete only when no trial reached `max_t`). Ties go
+    to the trial created first. The runner, the analysis and the benchmarks all call this function.
+    """
+    top = select_top(candidates, metric, mode, max_t, k=1)
+    return top[0] if top else None
+
+
+def read_val_correct(trial_dir: storage.Dir) -> str | None:
+    """A trial's stored last-epoch validation correctness (its text), or None where it kept none."""
+    path = trial_dir / VAL_CORRECT_FILE
+    return path.read_text() if path.is_file() else None
+
+
+def read_certainty(sweep_dir: str | Path | storage.Location, entry: StudyEntry) -> SelectionCertainty:
+    """The certainty of `entry`'s selection against its runner-up, from the two trials' stored correctness."""
+    experiment = storage.as_dir(sweep_dir) / entry.search_dir
+    try:
+        chosen = None if entry.best_trial is None else read_val_correct(experiment / entry.best_trial)
+        runner_up = None if entry.runner_up_trial is None else read_val_correct(experiment / entry.runner_up_trial)
+    except OSError as exc:
+        return SelectionCertainty(runner_up=entry.runner_up_trial, reason=f"could not read the trials' correctness: {exc}")
+    found = selection_certainty.certainty(chosen, runner_up, runner_up_name=entry.runner_up_trial)
+    return SelectionCertainty(**found.as_dict())

@@ -34,6 +34,7 @@ _EXPORTS = {
     "ResultsTable": "tables",
     "results_table": "tables",
     "memorisation_table": "tables",
+    "certainty_table": "tables",
 }
 __all__ = [
     "FORMATS",
@@ -44,6 +45,7 @@ __all__ = [
     "ResultsTable",
     "best_configs",
     "build_report",
+    "certainty_table",
     "dynamics",
     "hyperparameter_columns",
     "importance",

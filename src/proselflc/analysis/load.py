@@ -58,6 +58,7 @@ def _load_local(root: Path) -> pd.DataFrame:
     manifest = read_manifest(root)
     frames: list[pd.DataFrame] = []
     experiments: dict[Path, list[_Trial]] = {}
+    val_correct: dict[str, str] = {}  # trial_dir -> its stored last-epoch validation correctness (text)
     for study in manifest.studies:
         for phase, rel, listed in (
             ("search", study.search_dir, study.trial_order),
@@ -75,6 +76,8 @@ def _load_local(root: Path) -> pd.DataFrame:
                 if manifest.version >= 2 and trial.path.name not in listed:
                     continue
                 frame = trial.frame.copy()
+                if phase == "search" and (trial.path / contract.VAL_CORRECT_FILE).is_file():
+                    val_correct[str(trial.path.relative_to(root))] = contract.read_val_correct(trial.path) or ""
                 frame.insert(0, "trial_order", order.get(trial.path.name, math.nan))
                 frame.insert(0, "trial_dir", str(trial.path.relative_to(root)))
                 frame.insert(0, "phase", phase)
@@ -107,6 +110,7 @@ def _load_local(root: Path) -> pd.DataFrame:
         max_t=manifest.max_t,
         selection_epoch=manifest.selection_epoch,
         search_spaces=read_search_spaces(root),
+        val_correct=val_correct,
     )
     return df
 

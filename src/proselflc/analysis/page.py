@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from proselflc.analysis import plots
 from proselflc.analysis.importances import cost_sentence
 from proselflc.analysis.load import GROUP_KEYS
-from proselflc.analysis.tables import MEMORISATION_CAPTION
+from proselflc.analysis.tables import CERTAINTY_CAPTION, MEMORISATION_CAPTION
 
 if TYPE_CHECKING:
     from proselflc.analysis.report import Report
@@ -94,6 +94,9 @@ _TEMPLATE = jinja2.Template(
 <h3 id="memorisation">Memorisation</h3>
 <p class="note">{{ memorisation_caption }}</p>
 <div class="scroll">{{ memorisation | safe }}</div>
+<h3 id="certainty">Selection certainty</h3>
+<p class="note">{{ certainty_caption }}</p>
+<div class="scroll">{{ certainty | safe }}</div>
 
 <h2 id="selected">Selected configurations and the oracle</h2>
 <p class="note">Selection uses <b>{{ select_by }}</b> on the noisy validation split; the oracle is the
@@ -160,6 +163,7 @@ def render_page(report: Report) -> str:
         sections=[
             ("results", "Results"),
             ("memorisation", "Memorisation"),
+            ("certainty", "Certainty"),
             ("selected", "Selected vs. oracle"),
             ("curves", "Curves"),
             ("importance", "Importance"),
@@ -172,6 +176,8 @@ def render_page(report: Report) -> str:
         accuracy_figure=_figure(plots.accuracy_vs_noise(report.table), "Test accuracy vs. noise rate (mean ± std)."),
         memorisation_caption=MEMORISATION_CAPTION,
         memorisation=report.memorisation.to_html(),
+        certainty_caption=CERTAINTY_CAPTION,
+        certainty=report.certainty.to_html(),
         selected=_selected_table(best, percent),
         oracle_caption=report.oracle.caption(),
         oracle=report.oracle.styler().to_html(),

@@ -19,15 +19,18 @@ from proselflc.analysis.published import to_latex as published_latex
 from proselflc.analysis.robust import ROBUST_CAPTION, robust_across_rates, robust_row
 from proselflc.analysis.select import best_configs, selection_mode, trial_summary
 from proselflc.analysis.tables import (
+    CERTAINTY_CAPTION,
     FORMATS,
     MEMORISATION_CAPTION,
     ResultsTable,
     absent_metrics_notes,
+    certainty_table,
     memorisation_table,
     results_table,
 )
 from proselflc.errors import closest
 from proselflc.io import atomic_write
+from proselflc.selection_certainty import describe
 
 
 class NoResults(ValueError):
@@ -47,6 +50,8 @@ class Report:
     dynamics: pd.DataFrame
     #: rows noise rates, columns methods, cells 'noisy_fit / noisy_corrected' (%): see `memorisation_table`.
     memorisation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: rows noise rates, columns methods, cells 'P(beats runner-up) · n_eff': see `certainty_table`.
+    certainty: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: list[Path] = field(default_factory=list)
     #: each study's status: a running or stopped sweep's exports are marked PARTIAL.
     progress: SweepProgress | None = None
@@ -60,6 +65,7 @@ class Report:
         frames = {
             "best_configs": self.best,
             "memorisation": self.memorisation.reset_index(),
+            "certainty": self.certainty.reset_index(),
             "importance": self.importance,
             "search_cost": self.cost,
             "trials": self.trials,
@@ -95,6 +101,7 @@ def build_report(
         cost=search_cost(df),
         dynamics=dynamics(df, best),
         memorisation=memorisation_table(best),
+        certainty=certainty_table(best),
         progress=read_progress(sweep_dir),
         robust=robust_across_rates(df, select_by=select_by, mode=mode),
     )
@@ -157,6 +164,9 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
     lines = [report.table.caption(), "", report.table.to_markdown(), "", *robust_md(report)]
     lines += [MEMORISATION_CAPTION, "", report.memorisation.to_markdown(), ""]
     lines += [*absent_metrics_notes(report.best)]
+    lines += ["Selection certainty (P(the selected config beats its runner-up), paired bootstrap of noisy validation):"]
+    lines += [f"  {row['study']}: {_certainty_phrase(row)}" for _, row in report.best.iterrows()]
+    lines.append("")
     if "gap" in report.best and report.best["gap"].notna().any():
         scale = 100.0 if report.table.percent else 1.0
         lines.append(
@@ -167,6 +177,13 @@ def summary(sweep_dir: str | Path, select_by: str | None = None) -> str:
     if cost:
         lines.append(cost)
     return "\n".join(lines)
+
+
+def _certainty_phrase(row: pd.Series) -> str:
+    value = lambda col: None if pd.isna(row.get(col, float("nan"))) else row[col]
+    if value("trial_id") is None:
+        return "n/a (no selection: no search trial reported a usable score)"
+    return describe(value("certainty"), str(value("certainty_note") or ""), value("n_val"), value("n_eff"))
 
 
 def _write_md(report: Report, out: Path) -> list[Path]:
@@ -189,6 +206,12 @@ def _write_md(report: Report, out: Path) -> list[Path]:
         report.memorisation.to_markdown(),
         "",
         *(f"{note}\n" for note in absent_metrics_notes(report.best)),
+        "## Selection certainty",
+        "",
+        CERTAINTY_CAPTION,
+        "",
+        report.certainty.to_markdown(),
+        "",
         "## Oracle (best by test accuracy, for contrast)",
         "",
         report.oracle.to_markdown(),
@@ -236,11 +259,15 @@ def _write_tex(report: Report, out: Path) -> list[Path]:
     memorisation.write_text(
         report.memorisation.to_latex(caption=MEMORISATION_CAPTION, label="tab:memorisation", position="t")
     )
+    certainty = out / "certainty.tex"
+    certainty.write_text(
+        report.certainty.to_latex(caption=CERTAINTY_CAPTION, label="tab:certainty", position="t")
+    )
     if report.published is None:
-        return [path, oracle, memorisation]
+        return [path, oracle, memorisation, certainty]
     published = out / "published.tex"
     published.write_text(published_latex(report.published))
-    return [path, oracle, memorisation, published]
+    return [path, oracle, memorisation, certainty, published]
 
 
 def _write_html(report: Report, out: Path) -> list[Path]:
@@ -252,6 +279,9 @@ def _write_html(report: Report, out: Path) -> list[Path]:
         "<h2>Memorisation</h2>",
         f"<p>{MEMORISATION_CAPTION}</p>",
         report.memorisation.to_html(),
+        "<h2>Selection certainty</h2>",
+        f"<p>{CERTAINTY_CAPTION}</p>",
+        report.certainty.to_html(),
         "<h2>Oracle (best by test accuracy, for contrast)</h2>",
         report.oracle.to_html(),
         "<h2>Selected configurations</h2>",

@@ -12,14 +12,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from proselflc import metric_table
+from proselflc import metric_table, selection_certainty
 from proselflc.analysis.load import GROUP_KEYS, hyperparameter_columns
 from proselflc.errors import closest
 from proselflc.sweep_contract import (
     FINAL_ONLY_KEYS,
     SelectionEpoch,
     reported_row,
-    select_best,
+    select_top,
     uses_clean_labels,
 )
 
@@ -89,8 +89,11 @@ def best_configs(
     Reported: the clean test accuracy at the selected epoch and at the trial's end, the memorisation
     figures there, the trial's hyperparameters (dotted columns), the final-seed re-runs' test accuracy
     at their last epoch (final_mean, final_std with ddof=1, final_n) and whether they ran the selected
-    config, and the oracle (best by test accuracy among the same candidates) with
-    gap = oracle_test_accuracy - test_accuracy.
+    config, the oracle (best by test accuracy among the same candidates) with
+    gap = oracle_test_accuracy - test_accuracy, and the selection's certainty (CERTAINTY_COLUMNS):
+    P(it beats the runner-up) by a paired bootstrap of the noisy validation examples, the runner-up's
+    trial id, the split's size n_val, kappa and the noise-adjusted effective size n_eff; NaN with
+    certainty_note saying why where it cannot be computed.
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode={mode!r}; valid: max, min")
@@ -103,11 +106,12 @@ def best_configs(
     if "test_accuracy" not in df.columns:
         raise ValueError("the sweep reports no 'test_accuracy'; the tables need the clean test accuracy")
     params = hyperparameter_columns(df)
+    stored: dict[str, str] = df.attrs.get("val_correct", {})
     rows = []
     for key, group in df.groupby(GROUP_KEYS, sort=False, dropna=False):
         row: dict[str, object] = dict(zip(GROUP_KEYS, key))
         row["study"] = group["study"].iloc[0]
-        row.update(_selected(group[group["phase"] == "search"], select_by, mode, scope, params, epoch))
+        row.update(_selected(group[group["phase"] == "search"], select_by, mode, scope, params, stored, epoch))
         row.update(_final(group[group["phase"] == "final"], params, row, epoch))
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -148,16 +152,50 @@ def candidates(search: pd.DataFrame, select_by: str, scope: str) -> pd.DataFrame
     return full if not full.empty else usable
 
 
-def choose_last(pool: pd.DataFrame, select_by: str, mode: str) -> pd.Series | None:
+def choose_last(pool: pd.DataFrame, select_by: str, mode: str, k: int = 1) -> pd.Series | None:
     """The trial `proselflc tune` re-runs: THE selection rule (`sweep_contract.select_best`) applied to
-    each candidate trial's last row, in the study's trial creation order."""
+    each candidate trial's last row, in the study's trial creation order. k=2: its runner-up instead (the
+    second-best eligible trial by the same rule; None when there is none)."""
     if pool.empty:
         return None
     keys = [c for c in ("trial_order", "trial_id") if c in pool.columns]
     ordered = pool.sort_values(keys, kind="mergesort", na_position="last")
     max_t = int(pd.to_numeric(ordered["max_epochs"], errors="coerce").max())
-    best = select_best(((index, row.to_dict()) for index, row in ordered.iterrows()), select_by, mode, max_t)
-    return None if best is None else ordered.loc[best[0]]
+    top = select_top(((index, row.to_dict()) for index, row in ordered.iterrows()), select_by, mode, max_t, k=k)
+    return ordered.loc[top[k - 1][0]] if len(top) >= k else None
+
+
+#: Columns `best_configs` adds for the selection's certainty (see `proselflc.selection_certainty`).
+CERTAINTY_COLUMNS = ("certainty", "certainty_runner_up", "n_val", "kappa", "n_eff", "certainty_note")
+
+
+def _certainty(pool: pd.DataFrame, chosen: pd.Series, select_by: str, mode: str, scope: str,
+               stored: dict[str, str]) -> dict[str, object]:
+    """P(the choice beats its runner-up) by the paired bootstrap, and the effective validation size, from
+    the trials' stored last-epoch correctness (`stored`: trial_dir -> text, `load_sweep`'s attrs)."""
+    if scope == "last":
+        runner = choose_last(pool, select_by, mode, k=2)
+    else:  # the best (trial, epoch) of another trial
+        others = pool[pool["trial_id"] != chosen["trial_id"]]
+        runner = pick(others, select_by, mode)
+    text = lambda row: None if row is None else stored.get(str(row.get("trial_dir", "")))
+    found = selection_certainty.certainty(
+        text(chosen), text(runner), runner_up_name=None if runner is None else str(runner["trial_id"]),
+        chosen_epoch=int(chosen["epoch"]), runner_up_epoch=None if runner is None else int(runner["epoch"]),
+    )
+    if select_by != "val_accuracy" and found.p_beats_runner_up is not None:
+        found = selection_certainty.Certainty(
+            None, found.runner_up, found.n_val, found.kappa, found.n_eff,
+            reason=f"selected by {select_by}; the bootstrap compares val_accuracy",
+        )
+    return {
+        "certainty": np.nan if found.p_beats_runner_up is None else found.p_beats_runner_up,
+        "certainty_runner_up": found.runner_up,
+        "n_val": np.nan if found.n_val is None else found.n_val,
+        "kappa": np.nan if found.kappa is None else found.kappa,
+        "n_eff": np.nan if found.n_eff is None else found.n_eff,
+        "certainty_note": found.reason,
+    }
 
 
 def _at_epoch(trial: pd.DataFrame, epoch: SelectionEpoch) -> pd.Series:
@@ -168,7 +206,8 @@ def _at_epoch(trial: pd.DataFrame, epoch: SelectionEpoch) -> pd.Series:
 
 
 def _selected(
-    search: pd.DataFrame, select_by: str, mode: str, scope: str, params: list[str], epoch: SelectionEpoch = "last"
+    search: pd.DataFrame, select_by: str, mode: str, scope: str, params: list[str], stored: dict[str, str],
+    epoch: SelectionEpoch = "last",
 ) -> dict[str, object]:
     trials = search.drop_duplicates("trial_id")
     counts = trials["status"].value_counts()
@@ -179,6 +218,8 @@ def _selected(
     oracle = pick(pool, "test_accuracy", "max")
     if chosen is None:
         return out
+    # The certainty compares the choice as it was made (its last epoch), whichever epoch is reported.
+    certainty = _certainty(pool, chosen, select_by, mode, scope, stored)
     trial = search[search["trial_id"] == chosen["trial_id"]].dropna(subset=["epoch"])
     end = trial.loc[trial["epoch"].idxmax()]
     if scope == "last" and epoch != "last":
@@ -197,6 +238,7 @@ def _selected(
         if col in search.columns:
             out[col] = chosen[col]
             out[f"{col}_end"] = end[col]
+    out.update(certainty)
     if oracle is not None:
         out.update(
             oracle_trial_id=oracle["trial_id"],

@@ -17,10 +17,12 @@ from typing import Any
 import ray
 from ray import tune
 
+from proselflc import storage
 from proselflc.config import build_run_config
 from proselflc.data.base import Dataset
+from proselflc.ray_compat import trial_storage_dir
 from proselflc.search_spaces import apply_params
-from proselflc.sweep_contract import PHASE, STUDY
+from proselflc.sweep_contract import PHASE, STUDY, VAL_CORRECT_FILE
 from proselflc.training import Engine
 from proselflc.training.process_settings import logger_levels, torch_threads
 
@@ -28,6 +30,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "SharedDataset",
     "TrialFunction",
+    "keep_val_correct",
     "make_trainable",
     "train_engine",
     "train_study_trial",
@@ -86,12 +89,27 @@ def train_engine(
                 # leaves that epoch out of result.json. Report it again (the analysis keeps one row per epoch).
                 tune.report(engine.history[-1])
         for row in engine.epochs():
+            if row["epoch"] == cfg.train.epochs and not row.get("diverged"):
+                keep_val_correct(engine)
             if not engine.checkpoint_due(row["epoch"], every=checkpoint_every):
                 tune.report(row)
                 continue
             with tempfile.TemporaryDirectory(prefix="proselflc-ckpt-") as directory:
                 engine.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
                 tune.report(row, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def keep_val_correct(engine: Engine) -> None:
+    """Write the last epoch's per-example validation correctness into the trial's directory on the sweep's
+    storage (local or a URI), before the epoch is reported: the selection's certainty reads it. A failed
+    write is logged, not fatal: the trial's result stands, its certainty becomes n/a."""
+    try:
+        fs, path = trial_storage_dir()
+        trial_dir = storage.on_filesystem(fs, path)
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        storage.write_text(trial_dir / VAL_CORRECT_FILE, engine.val_correct_text())
+    except OSError as exc:
+        logging.getLogger(__name__).warning("could not keep %s for the selection's certainty: %s", VAL_CORRECT_FILE, exc)
 
 
 #: What runs one trial: (its dotted params, base run config dict, shared dataset, checkpoint_every, threads).

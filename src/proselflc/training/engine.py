@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from proselflc import data as data_lib
-from proselflc import losses, metric_table, models
+from proselflc import losses, metric_table, models, selection_certainty
 from proselflc.config import OptimConfig, RunConfig, build_run_config, read_yaml
 from proselflc.data.base import Dataset
 from proselflc.data.sampler import class_balanced_order
@@ -250,6 +250,21 @@ class Engine:
         with torch_threads(self.cfg.train.threads), memory:
             yield
 
+    def val_correct_text(self) -> str:
+        """The last evaluation's per-example noisy-validation correctness as a run keeps it (a few hundred
+        bytes; `selection_certainty` reads it to say how sure a selection between two runs is)."""
+        if self.val_correct is None:
+            raise RuntimeError("val_correct_text: no evaluation yet")
+        split = selection_certainty.split_id(
+            self.val_index.cpu().numpy(), self.noisy_labels[self.val_index].cpu().numpy()
+        )
+        noise = self.cfg.noise
+        kappa = selection_certainty.noise_kappa(
+            noise.kind, noise.rate, self.num_classes, matrix=noise.matrix, allow_true_label=noise.allow_true_label,
+            labels_are_noisy=self.dataset.labels_are_noisy,
+        )
+        return selection_certainty.encode_correct(self.val_correct, epoch=self.epoch, split=split, kappa_=kappa)
+
     def evaluation_due(self, epoch: int) -> bool:
         """Every `train.eval_every` epochs and at the last one (a diverged epoch reports without evaluating)."""
         return epoch % self.cfg.train.eval_every == 0 or epoch == self.cfg.train.epochs
@@ -292,6 +307,8 @@ class Engine:
                 self.history.append(row)
                 if self.writer is not None:
                     self.writer.write_metrics(self.history)
+                    if self.epoch == self.cfg.train.epochs and not diverged:
+                        self.writer.write_text(selection_certainty.VAL_CORRECT_FILE, self.val_correct_text())
                     if self.checkpoint_due(self.epoch):
                         self.save_checkpoint(self.writer.checkpoint_path)
                 yield row

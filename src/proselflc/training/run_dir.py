@@ -44,5 +44,9 @@ class RunDirWriter:
                     self.tensorboard.add_scalar(key, float(value), global_step=int(row["epoch"]))
             self.tensorboard.flush()
 
+    def write_text(self, name: str, text: str) -> None:
+        """Replace the run directory's file `name` atomically (e.g. the last epoch's validation correctness)."""
+        atomic_write_text(self.path / name, text)
+
     def close(self) -> None:
         self.tensorboard.close()

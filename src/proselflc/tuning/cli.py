@@ -40,9 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from proselflc.sweep_contract import SWEEP_FILE
     from proselflc.tuning.config import load_sweep
     from proselflc.tuning.preflight import connect
+    from proselflc.tuning.split_check import split_warnings, warning_text
     from proselflc.tuning.sweep import SweepInterrupted, run_sweep
 
     sweep = load_sweep(args.sweep, args.set)
+    warning = warning_text(split_warnings(sweep))  # before Ray starts: a too-small split is the user's to fix
+    if warning:
+        print(warning, flush=True)
     if not args.verbose:
         quiet_tune_console()
     started = connect(log_to_driver=args.verbose, runtime_env=plugins.runtime_env(sweep.base.plugins))

@@ -19,7 +19,16 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from proselflc import ray_compat, storage
-from proselflc.sweep_contract import PHASE, STUDY, Manifest, read_manifest, write_manifest
+from proselflc.selection_certainty import describe
+from proselflc.sweep_contract import (
+    PHASE,
+    STUDY,
+    Manifest,
+    SelectionCertainty,
+    read_certainty,
+    read_manifest,
+    write_manifest,
+)
 from proselflc.tuning.state_guard import StateSigner
 from proselflc.tuning.studies import StudySearcher
 
@@ -157,6 +166,11 @@ class SweepMonitor(tune.Callback):
             entry.best_params = study.best_params
             entry.best_value = study.best_value
             entry.best_trial = None if study.best_trial is None else self.searcher.dirname(study.best_trial)
+            runner_up = getattr(study, "runner_up", None)  # None in a searcher pickled before it was kept
+            entry.runner_up_trial = None if runner_up is None else self.searcher.dirname(runner_up)
+            if entry.best_trial is not None and entry.certainty is None:
+                entry.certainty = read_certainty(sweep_dir, entry)
+                self.log(f"    {entry.study}: {_describe(entry.certainty)}")
         write_manifest(sweep_dir, manifest)
         self._written = self.searcher.revision
 
@@ -187,6 +201,11 @@ class SweepMonitor(tune.Callback):
 def _experiment_dir(trial: Trial) -> storage.Dir:
     """Where the trial's experiment lives: a Path, or a Location on the filesystem Ray resolved for a URI."""
     return storage.on_filesystem(trial.storage.storage_filesystem, trial.remote_experiment_path)
+
+
+def _describe(found: SelectionCertainty) -> str:
+    """'selection P(beats runner-up) 0.93, n_eff 24 of 202' for the console."""
+    return "selection " + describe(found.p_beats_runner_up, found.reason, found.n_val, found.n_eff)
 
 
 def _label(trial: Trial) -> str:

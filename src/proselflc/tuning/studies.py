@@ -34,7 +34,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from proselflc import ray_compat, storage
-from proselflc.sweep_contract import LOST_DIR, PHASE, STUDY, results_intact, select_best, trial_dirname
+from proselflc.sweep_contract import LOST_DIR, PHASE, STUDY, results_intact, select_top, trial_dirname
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ class StudyProgress:
     best_trial: str | None = None
     best_params: dict[str, Any] | None = None
     best_value: float | None = None
+    runner_up: str | None = None  # the second-best eligible search trial (the selection's certainty)
 
     @property
     def active(self) -> bool:
@@ -263,7 +264,9 @@ class StudySearcher(Searcher):
     def _end_search(self, study: StudyProgress) -> None:
         """Select the study's configuration with THE selection rule and queue its final re-runs."""
         candidates = ((tid, study.last.get(tid)) for tid in study.search_trials if tid not in study.errored)
-        best = select_best(candidates, self.metric, self.mode, self.max_t)
+        top = select_top(candidates, self.metric, self.mode, self.max_t, k=2)
+        best = top[0] if top else None
+        study.runner_up = top[1][0] if len(top) > 1 else None
         if best is None:
             self.notes.append(
                 f"{study.key}: no search trial reported a usable {self.metric} (all diverged or errored): "
