@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from proselflc.errors import ConfigError
-from proselflc.io import atomic_write_text
+from proselflc.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -239,10 +239,9 @@ def download_results(location: Location, into: Path) -> Path:
         relative = info.path[len(prefix):]
         if info.type != pafs.FileType.File or _NOT_RESULTS.search(relative):
             continue
-        target = into / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with location.fs.open_input_stream(info.path) as stream, target.open("wb") as out:
-            out.write(stream.read())
+        with location.fs.open_input_stream(info.path) as stream:
+            data = stream.read()
+        atomic_write(into / relative, lambda out, data=data: out.write(data), root=into)  # a key with '..' stays in
     return into
 
 
