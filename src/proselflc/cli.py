@@ -138,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         text = explain(exc, args.command, _output_location(args))
         if text is not None:
-            print(f"proselflc {args.command}: error: {text}", file=sys.stderr)
+            from proselflc.errors import clip
+
+            print(f"proselflc {args.command}: error: {clip(text, 8000)}", file=sys.stderr)
             return 2
         detail = (str(exc).strip().splitlines() or [""])[0][:200]
         print(

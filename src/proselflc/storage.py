@@ -14,6 +14,7 @@ pyarrow is imported only for URIs, so reading a local sweep needs no pyarrow.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -208,11 +209,17 @@ def write_text(target: Dir, text: str) -> None:
 
 
 def remove_tree(target: Dir) -> None:
+    """Remove a directory; a local one that is a symbolic link is refused (what it points to is not ours)."""
     if isinstance(target, Location):
         target.rmtree()
     else:
         import shutil
 
+        if Path(target).is_symlink():
+            raise ConfigError(
+                f"{str(target)!r} is a symbolic link (to {os.readlink(target)!r}); proselflc does not remove or "
+                "replace a directory through a link. Replace the link with the directory itself, or remove it"
+            )
         shutil.rmtree(target)
 
 
