@@ -123,7 +123,7 @@ def test_a_garbled_manifest_names_its_file(tmp_path: Path) -> None:
     sweep = _sweep(tmp_path)
     for garbage in (b"\xff\xfe\x00garbage", b"{" * 100000, b'{"sweep": '):
         (sweep / "manifest.json").write_bytes(garbage)
-        with pytest.raises(ConfigError, match=r"manifest.json' is not a readable sweep manifest"):
+        with pytest.raises(ConfigError, match=r"manifest.json' is not valid JSON, so not a readable sweep manifest"):
             read_manifest(sweep)
 
 

@@ -151,8 +151,8 @@ def read_manifest(sweep_dir: str | Path | storage.Location) -> Manifest:
         raw = json.loads(path.read_text())
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise ConfigError(
-            f"{str(path)!r} is not a readable sweep manifest ({type(exc).__name__}: {str(exc)[:200]}); "
-            "restore it from a copy of the sweep, or rerun the sweep"
+            f"{str(path)!r} is not valid JSON, so not a readable sweep manifest ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); restore it from a copy of the sweep, or rerun the sweep"
         ) from None
     try:
         return Manifest.model_validate(raw)
