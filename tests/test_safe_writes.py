@@ -76,10 +76,13 @@ def test_a_run_file_or_the_manifest_that_is_a_link_is_refused(tmp_path: Path) ->
     assert target.read_text() == PRECIOUS
 
 
-def test_a_dataset_name_from_the_manifest_cannot_climb_out_of_the_report_directory(tmp_path: Path) -> None:
+def test_a_dataset_name_from_the_manifest_cannot_climb_out_of_the_report_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sweep = _small(tmp_path / "a" / "b", dataset="x/../../../../escaped")
-    out = sweep / "report"
-    report = write_report(sweep, out, formats=["csv"], figures=True)
+    monkeypatch.chdir(sweep.parent)
+    out = Path(sweep.name) / "report"  # relative, as `proselflc report SWEEP` is usually given
+    report = write_report(sweep.name, out, formats=["csv"], figures=True)
     assert all(path.resolve().parent == out.resolve() for path in report.files)
     assert not list(tmp_path.rglob("escaped*.p*")), "a curve file was written outside the report directory"
     assert [p.name for p in out.glob("curves_*.png")] == ["curves_x_.._.._.._.._escaped_mlp_symmetric-0.4.png"]
@@ -89,7 +92,7 @@ def test_the_writer_itself_keeps_names_inside_their_root(tmp_path: Path) -> None
     assert safe_name("../../etc/passwd") == "_.._etc_passwd" and safe_name("..") == "_" and safe_name("a.b-c") == "a.b-c"
     with pytest.raises(UnsafePath, match="outside"):
         atomic_write_text(tmp_path / "r" / ".." / "x.txt", "no", root=tmp_path / "r")
-    assert inside(tmp_path, "a/../b.txt") == tmp_path / "b.txt"
+    assert inside(tmp_path, tmp_path / "a" / ".." / "b.txt") == tmp_path / "b.txt"
     assert not (tmp_path / "x.txt").exists()
 
 

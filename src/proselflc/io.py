@@ -56,12 +56,12 @@ def safe_name(text: str) -> str:
 
 
 def inside(root: str | Path, path: str | Path) -> Path:
-    """`path` (relative names taken under `root`) once it is certain to lie inside `root`, else UnsafePath.
+    """`path` once it is certain to lie inside `root`, else UnsafePath (both relative to the current directory).
 
     Checked on the normalised path ('a/../..' collapsed), so no name can climb out of `root`.
     """
     base = os.path.normpath(os.path.abspath(root))
-    target = os.path.normpath(os.path.join(base, path))
+    target = os.path.normpath(os.path.abspath(path))
     if os.path.commonpath([base, target]) != base or target == base:
         raise UnsafePath(f"{str(path)!r} would be written outside {base!r}; refused (a name holding '/' or '..')")
     return Path(target)
