@@ -64,7 +64,7 @@ DRIVER = textwrap.dedent(
 
 
 def start_driver(mode: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env.update(extra_env or {})
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
@@ -106,9 +106,12 @@ def _process(pid: int) -> psutil.Process | None:
         return None
 
 
-def test_a_local_ray_listens_on_loopback_only_and_ends_with_the_driver():
-    proc, seen = start_driver("exit")
+def test_a_local_ray_listens_on_loopback_only_and_ends_with_the_driver(tmp_path):
+    """Also: the auth token the local Ray generates (its own HOME here, so Ray creates one) is mode 0600."""
+    proc, seen = start_driver("exit", {"HOME": str(tmp_path)})
     assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    token = tmp_path / ".ray" / "auth_token"
+    assert token.stat().st_mode & 0o777 == 0o600, oct(token.stat().st_mode)
     names = {name for name, _, _ in seen["listening"]}
     assert {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names, seen["listening"]
     exposed = [row for row in seen["listening"] if not is_loopback(row[1])]

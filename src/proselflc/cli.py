@@ -19,9 +19,11 @@ from pathlib import Path
 def _train(args: argparse.Namespace) -> int:
     from proselflc.config import load_run_config
     from proselflc.training import train
+    from proselflc.training.run_dir import claim
 
     cfg = load_run_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
+    claim(out, resume=args.resume, overwrite=args.overwrite)
     history = train(cfg, run_dir=out, resume=args.resume)
     last = history[-1]
     print(
@@ -92,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config field, e.g. --set loss.name=proselflc --set noise.rate=0.4")
     train.add_argument("--out", help="run directory (default: runs/<name>)")
     train.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if present")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in <out> (its metrics, checkpoint and TensorBoard files)")
     train.set_defaults(func=_train)
 
     tune = sub.add_parser("tune", help="run a Ray Tune sweep across noise rates and methods")
@@ -206,7 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         text = explain(exc, args.command, _output_location(args))
         if text is not None:
-            print(f"proselflc {args.command}: error: {text}", file=sys.stderr)
+            from proselflc.errors import clip
+
+            print(f"proselflc {args.command}: error: {clip(text, 8000)}", file=sys.stderr)
             return 2
         detail = (str(exc).strip().splitlines() or [""])[0][:200]
         print(

@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from proselflc import safe_yaml
-from proselflc.errors import ConfigError, closest, one_of  # noqa: F401  (closest, one_of: re-exported for users)
+from proselflc.errors import ConfigError, clip, closest, one_of, shown  # noqa: F401  (closest, one_of: re-exported)
 from proselflc.noise import NOISE_KINDS
 
 # Each section's names and options belong to its registry (losses.LOSSES, models.MODELS,
@@ -42,6 +42,10 @@ def is_noise_rate(rate: float) -> bool:
     """Noise rates live in [0, 1): a rate of 1 would leave no clean label to learn from."""
     return 0.0 <= rate < 1.0
 
+
+#: Most torch intra-op threads a run may ask for: far above any machine's cores, far below the counts
+#: (about 100,000) at which creating the thread pool crashes the process.
+MAX_THREADS = 1024
 
 #: Run and sweep names become directory names: no path separators, no '..', nothing hidden.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -273,7 +277,7 @@ class OptimConfig(StrictModel):
     @classmethod
     def _increasing(cls, value: list[int]) -> list[int]:
         if any(b <= a for a, b in itertools.pairwise(value)) or any(m < 1 for m in value):
-            raise ValueError(f"milestones {value} must be strictly increasing numbers >= 1")
+            raise ValueError(f"milestones {shown(value)} must be strictly increasing numbers >= 1")
         return value
 
 
@@ -295,7 +299,9 @@ class TrainConfig(StrictModel):
     eval_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="epochs between checkpoints in the run dir; 0: only the last")
     progress: bool = True
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU (default: torch's)")
+    threads: int | None = Field(
+        None, ge=1, le=MAX_THREADS, description=f"torch intra-op threads on CPU (default: torch's); at most {MAX_THREADS}"
+    )
 
     @model_validator(mode="after")
     def _balanced_batches(self) -> TrainConfig:
@@ -380,8 +386,8 @@ def format_validation_error(err: ValidationError, source: str = "config") -> str
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not a field of this section)"
         value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  {loc}: {msg}{shown}")
+        got = "" if isinstance(value, dict) else f" (got {shown(value)})"
+        lines.append(f"  {loc}: {clip(msg, 1000)}{got}")
     return "\n".join(lines)
 
 

@@ -17,6 +17,24 @@ class ConfigError(ValueError):
     """
 
 
+#: Longest value an error message repeats: a 150,000-element list is named, not echoed.
+MAX_SHOWN = 200
+
+
+def clip(text: str, limit: int = MAX_SHOWN) -> str:
+    """`text`, or its first `limit` characters and how many more there were."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """`repr(value)` for an error message, cut to `limit` characters (a list also says how many items)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} items: " if isinstance(value, list | tuple | dict | set) else ""
+    return f"{size}{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def closest(name: str, valid: Iterable[str]) -> str:
     """The 'valid: a, b (did you mean ...?)' suffix shared by every unknown-name error."""
     names = [str(v) for v in valid]

@@ -68,7 +68,10 @@ def dump_text(data: Any) -> str:
 
 def load_text(text: str, source: str = "config") -> Any:
     """Parse one YAML document with the config loader; YamlRefused (a ValueError) on any problem."""
-    loader = _ConfigLoader(text)
+    try:
+        loader = _ConfigLoader(text)  # the reader refuses control characters (a NUL byte) already here
+    except yaml.YAMLError as exc:
+        raise YamlRefused(f"{source} is not a text config: {' '.join(str(exc).split())}") from None
     loader.source = source
     try:
         return loader.get_single_data()
@@ -76,6 +79,10 @@ def load_text(text: str, source: str = "config") -> Any:
         raise
     except yaml.YAMLError as exc:
         raise YamlRefused(f"{source} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise YamlRefused(
+            f"{source} nests lists or mappings too deeply to be a config (thousands of levels); is this the right file?"
+        ) from None
     finally:
         loader.dispose()
 
@@ -84,6 +91,8 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     """A config file's top-level mapping: exists, at most MAX_CONFIG_BYTES, UTF-8, non-empty, a mapping."""
     path = Path(path)
     name = repr(str(path))
+    if path.is_dir():
+        raise YamlRefused(f"config file {name} is a directory; name a YAML file (e.g. configs/digits.yaml)")
     if not path.is_file():
         raise YamlRefused(f"config file {name} does not exist")
     with path.open("rb") as fh:

@@ -14,6 +14,7 @@ pyarrow is imported only for URIs, so reading a local sweep needs no pyarrow.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from proselflc.errors import ConfigError
-from proselflc.io import atomic_write_text
+from proselflc.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -208,11 +209,17 @@ def write_text(target: Dir, text: str) -> None:
 
 
 def remove_tree(target: Dir) -> None:
+    """Remove a directory; a local one that is a symbolic link is refused (what it points to is not ours)."""
     if isinstance(target, Location):
         target.rmtree()
     else:
         import shutil
 
+        if Path(target).is_symlink():
+            raise ConfigError(
+                f"{str(target)!r} is a symbolic link (to {os.readlink(target)!r}); proselflc does not remove or "
+                "replace a directory through a link. Replace the link with the directory itself, or remove it"
+            )
         shutil.rmtree(target)
 
 
@@ -239,10 +246,9 @@ def download_results(location: Location, into: Path) -> Path:
         relative = info.path[len(prefix):]
         if info.type != pafs.FileType.File or _NOT_RESULTS.search(relative):
             continue
-        target = into / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with location.fs.open_input_stream(info.path) as stream, target.open("wb") as out:
-            out.write(stream.read())
+        with location.fs.open_input_stream(info.path) as stream:
+            data = stream.read()
+        atomic_write(into / relative, lambda out, data=data: out.write(data), root=into)  # a key with '..' stays in
     return into
 
 

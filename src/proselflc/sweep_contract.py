@@ -167,8 +167,11 @@ def read_manifest(sweep_dir: str | Path | storage.Location) -> Manifest:
         )
     try:
         raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{str(path)!r} is not valid JSON: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ConfigError(
+            f"{str(path)!r} is not valid JSON, so not a readable sweep manifest ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); restore it from a copy of the sweep, or rerun the sweep"
+        ) from None
     try:
         return Manifest.model_validate(raw)
     except ValidationError as err:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from proselflc import safe_yaml, storage
 from proselflc import sweep_contract as contract
+from proselflc.errors import shown
 from proselflc.ray_compat import RESULT_BOOKKEEPING_KEYS
 from proselflc.sweep_contract import LEGACY_FINAL_RUN, PHASE, STUDY, Manifest
 
@@ -171,7 +172,7 @@ def _load_trial(trial_dir: Path, max_t: int) -> _Trial:
     study = params.pop(STUDY, None)
     phase = params.pop(PHASE, None)
     trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), trial_dir.name)
-    rows = _dedupe_epochs([_metrics(r) for r in results])
+    rows = _dedupe_epochs(_numbered(trial_dir, [_metrics(r) for r in results]))
     max_epochs = int(params.get("train.epochs") or max_t)
     status = _status(trial_dir, rows, max_epochs)
     frame = pd.DataFrame(rows) if rows else pd.DataFrame({"epoch": [math.nan]})
@@ -260,6 +261,20 @@ def _metrics(record: dict[str, Any]) -> dict[str, Any]:
     if "epoch" not in row and "training_iteration" in record:
         row["epoch"] = record["training_iteration"]
     return row
+
+
+def _numbered(trial_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows whose epoch is a finite number (or absent), skipping others with a warning naming the trial."""
+    def ok(epoch: Any) -> bool:
+        return epoch is None or (isinstance(epoch, int | float) and not isinstance(epoch, bool) and math.isfinite(epoch))
+
+    bad = [row["epoch"] for row in rows if not ok(row.get("epoch"))]
+    if bad:
+        warnings.warn(
+            f"{trial_dir}: skipping {len(bad)} report(s) whose epoch is not a finite number (e.g. {shown(bad[0])}); "
+            "the file was changed or damaged", RuntimeWarning, stacklevel=4,
+        )
+    return [row for row in rows if ok(row.get("epoch"))]
 
 
 def _is_scalar(value: Any) -> bool:

@@ -23,6 +23,7 @@ from proselflc.analysis import plots
 from proselflc.analysis.importances import cost_sentence
 from proselflc.analysis.load import GROUP_KEYS
 from proselflc.analysis.tables import CERTAINTY_CAPTION, MEMORISATION_CAPTION
+from proselflc.io import atomic_write_text
 
 if TYPE_CHECKING:
     from proselflc.analysis.report import Report
@@ -46,7 +47,8 @@ _SELECTED = {
 _ACCURACIES = ("test_accuracy", "oracle_test_accuracy", "gap", "final_mean", "final_std")
 _DPI = 96
 
-_TEMPLATE = jinja2.Template(
+#: Autoescaped: every value is HTML-escaped; only the tables and figures built here are marked `safe`.
+_TEMPLATE = jinja2.Environment(autoescape=True).from_string(
     """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -135,9 +137,7 @@ hyperparameters and different scores, so fANOVA has nothing to explain.</p>{% en
 
 def write_page(report: Report, path: str | Path) -> Path:
     """Render `report` as one self-contained HTML page at `path` and return the path."""
-    path = Path(path)
-    path.write_text(render_page(report), encoding="utf-8")
-    return path
+    return atomic_write_text(path, render_page(report))
 
 
 def render_page(report: Report) -> str:
@@ -172,7 +172,7 @@ def render_page(report: Report) -> str:
         select_by=select_by,
         unit=" (percentage points)" if percent else "",
         results_caption=report.table.caption(),
-        results=report.table.styler().to_html(),
+        results=report.table.html_styler().to_html(),
         accuracy_figure=_figure(plots.accuracy_vs_noise(report.table), "Test accuracy vs. noise rate (mean ± std)."),
         memorisation_caption=MEMORISATION_CAPTION,
         memorisation=report.memorisation.to_html(),
@@ -180,7 +180,7 @@ def render_page(report: Report) -> str:
         certainty=report.certainty.to_html(),
         selected=_selected_table(best, percent),
         oracle_caption=report.oracle.caption(),
-        oracle=report.oracle.styler().to_html(),
+        oracle=report.oracle.html_styler().to_html(),
         study_figures=[_figure(fig, f"Study {study}") for study, fig in _in_table_order(
             plots.study_curves(report.dynamics), best)],
         rate_figures=rate_figures,

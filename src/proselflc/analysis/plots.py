@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from proselflc.analysis.load import GROUP_KEYS
 from proselflc.analysis.tables import ResultsTable
+from proselflc.io import atomic_write, safe_name
 from proselflc.memorisation import onset_of
 
 CURVE_METRICS = ("test_accuracy", "noisy_fit", "noisy_corrected", "prediction_changes", "mean_epsilon")
@@ -150,13 +151,18 @@ def importance_bars(imp: pd.DataFrame) -> Figure | None:
 
 
 def save(fig: Figure, out: str | Path, stem: str) -> list[Path]:
-    """Write `fig` as <out>/<stem>.png and .pdf and return both paths."""
+    """Write `fig` as <out>/<stem>.png and .pdf and return both paths.
+
+    `stem` may hold a sweep's values (a study's dataset name): it is made one plain file name, so a
+    name holding '/' or '..' cannot put a figure outside `out`.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    return paths
+    stem = safe_name(stem)
+    return [
+        atomic_write(out / f"{stem}.{fmt}", lambda fh, fmt=fmt: fig.savefig(fh, format=fmt, dpi=150), root=out)
+        for fmt in ("png", "pdf")
+    ]
 
 
 def _reported(df: pd.DataFrame, metric: str) -> bool:

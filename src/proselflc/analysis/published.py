@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from proselflc.analysis.load import GROUP_KEYS
-from proselflc.analysis.tables import ResultsTable
+from proselflc.analysis.tables import FORMULA_START, ResultsTable
 from proselflc.errors import closest
 
 COLUMNS = (*GROUP_KEYS, "metric", "value", "source")
@@ -45,11 +45,32 @@ def read_published(path: str | Path) -> pd.DataFrame:
         for column in ("dataset", "model", "noise_kind", "method"):
             if pd.isna(row[column]) or not str(row[column]).strip():
                 raise ValueError(f"{where}: {column} is empty")
+        source = "" if pd.isna(row["source"]) else str(row["source"])
+        if source.startswith(FORMULA_START):
+            raise ValueError(
+                f"{where}: source {source[:80]!r} starts with {source[0]!r}, which a spreadsheet runs as a formula; "
+                "a source is a citation (e.g. 'Wang et al. 2021, Table 2'): write it without that first character"
+            )
+    _refuse_duplicates(frame, path)
     frame = frame[list(COLUMNS)].copy()
     frame["noise_rate"] = frame["noise_rate"].astype(float)
     frame["value"] = frame["value"].astype(float)
     frame["source"] = frame["source"].fillna("")
     return frame
+
+
+def _refuse_duplicates(frame: pd.DataFrame, path: Path) -> None:
+    """Two rows for one study and metric would each be compared, and a table would show the number twice."""
+    keys = [*GROUP_KEYS, "metric"]
+    key = frame[keys].astype(str).assign(noise_rate=pd.to_numeric(frame["noise_rate"]).round(6).astype(str))
+    repeated = key.duplicated(keep=False)
+    if repeated.any():
+        first = key[repeated].iloc[0]
+        lines = [int(i) + 2 for i in key.index[(key == first).all(axis=1)]]
+        raise ValueError(
+            f"--published: {str(path)!r} rows {lines[0]} and {lines[1]} give the same "
+            f"{', '.join(f'{k} {first[k]}' for k in keys)}; keep one published number per study and metric"
+        )
 
 
 def reproduced(best: pd.DataFrame, table: ResultsTable, dynamics: pd.DataFrame) -> pd.DataFrame:

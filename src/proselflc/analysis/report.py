@@ -27,9 +27,10 @@ from proselflc.analysis.tables import (
     certainty_table,
     memorisation_table,
     results_table,
+    spreadsheet_safe,
 )
 from proselflc.errors import closest
-from proselflc.io import atomic_write
+from proselflc.io import atomic_write, atomic_write_text
 from proselflc.selection_certainty import describe
 
 
@@ -229,8 +230,7 @@ def _write_md(report: Report, out: Path) -> list[Path]:
         parts += ["## Hyperparameter importance (fANOVA)", "", report.importance.to_markdown(index=False), ""]
     if report.published is not None:
         parts += ["## Published vs. reproduced (%)", "", display(report.published).to_markdown(index=False), ""]
-    path.write_text("\n".join(parts))
-    return [path]
+    return [atomic_write_text(path, "\n".join(parts))]
 
 
 def robust_md(report: Report) -> list[str]:
@@ -244,30 +244,26 @@ def robust_md(report: Report) -> list[str]:
 def _write_csv(report: Report, out: Path) -> list[Path]:
     paths = [report.table.to_csv(out / "results.csv")]
     for name, frame in report.frames().items():
-        path = out / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        paths.append(path)
+        paths.append(atomic_write_text(out / f"{name}.csv", spreadsheet_safe(frame).to_csv(index=False)))
     return paths
 
 
 def _write_tex(report: Report, out: Path) -> list[Path]:
-    path = out / "results.tex"
-    path.write_text(report.table.to_latex())
-    oracle = out / "oracle.tex"
-    oracle.write_text(report.oracle.to_latex())
-    memorisation = out / "memorisation.tex"
-    memorisation.write_text(
-        report.memorisation.to_latex(caption=MEMORISATION_CAPTION, label="tab:memorisation", position="t")
-    )
-    certainty = out / "certainty.tex"
-    certainty.write_text(
-        report.certainty.to_latex(caption=CERTAINTY_CAPTION, label="tab:certainty", position="t")
-    )
-    if report.published is None:
-        return [path, oracle, memorisation, certainty]
-    published = out / "published.tex"
-    published.write_text(published_latex(report.published))
-    return [path, oracle, memorisation, certainty, published]
+    paths = [
+        atomic_write_text(out / "results.tex", report.table.to_latex()),
+        atomic_write_text(out / "oracle.tex", report.oracle.to_latex()),
+        atomic_write_text(
+            out / "memorisation.tex",
+            report.memorisation.to_latex(caption=MEMORISATION_CAPTION, label="tab:memorisation", position="t"),
+        ),
+        atomic_write_text(
+            out / "certainty.tex",
+            report.certainty.to_latex(caption=CERTAINTY_CAPTION, label="tab:certainty", position="t"),
+        ),
+    ]
+    if report.published is not None:
+        paths.append(atomic_write_text(out / "published.tex", published_latex(report.published)))
+    return paths
 
 
 def _write_html(report: Report, out: Path) -> list[Path]:
@@ -293,10 +289,11 @@ def _write_html(report: Report, out: Path) -> list[Path]:
     ]
     if report.published is not None:
         body += ["<h2>Published vs. reproduced (%)</h2>", display(report.published).to_html(index=False)]
-    path.write_text(
+    atomic_write_text(
+        path,
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>proselflc report</title></head><body>\n"
         + "\n".join(body)
-        + "\n</body></html>\n"
+        + "\n</body></html>\n",
     )
     return [path, write_page(report, out / "report.html")]
 
@@ -309,11 +306,11 @@ def _write_xlsx(report: Report, out: Path) -> list[Path]:
     """
     book = io.BytesIO()
     with pd.ExcelWriter(book, engine="openpyxl") as writer:
-        report.table.styler().to_excel(writer, sheet_name="results")
-        report.table.long().to_excel(writer, sheet_name="results_numeric", index=False)
-        report.oracle.styler().to_excel(writer, sheet_name="oracle")
+        report.table.excel_styler().to_excel(writer, sheet_name="results")
+        spreadsheet_safe(report.table.long()).to_excel(writer, sheet_name="results_numeric", index=False)
+        report.oracle.excel_styler().to_excel(writer, sheet_name="oracle")
         for name, frame in report.frames().items():
-            frame.to_excel(writer, sheet_name=name, index=False)
+            spreadsheet_safe(frame).to_excel(writer, sheet_name=name, index=False)
     return [atomic_write(out / "results.xlsx", lambda fh: fh.write(book.getvalue()))]
 
 

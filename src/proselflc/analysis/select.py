@@ -45,8 +45,17 @@ def check_select_by(df: pd.DataFrame, select_by: str) -> None:
 
 def selection_mode(df: pd.DataFrame, select_by: str, mode: Literal["max", "min"] | None = None) -> Literal["max", "min"]:
     """`mode` when given; else the sweep's own mode for its own metric, and the metric table's better
-    direction (`proselflc.metric_table`) for another. Refuses a missing or clean-label `select_by` first."""
+    direction (`proselflc.metric_table`) for another. Refuses a missing or clean-label `select_by` first,
+    and a `mode` against the table's direction (a metric the table gives none takes either)."""
     check_select_by(df, select_by)
+    row = metric_table.get(select_by)
+    direction = row.better if row is not None else None
+    if mode is not None and direction is not None and mode != direction:
+        # As `tune` refuses it: maximising a loss or minimising an accuracy selects the worst configuration.
+        raise ValueError(
+            f"--mode {mode!r} for --select-by {select_by!r}, whose better direction is {direction!r} in the metric "
+            f"table: it would select the worst configuration. Omit --mode (it follows the metric) or give --mode {direction}"
+        )
     if mode is not None:
         return mode
     if select_by == df.attrs.get("metric", "val_accuracy"):

@@ -15,6 +15,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from proselflc.analysis.load import GROUP_KEYS
+from proselflc.io import atomic_write_text
 
 ROW_KEYS = [k for k in GROUP_KEYS if k != "method"]
 #: Export formats of `proselflc report`.
@@ -22,6 +23,35 @@ FORMATS = ("md", "csv", "tex", "xlsx", "html")
 SOURCES = ("auto", "final", "selected", "selected_end", "oracle")
 Source = Literal["auto", "final", "selected", "selected_end", "oracle"]
 _SINGLE = {"selected": "test_accuracy", "selected_end": "test_accuracy_end", "oracle": "oracle_test_accuracy"}
+#: A spreadsheet reads a text cell starting with one of these as a formula (OWASP, "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text_cell(value: object) -> object:
+    """A string that a spreadsheet would run, with a leading ' (shown as text); anything else unchanged."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def _text_labels(index: pd.Index) -> pd.Index:
+    if len(index) == 0:
+        return index
+    if isinstance(index, pd.MultiIndex):
+        return pd.MultiIndex.from_tuples([tuple(map(_text_cell, key)) for key in index], names=index.names)
+    return index.map(_text_cell) if index.dtype == object else index
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` for CSV and Excel: text cells, column labels and index values that start with = + - @ tab or
+    CR get a leading ' (OWASP's rule), so a spreadsheet shows them as text; numbers (negative ones too) stay
+    numbers. Values in a sweep's params, a study's names or a published CSV's source reach these cells."""
+    out = frame.copy()
+    for i in range(out.shape[1]):
+        column = out.iloc[:, i]
+        if pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
+            out.isetitem(i, column.astype(object).map(_text_cell))
+    out.columns = _text_labels(out.columns)
+    out.index = _text_labels(out.index)
+    return out
 
 
 @dataclass
@@ -95,9 +125,7 @@ class ResultsTable:
         return self.flat(bold=("**", "**")).to_markdown(index=False)
 
     def to_csv(self, path: str | Path) -> Path:
-        path = Path(path)
-        self.numeric().to_csv(path)
-        return path
+        return atomic_write_text(path, spreadsheet_safe(self.numeric()).to_csv())
 
     def styler(self, pm: str = " ± ", missing: str = "–") -> Styler:
         """Flat cells with the row best in bold as CSS, which HTML shows and LaTeX/Excel convert."""
@@ -112,8 +140,18 @@ class ResultsTable:
 
         return flat.style.apply(css, axis=None).hide(axis="index")
 
+    def html_styler(self) -> Styler:
+        """`styler()` with every cell and heading HTML-escaped (a Styler does not escape by itself)."""
+        return self.styler().format(escape="html").format_index(escape="html", axis=1)
+
+    def excel_styler(self) -> Styler:
+        """`styler()` over `spreadsheet_safe` cells: what the Excel sheets hold."""
+        styler = self.styler()
+        styler.data = spreadsheet_safe(styler.data)
+        return styler
+
     def to_html(self) -> str:
-        return self.styler().set_caption(self.caption()).to_html()
+        return self.html_styler().set_caption(self.caption()).to_html()
 
     def to_latex(self) -> str:
         """A booktabs table (\\toprule/\\midrule/\\bottomrule) with \\bfseries on the row best."""

@@ -10,7 +10,6 @@ normalisation, with no PIL and no worker processes.
 from __future__ import annotations
 
 import functools
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from proselflc.data import pickles
 from proselflc.data.base import DATASETS, Dataset
 
 if TYPE_CHECKING:
@@ -143,9 +143,9 @@ def _affine(
     return shift, scale
 
 
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")
+def _unpickle(path: Path) -> Any:
+    """A CIFAR batch as data: `pickles.load` builds only dicts, lists, strings, numbers and arrays."""
+    return pickles.load(path)
 
 
 def _entry(entry: Any, key: str, path: Path) -> Any:

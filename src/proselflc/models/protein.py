@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from proselflc.models.base import MODELS
+from proselflc.models.small import AT_LEAST_ONE
+from proselflc.registry import Param
 
 if TYPE_CHECKING:
     from transformers import BertForSequenceClassification
@@ -39,7 +41,11 @@ class ProteinClassifier(nn.Module):
         self.bert.save_pretrained(path)
 
 
-@MODELS.register("protein_transformer")
+@MODELS.register("protein_transformer", params={
+    **{key: AT_LEAST_ONE for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                     "intermediate_size")},
+    "pad_token_id": Param(low=0), "dropout": Param(low=0.0, high=1.0, high_open=True),
+})
 def protein_transformer(
     num_classes: int,
     input_shape: tuple[int, ...] = (512,),

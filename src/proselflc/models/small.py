@@ -7,9 +7,14 @@ import math
 from torch import nn
 
 from proselflc.models.base import MODELS
+from proselflc.registry import Param
+
+#: A width, a count of units or layers: a layer of zero units trains a network that cannot learn.
+AT_LEAST_ONE = Param(low=1)
 
 
-@MODELS.register("mlp")
+@MODELS.register("mlp", params={"hidden": AT_LEAST_ONE, "depth": Param(low=0),
+                                "dropout": Param(low=0.0, high=1.0, high_open=True)})
 def mlp(
     num_classes: int, input_shape: tuple[int, ...], hidden: int = 128, depth: int = 2, dropout: float = 0.0
 ) -> nn.Module:
@@ -25,7 +30,7 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-@MODELS.register("cnn")
+@MODELS.register("cnn", params={"width": AT_LEAST_ONE})
 def cnn(num_classes: int, input_shape: tuple[int, ...], width: int = 32) -> nn.Module:
     """Two conv-BN-ReLU blocks with pooling and a linear head, for small images such as 8x8 digits."""
     channels = input_shape[0] if input_shape else 1

@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from proselflc.models.base import MODELS
+from proselflc.models.small import AT_LEAST_ONE
+from proselflc.registry import Param
+
+#: A width multiplier: any positive factor.
+POSITIVE = Param(low=0.0, low_open=True)
 
 #: ShuffleNetV2 width multiplier -> torchvision constructor name (torchvision is imported when building).
 _SHUFFLENET_WIDTHS = {
@@ -43,7 +48,7 @@ def resnet18(num_classes: int, input_shape: tuple[int, ...] = (3, 32, 32)) -> nn
     return model
 
 
-@MODELS.register("shufflenetv2")
+@MODELS.register("shufflenetv2", params={"width": POSITIVE})
 def shufflenetv2(
     num_classes: int, input_shape: tuple[int, ...] = (3, 32, 32), width: float = 1.0
 ) -> nn.Module:
@@ -137,7 +142,7 @@ class ShuffleNetV2Cifar(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-@MODELS.register("shufflenetv2_proselflc")
+@MODELS.register("shufflenetv2_proselflc", params={"width": POSITIVE})
 def shufflenetv2_proselflc(
     num_classes: int, input_shape: tuple[int, ...] = (3, 32, 32), width: float = 1.0
 ) -> nn.Module:
@@ -199,7 +204,7 @@ class PreActResNet18(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
-@MODELS.register("preactresnet18")
+@MODELS.register("preactresnet18", params={"width": AT_LEAST_ONE})
 def preactresnet18(
     num_classes: int, input_shape: tuple[int, ...] = (3, 32, 32), width: int = 64
 ) -> nn.Module:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,36 @@ import yaml
 from proselflc.config import RunConfig
 from proselflc.io import atomic_write_text
 from proselflc.training.metrics import METRIC_KEYS
+
+#: What a run directory holds: any of them there means a run was written to it before.
+RUN_FILES = ("config.yaml", "metrics.csv", "checkpoint.pt", "tensorboard")
+
+
+def claim(run_dir: str | Path, resume: bool, overwrite: bool) -> None:
+    """Make sure a new run does not write over an earlier one in `run_dir`.
+
+    An earlier run is kept unless `resume` (continue it) or `overwrite` (its files are removed first, so
+    metrics.csv, the checkpoint and TensorBoard hold the new run only); otherwise a ConfigError names it.
+    """
+    from proselflc.errors import ConfigError
+
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    path = Path(run_dir)
+    found = [name for name in RUN_FILES if (path / name).exists() or (path / name).is_symlink()]
+    if not found or resume:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"--out {str(path)!r} already holds a run ({', '.join(found)}); training into it would mix the two runs. "
+            "Continue it with --resume, replace it with --overwrite, or choose another --out"
+        )
+    for name in found:
+        old = path / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
 
 
 class RunDirWriter:

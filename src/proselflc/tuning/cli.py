@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proselflc.tuning.config import SweepConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +34,19 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def _refuse_existing(sweep: SweepConfig, resume: bool) -> None:
+    """A new sweep over an existing sweep directory is refused before Ray starts, not seconds after."""
+    from proselflc import storage
+    from proselflc.errors import ConfigError
+    from proselflc.sweep_contract import SWEEP_FILE
+
+    if not resume and storage.as_dir(storage.join(sweep.sweep_dir, SWEEP_FILE)).exists():
+        raise ConfigError(
+            f"sweep directory {str(sweep.sweep_dir)!r} already exists: pass --resume to continue it, or change "
+            "the sweep's name or storage_path"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate the sweep, connect to Ray (RAY_ADDRESS, or a local instance), run it, print the table."""
     import ray
@@ -44,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from proselflc.tuning.sweep import SweepInterrupted, run_sweep
 
     sweep = load_sweep(args.sweep, args.set)
+    _refuse_existing(sweep, args.resume)  # seconds before Ray would start; the runner checks again
     warning = warning_text(split_warnings(sweep))  # before Ray starts: a too-small split is the user's to fix
     if warning:
         print(warning, flush=True)

@@ -33,7 +33,7 @@ from proselflc.config import (
     parse_overrides,
     read_yaml,
 )
-from proselflc.errors import ConfigError, one_of
+from proselflc.errors import ConfigError, one_of, shown
 from proselflc.sweep_contract import (
     EXPERIMENT_DIR,
     MANIFEST_FILE,
@@ -418,7 +418,13 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
     updates = parse_overrides(overrides)
     base_updates = updates.pop("base", None)
     raw = deep_merge(raw, updates)
-    if base_updates:
+    if isinstance(base_updates, str):
+        # `--set base=configs/digits.yaml`: another base file, as `base:` in the sweep file (a path relative to
+        # the current directory, as typed); `base.x=...` overrides then go on top of it.
+        raw["base"] = str(Path(base_updates).expanduser().resolve())
+    elif base_updates is not None and not isinstance(base_updates, dict):
+        raise ConfigError(f"--set base={shown(base_updates)}: base is a run YAML path or base.<section>.<key>=value")
+    elif base_updates:
         # `--set base.x=...` must not replace a base given as a file path: route it through `overrides`.
         raw["overrides"] = deep_merge(_nested(raw.get("overrides")), base_updates)
     if remote is not None:

@@ -29,6 +29,7 @@ from typing_extensions import Self
 
 from proselflc import storage
 from proselflc.errors import ConfigError
+from proselflc.io import open_nofollow
 
 LOCK_FILE = ".lock"
 #: On object storage: how long to wait before reading the record back to see whether another driver won.
@@ -105,7 +106,7 @@ class SweepLock:
         if isinstance(self.path, storage.Location):
             return self._acquire_remote(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a+")
+        fh = os.fdopen(open_nofollow(self.path), "r+")  # a .lock that is a link is refused, its target untouched
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -43,10 +43,14 @@ def connect(log_to_driver: bool = True, runtime_env: dict[str, Any] | None = Non
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=log_to_driver, runtime_env=runtime_env or None)
         return False
+    token = Path.home() / ".ray" / "auth_token"  # where a local ray.init() writes the token it generates
+    had_token = token.exists()
     if loopback_wanted():
         ray_compat.init_on_loopback(include_dashboard=False, log_to_driver=log_to_driver)
     else:
         ray.init(include_dashboard=False, log_to_driver=log_to_driver)
+    if not had_token and token.is_file() and not token.is_symlink():
+        token.chmod(0o600)  # Ray writes it with the umask (0644): a token others can read authenticates them
     return True
 
 

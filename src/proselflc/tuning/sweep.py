@@ -281,7 +281,8 @@ class SweepRunner:
         for trial_dir in sorted(experiment.iterdir(), key=lambda d: d.name):
             if trial_dir.name.startswith("."):
                 continue
-            if trial_dir.is_dir() and (trial_dir / "params.json").exists() and trial_dir.name not in known:
+            started = (trial_dir / "params.json").exists() or any(trial_dir.glob("checkpoint_*"))
+            if trial_dir.is_dir() and started and trial_dir.name not in known:  # a checkpoint alone counts too
                 target = experiment / ORPHANED_DIR / trial_dir.name
                 storage.move(trial_dir, target)
                 self.log(f"    set aside {trial_dir.name}: started by a killed driver before Ray recorded it "
