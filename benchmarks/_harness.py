@@ -19,6 +19,7 @@ from typing import Any
 
 from typing_extensions import Self
 
+from proselflc import ray_compat  # local Ray on 127.0.0.1 only
 from proselflc.sweep_contract import PHASE, STUDY
 
 #: The study both benchmarks measure: the quickstart's digits recipe at 40% symmetric noise, ProSelfLC.
@@ -59,7 +60,7 @@ def local_ray(num_cpus: int | None = None) -> Iterator[int]:
     started = False
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        ray.init(num_cpus=num_cpus or cores(), include_dashboard=False, logging_level="WARNING",
+        ray_compat.init_on_loopback(num_cpus=num_cpus or cores(), include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False)
         started = True
     try:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._harness import load, quiet, read_experiment, require_positive, table
+from proselflc import ray_compat  # local Ray on 127.0.0.1 only
 
 METHODS = ("crossentropy", "labelsmoothing", "proselflc", "confidencepenalty", "gce")
 
@@ -141,7 +142,7 @@ def local_ray(gpus: int, nodes: int) -> Iterator[None]:
     import ray
 
     if nodes == 1:
-        ray.init(num_cpus=gpus, num_gpus=gpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray_compat.init_on_loopback(num_cpus=gpus, num_gpus=gpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
         try:
             yield
         finally:
@@ -212,7 +213,7 @@ def main(argv: list[str]) -> int:
         return compare_nodes(args)
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=args.gpus, num_gpus=args.gpus, include_dashboard=False, logging_level="WARNING",
+        ray_compat.init_on_loopback(num_cpus=args.gpus, num_gpus=args.gpus, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if gpus < 1:

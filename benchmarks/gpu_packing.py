@@ -30,6 +30,7 @@ from benchmarks._harness import (
     table,
 )
 from proselflc import data as data_lib
+from proselflc import ray_compat  # local Ray on 127.0.0.1 only
 from proselflc.config import build_run_config
 from proselflc.trainables import SharedDataset, make_trainable
 
@@ -105,7 +106,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     started = not ray.is_initialized()
     if started:
-        ray.init(num_gpus=args.fake_gpus or None, include_dashboard=False, logging_level="WARNING",
+        ray_compat.init_on_loopback(num_gpus=args.fake_gpus or None, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)

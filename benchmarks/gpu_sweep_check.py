@@ -42,6 +42,7 @@ from typing_extensions import Self
 from benchmarks._harness import TrialRecord, load, quiet, read_experiment, require_positive, table
 from benchmarks.cifar_files import write_cifar100
 from benchmarks.paper_recipes import PAPER, short_milestones
+from proselflc import ray_compat  # local Ray on 127.0.0.1 only
 
 SWEEP = PAPER / "paper_cifar100_resnet18_symmetric.yaml"
 METHODS = ("crossentropy", "proselflc")
@@ -395,7 +396,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     started = not ray.is_initialized()
     if started:
-        ray.init(
+        ray_compat.init_on_loopback(
             num_gpus=args.fake_gpus or None,
             include_dashboard=False,
             logging_level="WARNING",
