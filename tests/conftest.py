@@ -54,12 +54,7 @@ def ray_session() -> Iterator[Any]:
     saved = {k: os.environ.pop(k) for k in ("RAY_ADDRESS",) if k in os.environ}
     # Ray puts Unix sockets under its temp dir: keep the path short (sockets are limited to ~107 chars).
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    from proselflc import ray_compat
-
-    # On 127.0.0.1 only: the tests' Ray traffic never leaves loopback.
-    ray_compat.init_on_loopback(
-        num_cpus=2, num_gpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="WARNING"
-    )
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="WARNING")
     try:
         yield ray
     finally:

@@ -103,5 +103,7 @@ def test_report_cli_on_the_real_sweep(
     } <= written
     sheets = pd.read_excel(tmp_path / "results.xlsx", sheet_name=None)
     assert len(sheets["dynamics"]) > 0 and len(sheets["best_configs"]) == 4
-    # Two tables (results, memorisation), each a header, a rule and one row per noise rate.
-    assert summary(tiny_sweep).count("\n|") == 8
+    # Two tables (results, memorisation), each a header, a rule and one row per noise rate, and the robust-across-
+    # rates row (a header, a rule and one row) under the results: the sweep has two noise rates.
+    text = summary(tiny_sweep)
+    assert text.count("\n|") == 11 and "robust" in text.lower()

@@ -108,7 +108,9 @@ def test_the_report_s_default_direction_comes_from_the_table(monkeypatch: pytest
     frame.attrs.update(metric="val_accuracy", mode="max")
     assert selection_mode(frame, "val_accuracy") == "max"  # the sweep's own metric: the sweep's own mode
     assert selection_mode(frame, "train_loss") == "min"
-    assert selection_mode(frame, "train_loss", "max") == "max"  # an explicit mode wins
+    assert selection_mode(frame, "train_loss", "min") == "min"  # an explicit mode that agrees with the table
+    with pytest.raises(ValueError, match="would select the worst configuration"):
+        selection_mode(frame, "train_loss", "max")  # one against the table is refused, as `tune` refuses it
     with pytest.raises(ValueError, match="'val_loss' is not in the metric table; pass the mode"):
         selection_mode(frame, "val_loss")
     with pytest.raises(ValueError, match="'lr' has no better direction"):
