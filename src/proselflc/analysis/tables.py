@@ -251,7 +251,12 @@ def memorisation_table(best: pd.DataFrame) -> pd.DataFrame:
         "–" if pd.isna(fit) and pd.isna(corrected) else f"{100 * fit:.1f} / {100 * corrected:.1f}"
         for fit, corrected in zip(values["noisy_fit"], values["noisy_corrected"], strict=True)
     ]
-    frame = best[GROUP_KEYS].assign(_cell=cell)
+    return _method_grid(best, cell)
+
+
+def _method_grid(best: pd.DataFrame, cells: list[str]) -> pd.DataFrame:
+    """One text cell per study: rows noise settings, columns methods in the sweep's order, '–' where none."""
+    frame = best[GROUP_KEYS].assign(_cell=cells)
     methods = list(dict.fromkeys(best["method"]))
     table = frame.pivot_table(
         index=_row_keys(best), columns="method", values="_cell", aggfunc="first", dropna=False, sort=False
@@ -317,15 +322,7 @@ def certainty_table(best: pd.DataFrame) -> pd.DataFrame:
     missing = [k for k in GROUP_KEYS if k not in best.columns]
     if missing:
         raise ValueError(f"certainty_table needs best_configs() output; missing column(s) {', '.join(missing)}")
-    frame = best[GROUP_KEYS].assign(_cell=[certainty_cell(row) for _, row in best.iterrows()])
-    methods = list(dict.fromkeys(best["method"]))
-    table = frame.pivot_table(
-        index=_row_keys(best), columns="method", values="_cell", aggfunc="first", dropna=False, sort=False
-    ).reindex(columns=methods)
-    table.columns.name = "method"
-    table = table.sort_index(level="noise_rate", sort_remaining=False).fillna("–")
-    table.index.names = [name.replace("_", " ") for name in table.index.names]
-    return table
+    return _method_grid(best, [certainty_cell(row) for _, row in best.iterrows()])
 
 
 #: The caption every export gives the certainty table.
