@@ -23,6 +23,7 @@ Refused, with the reason in the error (and in the README):
 from __future__ import annotations
 
 import abc
+import collections
 import functools
 import math
 import warnings
@@ -258,6 +259,22 @@ class AshaScheduler(_Scheduler):
                              brackets=self.brackets)
 
 
+def _never_paused() -> float:
+    return float("-inf")
+
+
+class _PicklableMedianStoppingRule(MedianStoppingRule):
+    """Ray's median stopping rule with its last-pause times in a picklable mapping.
+
+    A study's scheduler is saved with the searcher (`StudySearcher.scheduling`) so that a resumed sweep stops
+    the same trials; Ray's own keeps them in a defaultdict of a lambda, which cannot be pickled.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._last_pause = collections.defaultdict(_never_paused, self._last_pause)
+
+
 class MedianScheduler(_Scheduler):
     """The median stopping rule: stop a trial whose best result so far is below the median of the
     running averages of the study's other trials at the same epoch."""
@@ -268,7 +285,7 @@ class MedianScheduler(_Scheduler):
     def make(self, metric: str, mode: str, max_t: int) -> TrialScheduler | None:
         # An infinite time slice: never PAUSE a trial for lack of samples (a paused trial would hold its
         # study's slots, see the module docstring); it simply continues until there are enough.
-        return MedianStoppingRule(time_attr=TIME_ATTR, metric=metric, mode=mode, grace_period=self.grace_period,
+        return _PicklableMedianStoppingRule(time_attr=TIME_ATTR, metric=metric, mode=mode, grace_period=self.grace_period,
                                   min_samples_required=self.min_samples_required, min_time_slice=math.inf,
                                   hard_stop=True)
 

@@ -281,8 +281,13 @@ class SweepRunner:
         for trial_dir in sorted(experiment.iterdir(), key=lambda d: d.name):
             if trial_dir.name.startswith("."):
                 continue
-            started = (trial_dir / "params.json").exists() or any(trial_dir.glob("checkpoint_*"))
-            if trial_dir.is_dir() and started and trial_dir.name not in known:  # a checkpoint alone counts too
+            if not trial_dir.is_dir() or trial_dir.name in known:
+                continue
+            # A checkpoint alone counts too. iterdir, not glob: the sweep may live on object storage (Location).
+            started = (trial_dir / "params.json").exists() or any(
+                child.name.startswith("checkpoint_") for child in trial_dir.iterdir()
+            )
+            if started:
                 target = experiment / ORPHANED_DIR / trial_dir.name
                 storage.move(trial_dir, target)
                 self.log(f"    set aside {trial_dir.name}: started by a killed driver before Ray recorded it "
