@@ -159,8 +159,8 @@ def test_report_page_renders_every_table_and_image_without_errors(
     tables = browser.evaluate(
         "[...document.querySelectorAll('table')].map(t => [...t.rows].map(r => [...r.cells].map(c => c.innerText.trim())))"
     )
-    # results, memorisation, selected, oracle, [importance], cost
-    assert len(tables) == 5 + (not report.importance.empty)
+    # results, memorisation, selection certainty, selected, oracle, [importance], cost
+    assert len(tables) == 6 + (not report.importance.empty)
     results = report.table.flat(missing="–")
     assert tables[0][0] == list(results.columns)
     assert tables[0][1:] == results.astype(str).to_numpy().tolist()
