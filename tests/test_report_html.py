@@ -168,7 +168,11 @@ def test_report_page_renders_every_table_and_image_without_errors(
     assert memorisation[-len(report.memorisation):] == [
         [f"{rate:.1f}", *cells] for rate, cells in zip(report.memorisation.index, report.memorisation.to_numpy().tolist())
     ]
-    selected = tables[2]
+    certainty = tables[2]
+    assert certainty[-len(report.certainty):] == [
+        [f"{rate:.1f}", *cells] for rate, cells in zip(report.certainty.index, report.certainty.to_numpy().tolist())
+    ]
+    selected = tables[3]
     assert len(selected) == 1 + len(report.best)
     assert {"selected trial", "test acc.", "oracle trial", "oracle test acc."} <= set(selected[0])
     assert [row[selected[0].index("selected trial")] for row in selected[1:]] == list(report.best["trial_id"])
