@@ -106,7 +106,8 @@ def test_resume_from_a_checkpoint_ends_identical_to_an_uninterrupted_run(tmp_pat
     second.load_checkpoint(tmp_path / "ck.pt")
     assert second.epoch == 2
     resumed = list(second.epochs())
-    assert strip(second.history) == strip(full)
+    assert strip(second.history) == strip(full)  # prediction_changes too: its last predictions are checkpointed
+    assert all("prediction_changes" in row for row in full)
     assert [r["epoch"] for r in resumed] == [3, 4]
     for p, q in zip(second.model.state_dict().values(), Engine(build_run_config(raw)).model.state_dict().values()):
         assert p.shape == q.shape
