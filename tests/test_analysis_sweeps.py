@@ -367,3 +367,27 @@ def test_tied_trials_go_to_the_one_the_sweep_created_first(tmp_path: Path) -> No
     assert sorted(df.groupby("trial_id")["trial_order"].first()) == [0, 1]
     best = best_configs(df).iloc[0]
     assert best["optim.lr"] == 0.2 and best["test_accuracy"] == 0.90
+
+
+def test_a_trial_retried_after_a_failure_counts_by_its_last_attempt_not_by_its_error_txt(tmp_path: Path) -> None:
+    """Ray appends each failure to error.txt and never removes it: a trial that a full disk or a lost worker
+    failed once and that `--resume` / `max_failures` then ran to its end is completed, not errored."""
+    curves = {"val_accuracy": [0.2, 0.3, 0.4, 0.5], "test_accuracy": [0.3, 0.4, 0.5, 0.6]}
+    trials = [Trial({"optim.lr": lr, "train.seed": 0}, curves) for lr in (0.1, 0.2, 0.3)]
+    sweep = write_sweep(tmp_path, [Study("symmetric", 0.4, "crossentropy", trials)])
+    retried, failed, unreadable = sorted((sweep / "symmetric-0.4" / "crossentropy" / "search").glob("train_*"))
+    # Every result of write_sweep is dated 2026-01-01_00-00-00, as Ray stamps them.
+    (retried / "error.txt").write_text(
+        "Failure # 1 (occurred at 2025-12-31_23-59-58)\nOSError: [Errno 28] No space left on device\n"
+    )
+    (failed / "error.txt").write_text(
+        "Failure # 1 (occurred at 2025-12-31_23-59-58)\nOSError: [Errno 28]\n"
+        "Failure # 2 (occurred at 2026-01-01_00-00-00)\nRayActorError: the actor died\n"
+    )
+    (unreadable / "error.txt").write_text("RuntimeError: boom\n")
+
+    df = load_sweep(sweep)
+    status = {Path(d).name: s for d, s in zip(df["trial_dir"], df["status"], strict=True)}
+    assert status[retried.name] == "completed"
+    assert status[failed.name] == "errored"  # its last failure is not followed by a result
+    assert status[unreadable.name] == "errored"  # no failure time to compare: counted as failed, as before

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,7 @@ def _load_trial(trial_dir: Path, max_t: int) -> _Trial:
     trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), trial_dir.name)
     rows = _dedupe_epochs(_numbered(trial_dir, [_metrics(r) for r in results]))
     max_epochs = int(params.get("train.epochs") or max_t)
-    status = _status(trial_dir, rows, max_epochs)
+    status = _status(rows, max_epochs, _failed_last(trial_dir, results))
     frame = pd.DataFrame(rows) if rows else pd.DataFrame({"epoch": [math.nan]})
     frame.insert(0, "seed", params.get("train.seed"))
     frame.insert(0, "max_epochs", max_epochs)
@@ -289,8 +290,28 @@ def _dedupe_epochs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(by_epoch.values(), key=lambda r: (r.get("epoch") is None, r.get("epoch") or 0))
 
 
-def _status(trial_dir: Path, rows: list[dict[str, Any]], max_epochs: int) -> str:
-    if (trial_dir / "error.txt").exists():
+#: Ray 2.60's line per failure in a trial's error.txt (`Trial.handle_error`, appended, local time as `date_str()`).
+_FAILURE = re.compile(r"^Failure # \d+ \(occurred at (\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2})\)", re.MULTILINE)
+
+
+def _failed_last(trial_dir: Path, results: list[dict[str, Any]]) -> bool:
+    """Whether the trial's last attempt failed: error.txt records a failure and no result came after it.
+
+    Ray appends every failure to error.txt and never removes it, so a trial retried after a lost worker or a
+    full disk (`max_failures`, `--resume`) keeps the file although it then ran to its end. Its results after
+    the failure decide: Ray stamps each result's `date` in the same local-time format as the failure line,
+    so the two compare as text. A failure without a readable time, or results without dates, count as failed.
+    """
+    path = trial_dir / "error.txt"
+    if not path.exists():
+        return False
+    failures = _FAILURE.findall(path.read_text(errors="replace"))
+    dates = [str(r["date"]) for r in results if isinstance(r.get("date"), str)]
+    return not (failures and dates and max(dates) > failures[-1])
+
+
+def _status(rows: list[dict[str, Any]], max_epochs: int, failed_last: bool) -> str:
+    if failed_last:
         return "errored"
     if not rows:
         return "pending"
