@@ -138,10 +138,10 @@ def model_page(title: str, intro: str, root: type[BaseModel], elsewhere: dict[ty
 def metrics_page() -> str:
     """The metric table as a Markdown page, in metrics.csv's column order."""
     lines = [_HEADER, "# Metrics", "",
-             "Every per-epoch metric, as `proselflc.metric_table.METRICS` defines it: the columns of `metrics.csv`, the "
+             ("Every per-epoch metric, as `proselflc.metric_table.METRICS` defines it: the columns of `metrics.csv`, the "
              "keys reported to Ray Tune and written to TensorBoard. A metric computed with clean labels is reported "
              "and never selected on; `better` is empty for counters and diagnostics; `if diverged` is the value an "
-             "evaluated metric takes on a diverged epoch.", "",
+             "evaluated metric takes on a diverged epoch."), "",
              "| metric | description | clean labels | better | if diverged |", "|---|---|---|---|---|"]
     for m in metric_table.METRICS:
         diverged = "" if m.if_diverged is None else f"`{m.if_diverged}`"
