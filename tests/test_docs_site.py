@@ -1,5 +1,6 @@
 """The docs site: the committed reference pages are what the code generates now, they name every field of every
-config model and every metric, and `mkdocs build --strict` (broken links and anchors are warnings) passes offline.
+config model, every metric and every built-in registry member's options, and `mkdocs build --strict` (broken
+links and anchors are warnings) passes offline.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from pydantic import BaseModel
 
 from proselflc import metric_table, reference
 from proselflc.config import RunConfig
+from proselflc.data.base import DATASETS
+from proselflc.losses.base import LOSSES
+from proselflc.models.base import MODELS
+from proselflc.noise import NOISE_KINDS
 from proselflc.tuning.config import SweepConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +65,14 @@ def test_the_reference_names_every_field_of_every_model_and_every_metric() -> No
             for field in model.model_fields:
                 assert f"| `{field}` |" in section, f"{model.__name__}.{field} is not in its reference section"
     assert "[RunConfig](run-config.md#runconfig)" in _section(sweep_page, "SweepConfig")
+    options_page = (REFERENCE / "options.md").read_text(encoding="utf-8")
+    for registry in (DATASETS, NOISE_KINDS, MODELS, LOSSES):
+        for name in registry.names:
+            if not registry.entry(name).target.__module__.startswith("proselflc."):
+                continue  # registered by another test's plugin
+            row = next(line for line in options_page.splitlines() if line.startswith(f"| `{name}` |"))
+            for option in registry.entry(name).params:
+                assert f"`{option}` = " in row, f"{registry.section}.{option} of {name!r} is not in options.md"
     metrics_page = (REFERENCE / "metrics.md").read_text(encoding="utf-8")
     for metric in metric_table.METRICS:
         assert f"| `{metric.name}` | {metric.doc.split()[0]}" in metrics_page, metric.name
