@@ -4,6 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench lint dist clean
+.PHONY: docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ bench: $(STAMP)
 dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/twine check dist/*
+
+docs: $(STAMP)
+	$(BIN)/python -m proselflc.reference docs/reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
