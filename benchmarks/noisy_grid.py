@@ -38,13 +38,15 @@ BASE: dict[str, Any] = {
     "train": {"epochs": 60, "batch_size": 64, "seed": 0, "progress": False, "threads": 1},
 }
 
-#: Per study: its loss hyperparameters fixed for the suite, and its grid axes (6 configs each: what 2 shared cores
-#: train for 5 settings in about an hour; a one-value axis is fixed, not searched).
+#: Per study: its loss hyperparameters fixed for the suite, and its grid axes (12 configs each, so one full-length
+#: trial is 8.3% of a study's grid epochs and a 15% budget can hold a full trial and the early-stopped ones; a
+#: one-value axis is fixed, not searched).
 STUDIES: dict[str, dict[str, Any]] = {
-    "crossentropy": {"fixed": {}, "axes": {"optim.lr": (0.01, 0.03, 0.1, 0.2, 0.4, 0.8), "optim.momentum": (0.9,)}},
-    "labelsmoothing": {"fixed": {}, "axes": {"optim.lr": (0.05, 0.2, 0.5), "loss.epsilon": (0.2, 0.6)}},
+    "crossentropy": {"fixed": {}, "axes": {"optim.lr": (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6,
+                                                        0.8), "optim.momentum": (0.9,)}},
+    "labelsmoothing": {"fixed": {}, "axes": {"optim.lr": (0.05, 0.1, 0.2, 0.5), "loss.epsilon": (0.2, 0.4, 0.6)}},
     "proselflc": {"fixed": {"logit_temperature": 0.5},
-                  "axes": {"optim.lr": (0.05, 0.2), "loss.transit_time_ratio": (0.05, 0.2, 0.5),
+                  "axes": {"optim.lr": (0.05, 0.1, 0.2), "loss.transit_time_ratio": (0.05, 0.2, 0.35, 0.5),
                            "loss.trust_mode": ("global",)}},
 }
 

@@ -5,7 +5,7 @@ the same validation examples differ only where exactly one of them is right, so 
 paired: resampling the validation examples, how often does the chosen configuration still beat the
 runner-up? Numpy only: the analysis, the runner and the benchmarks all call it.
 
-The maths of noisy validation (docs in the README, "How sure is a selection"):
+The maths of noisy validation (docs/tune.md, "How sure is a selection"):
 
 - Label noise with transition matrix T (T[i, j] = P(noisy label j | true label i), K classes) shrinks a
   clean-accuracy difference on noisy validation. A prediction that is right scores T[i, i]; one that is

@@ -146,7 +146,7 @@ class LabelCorrection(_SelfTarget):
     },
 )
 class ProSelfLC(Loss):
-    """Progressive self label correction, exactly as the README's Losses section states it.
+    """Progressive self label correction, exactly as docs/components.md (Losses) states it.
 
     p_T = softmax(z / T) (no gradient), t = step / total_steps, g = sigmoid(B (t - b)),
     e = 1 | 1 - H(p_T)/log C | max p_T, epsilon = g e, q = (1 - epsilon) y + epsilon p_T,

@@ -9,7 +9,7 @@ Every searcher is an Optuna sampler behind Ray Tune's `OptunaSearch`, seeded fro
 sweep's suggestions are reproducible and each study's sampler learns only from its own trials. Every
 scheduler is per study too: a rung or a median compares trials of one noise rate and one method.
 
-Refused, with the reason in the error (and in the README):
+Refused, with the reason in the error (and in docs/tune.md):
 - `hyperband`: Ray's synchronous HyperBand PAUSES a trial until every trial of its bracket reaches the
   same milestone. A study's searcher deals a new trial only when one of its trials in flight ends, so
   the paused trials hold the study's slots and the bracket waits for trials that are never dealt. The
