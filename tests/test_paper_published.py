@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from proselflc.analysis import load_sweep
-from proselflc.analysis.published import COLUMNS, read_published
+from proselflc.analysis.published import COLUMNS, compare, read_published
+from proselflc.analysis.report import build_report
 from proselflc.cli import main
+from test_analysis_sweeps import Study, Trial, write_sweep
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "configs" / "paper" / "published.csv"
 
@@ -28,7 +30,24 @@ def test_shipped_csv_holds_the_authors_records():
         ("cifar100", 0.2): 74.21, ("cifar100", 0.4): 68.28, ("cifar100", 0.6): 59.28, ("cifar100", 0.8): 29.78,
     }  # fmt: skip
     assert shipped.loc[shipped["method"] == "elr", "source"].str.startswith("shengliu66/ELR ELR/README.md").all()
-    frame = shipped[shipped["method"] != "elr"]
+    apl = shipped[shipped["method"].isin(["nce_rce", "nce_mae"])]
+    # The tables printed in HanxunH/Active-Passive-Losses plot_results.ipynb (commit fdd52a2), symmetric noise.
+    assert apl.set_index(["dataset", "model", "method", "noise_rate"])["value"].to_dict() == {
+        ("cifar10", "sce_cnn8", "nce_rce", 0.2): 89.22, ("cifar10", "sce_cnn8", "nce_rce", 0.4): 86.02,
+        ("cifar10", "sce_cnn8", "nce_rce", 0.6): 79.78, ("cifar10", "sce_cnn8", "nce_rce", 0.8): 52.71,
+        ("cifar10", "sce_cnn8", "nce_mae", 0.2): 87.12, ("cifar10", "sce_cnn8", "nce_mae", 0.4): 84.19,
+        ("cifar10", "sce_cnn8", "nce_mae", 0.6): 77.61, ("cifar10", "sce_cnn8", "nce_mae", 0.8): 49.62,
+        ("cifar100", "resnet34", "nce_rce", 0.2): 65.31, ("cifar100", "resnet34", "nce_rce", 0.4): 59.48,
+        ("cifar100", "resnet34", "nce_rce", 0.6): 47.12, ("cifar100", "resnet34", "nce_rce", 0.8): 25.80,
+        ("cifar100", "resnet34", "nce_mae", 0.2): 65.25, ("cifar100", "resnet34", "nce_mae", 0.4): 59.22,
+        ("cifar100", "resnet34", "nce_mae", 0.6): 48.06, ("cifar100", "resnet34", "nce_mae", 0.8): 25.50,
+    }  # fmt: skip
+    assert set(apl["noise_kind"]) == {"symmetric"} and set(apl["metric"]) == {"test_accuracy"}
+    assert apl["source"].str.startswith("HanxunH/Active-Passive-Losses plot_results.ipynb printed table CIFAR-").all()
+    assert apl["source"].str.contains("commit fdd52a2").all()
+    # hitcszx/ALFs and cswjl/eps-softmax keep no results in their repositories: no row is made up for them.
+    assert not shipped["method"].isin(["agce", "aul", "ce_eps_mae"]).any()
+    frame = shipped[shipped["source"].str.startswith("DeepCriticalLearning ")]
     acc = frame[frame["metric"] == "test_accuracy"].set_index(["model", "method"])["value"]
     # The issue's table (one decimal) is the records' final clean test accuracy (iteration 39000) rounded.
     issue = {
@@ -109,6 +128,30 @@ def test_report_puts_published_beside_reproduced_in_every_format(tiny_sweep, tmp
     assert r"\toprule" in tex and cell.replace("±", r"$\pm$") in tex and "noisy\\_fit" in tex
     sheet = pd.read_excel(out / "results.xlsx", sheet_name="published_vs_reproduced")
     assert sheet["reproduced_mean"].iloc[0] == pytest.approx(mean)
+
+
+def test_the_shipped_rows_sit_beside_a_reproduction_of_their_study(tmp_path):
+    """A sweep of the authors' CIFAR-10 NCE+RCE study at 40% gets the shipped number beside its own, as
+    `report --published` computes it (its exports are checked on the tiny sweep above); the other shipped rows
+    are listed with n = 0 (nothing reproduced), not dropped."""
+
+    def run(val: float, test: float) -> Trial:
+        return Trial({"optim.lr": 0.01, "loss.alpha": 1.0, "loss.beta": 1.0}, {"val_accuracy": [0.5, val], "test_accuracy": [0.5, test]})
+
+    study = Study("symmetric", 0.4, "nce_rce", [run(0.8, 0.85), run(0.7, 0.9)], finals=[run(0.8, 0.86), run(0.8, 0.88)],
+                  dataset="cifar10", model="sce_cnn8")  # fmt: skip
+    report = build_report(write_sweep(tmp_path, [study], max_t=2))
+    shipped = read_published(PUBLISHED)
+    table = compare(shipped, report.best, report.table, report.dynamics)
+    assert len(table) == len(shipped)
+    mine = table[(table["dataset"] == "cifar10") & (table["method"] == "nce_rce") & (table["noise_rate"] == 0.4)]
+    assert len(mine) == 1
+    row = mine.iloc[0]
+    assert (row["model"], row["published"], row["n"]) == ("sce_cnn8", 86.02, 2)
+    assert row["reproduced_mean"] == pytest.approx(87.0) and row["difference"] == pytest.approx(87.0 - 86.02)
+    assert row["source"].startswith("HanxunH/Active-Passive-Losses plot_results.ipynb printed table CIFAR-10-Sym")
+    others = table.drop(index=mine.index)
+    assert (others["n"] == 0).all() and others["reproduced_mean"].isna().all()
 
 
 @pytest.mark.ray
