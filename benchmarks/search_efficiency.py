@@ -47,15 +47,18 @@ TOLERANCE_POINTS = 0.5
 #: The target: the default strategy reaches the grid best (within the tolerance) with at most this share of epochs.
 TARGET_FRACTION = 0.15
 SEARCHERS = ("random", "tpe")
-#: The schedulers compared: no early stopping, ASHA with the sweep file's default grace period (1 epoch,
-#: reduction factor 3), and ASHA whose rungs start at the study's estimated memorisation onset.
+#: The schedulers compared: no early stopping, ASHA with a fixed grace period of 1 epoch (reduction factor 3: the
+#: default of a sweep without noise), and ASHA whose first rung is at 1, 2 or 3 times the study's estimated
+#: memorisation onset (3 times: the default of a noisy sweep).
 SCHEDULERS: dict[str, dict[str, Any]] = {
     "fifo": {"name": "fifo"},
     "asha": {"name": "asha"},
     "onset": {"name": "asha", "grace": "onset"},
+    "onset2": {"name": "asha", "grace": "onset", "onset_factor": 2.0},
+    "onset3": {"name": "asha", "grace": "onset", "onset_factor": 3.0},
 }
-#: The strategy measured against the target.
-DEFAULT = ("tpe", "onset")
+#: The strategy measured against the target: a noisy sweep's default (`tuning.config.NOISY_ONSET_FACTOR`).
+DEFAULT = ("tpe", "onset3")
 #: Budgets (% of a study's grid epochs) at which regret is tabulated.
 BUDGETS = (2, 5, 10, 15, 20, 30, 50)
 
@@ -319,6 +322,9 @@ class Summary:
     medians: dict[tuple[str, str], list[float]]
     reach: dict[tuple[str, str], float]
     lines: list[str]
+    #: Per strategy: the median regret after all trials, and the median epochs spent (% of the grid's).
+    final: dict[tuple[str, str], float] = field(default_factory=dict)
+    spent: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 def summarise(plan: Plan, setting: Setting, study: str, runs: Runs) -> Summary:
@@ -345,9 +351,11 @@ def summarise(plan: Plan, setting: Setting, study: str, runs: Runs) -> Summary:
         f"{sum(o is None for o in onsets)} configs without one; before noisy_fit climbs in {before}/{both} configs "
         f"where both happen; the grid best at its onset (epoch {onset_best}): clean test {at_onset:.4f}"),
     ]
-    budgets = list(BUDGETS)  # "none yet" below one full-length trial (60 epochs are 17% of a 6-config grid)
+    budgets = list(BUDGETS)  # "none yet" below one full-length trial (60 epochs are 8.3% of a 12-config grid)
     medians: dict[tuple[str, str], list[float]] = {}
     reach: dict[tuple[str, str], float] = {}
+    finals: dict[tuple[str, str], float] = {}
+    spents: dict[tuple[str, str], float] = {}
     rows = []
     for (searcher, scheduler), seeds in runs.runs.items():
         steps = [regret_steps(trials, plan.epochs, best_test) for trials in seeds]
@@ -357,6 +365,7 @@ def summarise(plan: Plan, setting: Setting, study: str, runs: Runs) -> Summary:
         reach[(searcher, scheduler)] = _median([math.inf if r is None else 100 * r / grid_epochs for r in reached])
         spent = _median([100 * sum(t.epochs for t in trials) / grid_epochs for trials in seeds])
         final_test = [s[-1][1] if s else math.inf for s in steps]
+        finals[(searcher, scheduler)], spents[(searcher, scheduler)] = _median(final_test), spent
         oracle_regret = _median([100 * (oracle - best_test) + r for r in final_test])
         counted = [stopped_above(trials, grid, plan.epochs) for trials in seeds]
         above, stopped = sum(a for a, _ in counted), sum(n for _, n in counted)
@@ -369,7 +378,33 @@ def summarise(plan: Plan, setting: Setting, study: str, runs: Runs) -> Summary:
     lines.append(table(["searcher + scheduler", *(f"{b}%" for b in budgets), "after all", "vs oracle", "epochs",
                         f"seeds within {TOLERANCE_POINTS}", "median epochs to reach", "stopped trials above pick"],
                        rows))
-    return Summary(setting, study, grid_epochs, best_test, oracle, medians, reach, lines)
+    return Summary(setting, study, grid_epochs, best_test, oracle, medians, reach, lines, finals, spents)
+
+
+def _worse_than_fifo(s: Summary, strategy: tuple[str, str]) -> list[str]:
+    """The budgets at which `strategy`'s median regret is more than the tolerance above FIFO's (same searcher)."""
+    fifo = (strategy[0], "fifo")
+    if fifo not in s.medians:
+        return []
+    return [f"{b}%" for b, d, f in zip(BUDGETS, s.medians[strategy], s.medians[fifo], strict=False)
+            if (math.isinf(d) and not math.isinf(f)) or (not math.isinf(f) and d - f > TOLERANCE_POINTS + 1e-9)]
+
+
+def overall(summaries: list[Summary], plan: Plan) -> list[str]:
+    """Per strategy over every (setting, study): how often it ends within the tolerance of the grid best, how often
+    it is never more than the tolerance worse than FIFO, its mean final regret and its median epochs spent."""
+    rows = []
+    for strategy in [(a, b) for a in plan.searchers for b in plan.schedulers]:
+        have = [s for s in summaries if strategy in s.medians]
+        finals = [s.final[strategy] for s in have]
+        rows.append([" + ".join(strategy),
+                     f"{sum(f <= TOLERANCE_POINTS for f in finals)}/{len(have)}",
+                     f"{sum(not _worse_than_fifo(s, strategy) for s in have)}/{len(have)}",
+                     f"{statistics.fmean(f for f in finals if math.isfinite(f)):.2f}",
+                     f"{_median([s.spent[strategy] for s in have]):.0f}%"])
+    return ["every setting and study together:",
+            table(["searcher + scheduler", f"ends within {TOLERANCE_POINTS} of grid best",
+                   f"never > {TOLERANCE_POINTS} worse than fifo", "mean final regret", "median epochs"], rows)]
 
 
 def verdicts(summaries: list[Summary], default: tuple[str, str]) -> list[str]:
@@ -381,11 +416,7 @@ def verdicts(summaries: list[Summary], default: tuple[str, str]) -> list[str]:
             continue
         reach = s.reach[default]
         met_reach = reach <= 100 * TARGET_FRACTION
-        worse = []
-        if fifo in s.medians:
-            for b, d, f in zip(BUDGETS, s.medians[default], s.medians[fifo], strict=False):
-                if (math.isinf(d) and not math.isinf(f)) or (not math.isinf(f) and d - f > TOLERANCE_POINTS + 1e-9):
-                    worse.append(f"{b}%")
+        worse = _worse_than_fifo(s, default)
         rows.append([s.setting.label, s.study, "not reached" if math.isinf(reach) else f"{reach:.1f}%",
                      "met" if met_reach else "NOT met", "met" if not worse else f"NOT met ({', '.join(worse)})"])
     return [f"targets for {' + '.join(default)}:",
@@ -394,7 +425,8 @@ def verdicts(summaries: list[Summary], default: tuple[str, str]) -> list[str]:
 
 
 def plot(plan: Plan, summaries: list[Summary], measured: dict[tuple[Setting, str], Runs], path: Path) -> None:
-    """Median regret (band: quartiles over seeds) against % of the grid's epochs: rows settings, columns studies."""
+    """Median regret against % of the grid's epochs, the default searcher's schedulers: rows settings, columns
+    studies."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -409,14 +441,16 @@ def plot(plan: Plan, summaries: list[Summary], measured: dict[tuple[Setting, str
         for j, study in enumerate(plan.studies):
             ax, summary = axes[i][j], by_key[(setting, study)]
             for (searcher, scheduler), seeds in sorted(measured[(setting, study)].runs.items()):
+                if searcher != DEFAULT[0]:  # one searcher's schedulers per panel: readable at this size
+                    continue
                 steps = [regret_steps(t, plan.epochs, summary.best_test) for t in seeds]
                 values = np.array([[regret_at(s, x * summary.grid_epochs / 100) for x in xs] for s in steps])
                 values[np.isinf(values)] = np.nan
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mid = np.nanmedian(values, axis=0)
-                style = {"fifo": "--", "asha": ":", "onset": "-"}.get(scheduler, "-")
-                ax.plot(xs, mid, style, label=f"{searcher} + {scheduler}")
+                style = {"fifo": "--", "asha": ":", "onset": (0, (1, 1)), "onset2": "-."}.get(scheduler, "-")
+                ax.plot(xs, mid, linestyle=style, label=f"{searcher} + {scheduler}")
             ax.axhline(TOLERANCE_POINTS, color="grey", lw=0.8, ls=":")
             ax.axvline(100 * TARGET_FRACTION, color="grey", lw=0.6)
             ax.set_title(f"{setting.label}, {study}", fontsize=9)
@@ -499,6 +533,7 @@ def main(argv: list[str]) -> int:
           f"after: {load()}", flush=True)
     for s in summaries:
         print("\n".join(s.lines) + "\n", flush=True)
+    print("\n".join(overall(summaries, plan)) + "\n", flush=True)
     print("\n".join(verdicts(summaries, DEFAULT)), flush=True)
     if args.plot is not None:
         plot(plan, summaries, measured, args.plot)

@@ -39,6 +39,38 @@ def test_rungs_move_to_the_onset_once_a_full_length_trial_ends() -> None:
         == "STOP"  # below the first trial's value recorded at the new rung
 
 
+def test_onset_factor_puts_the_first_rung_at_that_multiple_of_the_onset() -> None:
+    scheduler = OnsetASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max", max_t=12, grace_period=1,
+                                   reduction_factor=2, onset_factor=1.5)
+    first, second = Trial("t", trial_id="a", stub=True), Trial("t", trial_id="b", stub=True)
+    for trial in (first, second):
+        scheduler.on_trial_add(None, trial)
+    for epoch, changes in enumerate(CHANGES, 1):
+        result = {"epoch": epoch, "val_accuracy": 0.9, "prediction_changes": changes}
+        scheduler.on_trial_result(None, first, result)
+    scheduler.on_trial_complete(None, first, result)
+    assert (scheduler.onset, scheduler.first_rung) == (ONSET, 9)  # ceil(6 x 1.5)
+    for epoch in range(1, 9):  # past the onset, before onset x 1.5: not judged
+        assert scheduler.on_trial_result(None, second, {"epoch": epoch, "val_accuracy": 0.1}) == "CONTINUE"
+    assert scheduler.on_trial_result(None, second, {"epoch": 9, "val_accuracy": 0.1}) == "STOP"
+
+
+def test_a_noisy_sweep_without_early_stopping_settings_gets_asha_after_three_times_the_onset() -> None:
+    from conftest import TINY_SWEEP
+
+    def tiny_raw(rates: list[float], **early_stopping: Any) -> dict[str, Any]:
+        raw = {k: v for k, v in TINY_SWEEP.items() if k != "asha"}
+        return {**raw, "noise": {"kind": "symmetric", "rates": rates}, **early_stopping}
+
+    noisy = build_sweep_config(tiny_raw(rates=[0.0, 0.4]))
+    assert (noisy.scheduler_spec.grace, noisy.scheduler_spec.onset_factor) == ("onset", 3.0)
+    for clean_or_chosen in (tiny_raw(rates=[0.0]), tiny_raw(rates=[0.4], asha={"grace_period": 2}),
+                            tiny_raw(rates=[0.4], asha={"reduction_factor": 2})):
+        assert build_sweep_config(clean_or_chosen).scheduler_spec.grace == "fixed"
+    chosen = build_sweep_config(tiny_raw(rates=[0.4], scheduler={"name": "fifo"}))
+    assert chosen.scheduler_spec.name == "fifo"
+
+
 @pytest.mark.ray
 def test_no_trial_is_stopped_before_the_onset_on_the_shared_ray(ray_session: Any, tmp_path: Any) -> None:
     sweep = build_sweep_config({

@@ -109,6 +109,12 @@ class MethodSpec(StrictModel):
         return check_safe_name(value, "method name")
 
 
+#: A noisy sweep that names no early stopping gets ASHA whose first rung is at 3x the study's memorisation onset:
+#: in the search-efficiency suite (BENCHMARKS.md) it ended nearest the grid best of the strategies measured, while
+#: ASHA's fixed grace period of 1 epoch judged configurations on fit speed and ended 5-30 points below it.
+NOISY_ONSET_FACTOR = 3.0
+
+
 class AshaSpec(StrictModel):
     """The trial length, and ASHA's settings in the earlier form of the sweep file (`scheduler:` is the newer).
 
@@ -162,7 +168,8 @@ class SweepConfig(StrictModel):
     asha: AshaSpec = Field(default_factory=AshaSpec)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     scheduler: SchedulerSpec | None = Field(
-        None, description="asha (default), median or fifo (none); default: ASHA with the asha section's settings"
+        None, description="asha (default), median or fifo (none); default: ASHA with the asha section's settings, and "
+                          "for a noisy sweep without them ASHA after 3x the memorisation onset (grace: onset)"
     )
     searcher: SearcherSpec = Field(default_factory=TpeSearcher)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
@@ -308,8 +315,15 @@ class SweepConfig(StrictModel):
         if self.scheduler is not None:
             return self.scheduler
         asha = self.asha
+        if self.noisy and not asha.model_fields_set & {"grace_period", "reduction_factor", "brackets"}:
+            return AshaScheduler(grace="onset", onset_factor=NOISY_ONSET_FACTOR)
         return AshaScheduler(grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
                              brackets=asha.brackets)
+
+    @property
+    def noisy(self) -> bool:
+        """Whether some study trains on noisy labels (a rate above 0, or human labels)."""
+        return self.noise.kind == "human" or any(rate > 0 for rate in self.noise.rates)
 
     @property
     def max_t(self) -> int:

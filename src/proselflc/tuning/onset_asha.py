@@ -5,7 +5,7 @@ before memorisation starts cuts configurations on fit speed alone (BENCHMARKS.md
 Ray Tune's ASHAScheduler with one change, where its rungs are: it stops nothing until the study's first
 `onset_trials` trials have run to full length, estimates from their `prediction_changes` curves (no clean
 labels: `proselflc.memorisation.memorisation_onset`) the epoch memorisation starts, and then places ASHA's rungs at
-max(grace_period, onset) * reduction_factor^k. Those first trials are recorded at the new rungs as if the rungs
+max(grace_period, onset * onset_factor) * reduction_factor^k. Those first trials are recorded at the new rungs as if the rungs
 had been there all along; from then on it is ASHA. A curve with no minimum (no memorisation seen) puts the first
 rung at max_t: the study runs without early stopping. Its state is plain data, so it pickles with the Tuner's.
 """
@@ -29,12 +29,14 @@ class OnsetASHAScheduler(ASHAScheduler):
     """ASHA whose first rung waits for the study's estimated memorisation onset; see the module docstring."""
 
     def __init__(self, *, time_attr: str, metric: str, mode: str, max_t: int, grace_period: int = 1,
-                 reduction_factor: float = 3.0, brackets: int = 1, onset_trials: int = 1) -> None:
+                 reduction_factor: float = 3.0, brackets: int = 1, onset_trials: int = 1,
+                 onset_factor: float = 1.0) -> None:
         # Built with its only rung at max_t: until the onset is known, no trial is stopped before the end.
         super().__init__(time_attr=time_attr, metric=metric, mode=mode, max_t=max_t, grace_period=max_t,
                          reduction_factor=reduction_factor, brackets=brackets)
         self.min_grace = grace_period
         self.onset_trials = onset_trials
+        self.onset_factor = onset_factor
         self.sign = 1.0 if mode == "max" else -1.0
         #: trial id -> [(epoch, signed metric, signal)] of the trials seen before the onset was placed.
         self.curves: dict[str, list[tuple[int, float, float]]] = {}
@@ -66,9 +68,9 @@ class OnsetASHAScheduler(ASHAScheduler):
             self.place(int(statistics.median_low(self.onsets)))
 
     def place(self, onset: int) -> None:
-        """Put the first rung at max(grace_period, onset) and record the trials seen so far at the new rungs."""
+        """Put the first rung at max(grace_period, onset * onset_factor) and record the trials seen so far there."""
         self.onset = onset
-        self.first_rung = min(self._max_t, max(self.min_grace, onset))
+        self.first_rung = min(self._max_t, max(self.min_grace, math.ceil(onset * self.onset_factor)))
         running = set(self._trial_info)
         completed = {tid: [(e, v) for e, v, _ in c] for tid, c in self.curves.items() if tid not in running}
         ray_compat.place_asha_rungs(self, self.first_rung, completed)

@@ -248,12 +248,15 @@ class AshaScheduler(_Scheduler):
         "fixed", description="onset: no rung before the study's estimated memorisation onset (read from its first "
                              "full-length trials' prediction_changes); grace_period is then the earliest first rung")
     onset_trials: int = Field(1, ge=1, description="with grace: onset, the full-length trials the onset is read from")
+    onset_factor: float = Field(1.0, ge=1.0, description="with grace: onset, the first rung is at onset x this "
+                                                          "(memorisation shows in noisy validation some epochs after its onset)")
 
     def make(self, metric: str, mode: str, max_t: int) -> TrialScheduler | None:
         if self.grace == "onset":
             return OnsetASHAScheduler(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_t,
                                       grace_period=self.grace_period, reduction_factor=self.reduction_factor,
-                                      brackets=self.brackets, onset_trials=self.onset_trials)
+                                      brackets=self.brackets, onset_trials=self.onset_trials,
+                                      onset_factor=self.onset_factor)
         return ASHAScheduler(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_t,
                              grace_period=self.grace_period, reduction_factor=self.reduction_factor,
                              brackets=self.brackets)
