@@ -101,10 +101,10 @@ def test_a_study_whose_trials_all_errored_finishes_without_final_runs() -> None:
 
 
 def test_a_time_budget_closes_a_study_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    from proselflc.tuning import studies
+    from proselflc.tuning import plan
 
     clock = [1000.0]
-    monkeypatch.setattr(studies.time, "time", lambda: clock[0])
+    monkeypatch.setattr(plan.time, "time", lambda: clock[0])
     s = searcher(["a"], num_samples=10, time_budget_s=60)
     s.suggest("t0")
     clock[0] += 61
@@ -131,7 +131,7 @@ def test_trials_dealt_but_never_recorded_by_ray_are_dealt_again_with_the_same_se
     s = searcher(["a"], per_study_concurrency=2)
     s.suggest("t1"), s.suggest("t2")
     s.forget("t2")  # dealt, never started: the study deals a search trial in its place
-    optuna_trial = s.studies["a"].search._ot_study.trials[1]
+    optuna_trial = s.samplers["a"]._ot_study.trials[1]
     assert optuna_trial.state == optuna.trial.TrialState.FAIL  # not left RUNNING in the sampler's history
     assert s.suggest("t3")["phase"] == "search" and s.studies["a"].search_trials == ["t1", "t3"]
     for trial_id, value in [("t1", 0.5), ("t3", 0.7)]:
@@ -164,7 +164,7 @@ def test_a_restored_trial_repeating_its_reported_epochs_is_told_to_optuna_once(t
         warnings.simplefilter("error")  # Optuna's "this step is already reported" would raise here
         restored.on_trial_result("t1", row(2, 0.4))
         restored.on_trial_result("t1", row(3, 0.5))
-    (trial,) = restored.studies["a"].search._ot_study.trials
+    (trial,) = restored.samplers["a"]._ot_study.trials
     assert trial.intermediate_values == {1: 0.3, 2: 0.4, 3: 0.5}
     assert restored.studies["a"].last["t1"]["epoch"] == 3
 
