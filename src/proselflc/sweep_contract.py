@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from enum import StrEnum
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
