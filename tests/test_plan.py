@@ -142,5 +142,12 @@ def test_a_time_budget_closes_a_search_and_studies_start_within_the_concurrency_
 
 
 def test_orphans_are_started_directories_the_experiment_does_not_know() -> None:
-    dirs = [("a_search_t1", True), ("a_search_t9", True), ("a_search_t8", False), (".lost", True)]
-    assert orphans(dirs, known={"a_search_t1"}) == ["a_search_t9"]
+    asked = []
+
+    def started(name: str) -> bool:
+        asked.append(name)
+        return name != "a_search_t8"
+
+    dirs = ["a_search_t9", "a_search_t1", "a_search_t8", "a_search_t7", ".lost"]
+    assert orphans(dirs, known={"a_search_t1"}, started=started) == ["a_search_t7", "a_search_t9"]
+    assert sorted(asked) == ["a_search_t7", "a_search_t8", "a_search_t9"]  # known and hidden ones are not read

@@ -388,11 +388,11 @@ def new_plan(
     )
 
 
-def orphans(trial_dirs: Iterable[tuple[str, bool]], known: set[str]) -> list[str]:
-    """Trial directories (name, started) an experiment does not know that a killed driver started: its study dealt
-    the trial again under a new id, so the old directory would count twice. Hidden names (`.lost`, ...) are
-    not trials."""
-    return sorted(name for name, started in trial_dirs if started and not name.startswith(".") and name not in known)
+def orphans(trial_dirs: Iterable[str], known: set[str], started: Callable[[str], bool]) -> list[str]:
+    """The trial directories of a restored experiment that it does not know but that a killed driver `started`
+    (checked only for those): their study dealt the trial again under a new id, so each would count twice. Hidden
+    names (`.lost`, `.orphaned`) are not trials."""
+    return sorted(name for name in trial_dirs if not name.startswith(".") and name not in known and started(name))
 
 
 def _finite(value: Any) -> bool:
