@@ -12,8 +12,10 @@ but each study must still search and early-stop on its own:
   none), so a rung or a median compares trials of one study only: a 60%-noise study's low val_accuracy
   is never judged against a 0%-noise study's. Final re-runs are never stopped early.
 
-The searcher's state (every sub-searcher, what each study dealt and learnt) is saved and restored by
-Ray Tune with the experiment, so `Tuner.restore` resumes the whole sweep.
+Both are thin over `tuning.plan.SweepPlan`, the Ray-free object that holds each study's lifecycle and deals the
+trials. The searcher's state (a versioned `SearcherState`: the plan, every sub-searcher, the per-study schedulers)
+is saved and restored by Ray Tune with the experiment, so `Tuner.restore` resumes the whole sweep; a state saved
+by an earlier proselflc (version 1, a pickled `__dict__`) is converted by `migrate_state` on restore.
 """
 
 from __future__ import annotations
