@@ -249,7 +249,10 @@ def test_a_version_1_state_is_migrated_and_goes_on_as_the_searcher_that_saved_it
     assert ITERATION == TRAINING_ITERATION
     expected = json.loads((FIXTURE / "expected.json").read_text())
     s = searcher(["symmetric-0.2/ce", "symmetric-0.2/fixed", "symmetric-0.4/ce"])
+    with open(FIXTURE / "state.pkl", "rb") as handle:
+        s.__dict__.update(pickle.load(handle))  # as a version-1 tuner.pkl unpickles its searcher
     s.restore(str(FIXTURE / "state.pkl"))
+    assert "studies" not in vars(s) and "trial_study" not in vars(s)  # its own copies dropped: one state
     assert isinstance(s.state, SearcherState) and s.state.version == STATE_VERSION
     ce, fixed = s.studies["symmetric-0.2/ce"], s.studies["symmetric-0.2/fixed"]
     assert (ce.in_flight, ce.search_done, fixed.in_flight, fixed.final_seed) == ({"t3"}, {"t1"}, {"f1"}, {"f1": 1})

@@ -294,6 +294,15 @@ class StudySearcher(Searcher):
                 f"reads version {STATE_VERSION} (and 1); resume it with the proselflc that wrote it"
             )
         self.state = saved
+        for name in _VERSION_1_ATTRIBUTES:  # a searcher unpickled from a version-1 tuner.pkl: its own copies
+            self.__dict__.pop(name, None)
+
+
+#: What a version-1 StudySearcher kept as attributes, now in its `state`.
+_VERSION_1_ATTRIBUTES = (
+    "studies", "trial_study", "revision", "notes", "scheduling", "order", "max_t", "num_samples", "final_seeds",
+    "per_study_concurrency", "max_concurrent_studies", "time_budget_s", "final_params",
+)
 
 
 class StudyScheduler(FIFOScheduler):
