@@ -73,7 +73,7 @@ class StudyProgress:
     `migrate_state` can read them."""
 
     key: str
-    status: str = "pending"
+    status: str = Status.PENDING
     samples: int = 1
     search: OptunaSearch | None = None
     started_at: float | None = None
