@@ -251,10 +251,6 @@ class SweepPlan:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def order(self) -> list[str]:
-        return list(self.studies)
-
-    @property
     def finished(self) -> bool:
         return all(study.status == Status.FINISHED for study in self.studies.values())
 
