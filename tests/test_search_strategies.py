@@ -152,11 +152,10 @@ def test_the_earlier_searcher_form_means_tpe_and_each_strategy_builds_its_optuna
                 "qmc": optuna.samplers.QMCSampler}
     for name, sampler in expected.items():
         runner = SweepRunner(build_sweep_config(sweep_raw(tmp_path, name, searcher={"name": name})))
-        study = runner.searcher().studies[STUDY]
-        assert isinstance(study.search._ot_study.sampler, sampler), name
+        assert isinstance(runner.searcher().samplers[STUDY]._ot_study.sampler, sampler), name
     tpe = build_sweep_config(sweep_raw(tmp_path, "t", searcher={"name": "tpe", "multivariate": True, "group": True,
                                                                "n_startup_trials": 2}))
-    sampler = SweepRunner(tpe).searcher().studies[STUDY].search._ot_study.sampler
+    sampler = SweepRunner(tpe).searcher().samplers[STUDY]._ot_study.sampler
     assert sampler._multivariate and sampler._group and sampler._n_startup_trials == 2
     assert SweepRunner(build_sweep_config(sweep_raw(tmp_path, "f", scheduler={"name": "fifo"}))).scheduler().make is None
 

@@ -101,10 +101,10 @@ def test_a_study_whose_trials_all_errored_finishes_without_final_runs() -> None:
 
 
 def test_a_time_budget_closes_a_study_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    from proselflc.tuning import studies
+    from proselflc.tuning import plan
 
     clock = [1000.0]
-    monkeypatch.setattr(studies.time, "time", lambda: clock[0])
+    monkeypatch.setattr(plan.time, "time", lambda: clock[0])
     s = searcher(["a"], num_samples=10, time_budget_s=60)
     s.suggest("t0")
     clock[0] += 61
@@ -131,7 +131,7 @@ def test_trials_dealt_but_never_recorded_by_ray_are_dealt_again_with_the_same_se
     s = searcher(["a"], per_study_concurrency=2)
     s.suggest("t1"), s.suggest("t2")
     s.forget("t2")  # dealt, never started: the study deals a search trial in its place
-    optuna_trial = s.studies["a"].search._ot_study.trials[1]
+    optuna_trial = s.samplers["a"]._ot_study.trials[1]
     assert optuna_trial.state == optuna.trial.TrialState.FAIL  # not left RUNNING in the sampler's history
     assert s.suggest("t3")["phase"] == "search" and s.studies["a"].search_trials == ["t1", "t3"]
     for trial_id, value in [("t1", 0.5), ("t3", 0.7)]:
@@ -164,7 +164,7 @@ def test_a_restored_trial_repeating_its_reported_epochs_is_told_to_optuna_once(t
         warnings.simplefilter("error")  # Optuna's "this step is already reported" would raise here
         restored.on_trial_result("t1", row(2, 0.4))
         restored.on_trial_result("t1", row(3, 0.5))
-    (trial,) = restored.studies["a"].search._ot_study.trials
+    (trial,) = restored.samplers["a"]._ot_study.trials
     assert trial.intermediate_values == {1: 0.3, 2: 0.4, 3: 0.5}
     assert restored.studies["a"].last["t1"]["epoch"] == 3
 
@@ -231,3 +231,52 @@ def test_median_stopping_per_study_and_no_scheduler_at_all() -> None:
     fifo.on_trial_add(None, trial)
     assert fifo.on_trial_result(None, trial, {"epoch": 1, "val_accuracy": 0.0}) == TrialScheduler.CONTINUE
     assert fifo.studies == {}
+
+
+FIXTURE = Path(__file__).parent / "data" / "searcher_state_v1"
+
+
+def test_a_version_1_state_is_migrated_and_goes_on_as_the_searcher_that_saved_it(tmp_path: Path) -> None:
+    """state.pkl is a pickled StudySearcher.__dict__ written by the code before SearcherState (make_fixture.py);
+    expected.json holds what that searcher dealt next."""
+    import json
+
+    from ray.tune.result import TRAINING_ITERATION
+
+    from proselflc.tuning.plan import ITERATION
+    from proselflc.tuning.studies import STATE_VERSION, SearcherState
+
+    assert ITERATION == TRAINING_ITERATION
+    expected = json.loads((FIXTURE / "expected.json").read_text())
+    s = searcher(["symmetric-0.2/ce", "symmetric-0.2/fixed", "symmetric-0.4/ce"])
+    with open(FIXTURE / "state.pkl", "rb") as handle:
+        s.__dict__.update(pickle.load(handle))  # as a version-1 tuner.pkl unpickles its searcher
+    s.restore(str(FIXTURE / "state.pkl"))
+    assert "studies" not in vars(s) and "trial_study" not in vars(s)  # its own copies dropped: one state
+    assert isinstance(s.state, SearcherState) and s.state.version == STATE_VERSION
+    ce, fixed = s.studies["symmetric-0.2/ce"], s.studies["symmetric-0.2/fixed"]
+    assert (ce.in_flight, ce.search_done, fixed.in_flight, fixed.final_seed) == ({"t3"}, {"t1"}, {"f1"}, {"f1": 1})
+    assert not fixed.searchable and set(s.samplers) == {"symmetric-0.2/ce", "symmetric-0.4/ce"}
+    assert s.scheduling.members == {"t3": "symmetric-0.2/ce"}  # the per-study ASHA state came along
+    assert [s.suggest(t) for t in ("f2", "x1")] == expected["next"]
+    s.on_trial_complete("t3", {"val_accuracy": 0.7, "epoch": 3, "training_iteration": 3})
+    assert s.suggest("f3") == expected["after_t3"]
+    assert {k: v.status for k, v in s.studies.items()} == expected["statuses"]
+    s.save(str(tmp_path / "state.pkl"))  # saved again: version 2
+    with open(tmp_path / "state.pkl", "rb") as handle:
+        assert pickle.load(handle).version == STATE_VERSION
+
+
+def test_a_state_of_another_version_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    from proselflc.errors import ConfigError
+
+    s = searcher(["a"])
+    s.state.version = 3
+    s.save(str(tmp_path / "newer.pkl"))
+    with pytest.raises(ConfigError, match="has version 3, and this proselflc reads version 2 .and 1.; resume it "
+                                          "with the proselflc that wrote it"):
+        searcher(["a"]).restore(str(tmp_path / "newer.pkl"))
+    with open(tmp_path / "other.pkl", "wb") as handle:
+        pickle.dump({"something": "else"}, handle)
+    with pytest.raises(ConfigError, match="neither a proselflc searcher state nor one of an earlier version"):
+        searcher(["a"]).restore(str(tmp_path / "other.pkl"))

@@ -18,6 +18,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -46,9 +47,19 @@ LEGACY_FINAL_RUN = "final_run"
 #: Manifest version this code writes: every study in one Tuner, trials listed per study.
 CURRENT_VERSION = 2
 
-Status = Literal["pending", "searching", "searched", "finished"]
-#: A study's life: no trial yet -> search trials running -> best config chosen, re-runs running -> done.
-STATUSES: tuple[str, ...] = ("pending", "searching", "searched", "finished")
+
+
+class Status(StrEnum):
+    """A study's life: no trial yet -> search trials running -> best config chosen, re-runs running -> done.
+    A `str`, so the manifest holds the plain names and `status == "finished"` still reads."""
+
+    PENDING = "pending"
+    SEARCHING = "searching"
+    SEARCHED = "searched"
+    FINISHED = "finished"
+
+
+STATUSES: tuple[str, ...] = tuple(status.value for status in Status)
 
 _STUDY_KEY = re.compile(r"^(?P<kind>[a-z0-9_]+)-(?P<rate>[0-9.eE+-]+)/(?P<method>[A-Za-z0-9][A-Za-z0-9_.-]*)$")
 
@@ -115,7 +126,7 @@ class StudyEntry(BaseModel):
     loss: str = ""
     search_dir: str = Field(description="experiment directory of its search trials, relative to the sweep")
     final_dir: str | None = Field(None, description="experiment directory of its final re-runs; None: none")
-    status: Status = "pending"
+    status: Status = Status.PENDING
     best_params: dict[str, Any] | None = None
     best_trial: str | None = Field(None, description="directory name of the search trial selected")
     best_value: float | None = None
@@ -126,7 +137,7 @@ class StudyEntry(BaseModel):
 
     @property
     def done(self) -> bool:
-        return self.status == "finished"
+        return self.status == Status.FINISHED
 
 
 class Manifest(BaseModel):

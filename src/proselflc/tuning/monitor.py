@@ -1,8 +1,8 @@
 """What a running sweep tells the user and the disk: a line per finished trial, a status line, the manifest.
 
 `SweepMonitor` is a Ray Tune callback of the sweep's one Tuner. It keeps `manifest.json` in step with
-the `StudySearcher` (statuses, the selected configurations, which trial directories belong to which
-study), prints one line per finished trial and, every `status_every_s`, one line saying how far the
+the `StudySearcher`'s plan (`tuning.plan`: statuses, the selected configurations, which trial directories
+belong to which study), prints one line per finished trial and, every `status_every_s`, one line saying how far the
 sweep is and what share of the cluster its trials hold. It finds the sweep directory from the trials'
 experiment path, so a sweep directory that was moved or copied is updated where it now lives.
 """
@@ -25,6 +25,7 @@ from proselflc.sweep_contract import (
     STUDY,
     Manifest,
     SelectionCertainty,
+    Status,
     read_certainty,
     read_manifest,
     write_manifest,
@@ -130,17 +131,9 @@ class SweepMonitor(tune.Callback):
     # -- what it does ------------------------------------------------------------------------------
 
     def _reconcile(self, trials: list[Trial]) -> None:
-        """After a restore, make the searcher agree with the trials Ray restored, so no study waits forever:
-        trials Ray has as ended but the searcher (saved a moment earlier) still has in flight are ended in the
-        searcher too; trials the searcher dealt but Ray never recorded are taken back and dealt again."""
-        known = {t.trial_id for t in trials}
-        ended = {t.trial_id: t for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)}
-        for study in self.searcher.studies.values():
-            for trial_id in sorted(study.in_flight & set(ended)):
-                trial = ended[trial_id]
-                self.searcher.on_trial_complete(trial_id, trial.last_result or None, error=trial.status == Trial.ERROR)
-            for trial_id in sorted(study.in_flight - known):
-                self.searcher.forget(trial_id)
+        """After a restore, make the searcher's plan agree with the trials Ray restored (`SweepPlan.recover`),
+        so no study waits forever."""
+        self.searcher.recover(trials)
 
     def _sync(self, trials: list[Trial]) -> None:
         """Print the searcher's notes and rewrite the manifest when the searcher's state moved."""
@@ -160,14 +153,7 @@ class SweepMonitor(tune.Callback):
             study = self.searcher.studies.get(entry.study)
             if study is None:
                 continue
-            entry.status = study.status  # type: ignore[assignment]
-            entry.trial_order = [self.searcher.dirname(t) for t in study.search_trials]
-            entry.final_trials = [self.searcher.dirname(t) for t in study.final_trials]
-            entry.best_params = study.best_params
-            entry.best_value = study.best_value
-            entry.best_trial = None if study.best_trial is None else self.searcher.dirname(study.best_trial)
-            runner_up = getattr(study, "runner_up", None)  # None in a searcher pickled before it was kept
-            entry.runner_up_trial = None if runner_up is None else self.searcher.dirname(runner_up)
+            study.to_entry(entry)
             if entry.best_trial is not None and entry.certainty is None:
                 entry.certainty = read_certainty(sweep_dir, entry)
                 self.log(f"    {entry.study}: {_describe(entry.certainty)}")
@@ -177,7 +163,7 @@ class SweepMonitor(tune.Callback):
     def status_line(self, trials: list[Trial]) -> str:
         """'status: 3/12 studies finished, 8 running; 6 trials running, holding 6/8 GPUs (75%), 6/16 CPUs (38%)'."""
         studies = self.searcher.studies.values()
-        finished = sum(s.status == "finished" for s in studies)
+        finished = sum(s.status == Status.FINISHED for s in studies)
         running = [t for t in trials if t.status == Trial.RUNNING]
         held: dict[str, float] = {"CPU": 0.0, "GPU": 0.0}
         for trial in running:

@@ -12,16 +12,16 @@ but each study must still search and early-stop on its own:
   none), so a rung or a median compares trials of one study only: a 60%-noise study's low val_accuracy
   is never judged against a 0%-noise study's. Final re-runs are never stopped early.
 
-The searcher's state (every sub-searcher, what each study dealt and learnt) is saved and restored by
-Ray Tune with the experiment, so `Tuner.restore` resumes the whole sweep.
+Both are thin over `tuning.plan.SweepPlan`, the Ray-free object that holds each study's lifecycle and deals the
+trials. The searcher's state (a versioned `SearcherState`: the plan, every sub-searcher, the per-study schedulers)
+is saved and restored by Ray Tune with the experiment, so `Tuner.restore` resumes the whole sweep; a state saved
+by an earlier proselflc (version 1, a pickled `__dict__`) is converted by `migrate_state` on restore.
 """
 
 from __future__ import annotations
 
-import math
 import pickle
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +34,9 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from proselflc import ray_compat, storage
-from proselflc.sweep_contract import LOST_DIR, PHASE, STUDY, results_intact, select_top, trial_dirname
+from proselflc.errors import ConfigError
+from proselflc.sweep_contract import LOST_DIR, PHASE, STUDY, Status, results_intact
+from proselflc.tuning.plan import SEARCH, RestoredTrial, Study, SweepPlan, new_plan
 
 
 @dataclass(frozen=True)
@@ -67,39 +69,106 @@ class SchedulingState:
 
 @dataclass
 class StudyProgress:
-    """A study's state inside the searcher (pickled with it)."""
+    """A study's state inside searcher states saved before version 2 (a pickled `__dict__`): kept only so that
+    `migrate_state` can read them."""
 
     key: str
-    status: str = "pending"
+    status: str = Status.PENDING
     samples: int = 1
     search: OptunaSearch | None = None
     started_at: float | None = None
-    search_trials: list[str] = field(default_factory=list)  # trial ids, creation order
+    search_trials: list[str] = field(default_factory=list)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     last: dict[str, dict[str, Any]] = field(default_factory=dict)
     errored: set[str] = field(default_factory=set)
     search_done: set[str] = field(default_factory=set)
     final_trials: list[str] = field(default_factory=list)
-    final_seed: dict[str, int] = field(default_factory=dict)  # final trial id -> its seed
+    final_seed: dict[str, int] = field(default_factory=dict)
     final_done: set[str] = field(default_factory=set)
     in_flight: set[str] = field(default_factory=set)
     best_trial: str | None = None
     best_params: dict[str, Any] | None = None
     best_value: float | None = None
-    runner_up: str | None = None  # the second-best eligible search trial (the selection's certainty)
+    runner_up: str | None = None
 
-    @property
-    def active(self) -> bool:
-        return self.status in ("searching", "searched")
+
+#: The version of `SearcherState` this code writes; 1 was a pickled `StudySearcher.__dict__`.
+STATE_VERSION = 2
+
+
+@dataclass
+class SearcherState:
+    """What Ray Tune saves of the searcher with the experiment: the plan, each searchable study's Optuna searcher
+    (by study key) and the per-study schedulers' state."""
+
+    version: int
+    plan: SweepPlan
+    samplers: dict[str, OptunaSearch]
+    scheduling: SchedulingState
+
+
+def migrate_state(old: dict[str, Any]) -> SearcherState:
+    """A version-1 state (the pickled `__dict__` of an earlier StudySearcher) as a version-2 `SearcherState`."""
+    if not isinstance(old.get("studies"), dict) or "trial_study" not in old:
+        raise ConfigError(
+            "the sweep's saved searcher state is neither a proselflc searcher state nor one of an earlier version; "
+            "start the sweep anew under another name (its finished trials still load in `proselflc report`)"
+        )
+    seeds = list(old.get("final_seeds", []))
+    studies: dict[str, Study] = {}
+    samplers: dict[str, OptunaSearch] = {}
+    for key, progress in old["studies"].items():
+        saved = progress.__dict__
+        search = saved.get("search")
+        if search is not None:
+            samplers[key] = search
+        final_trials = list(saved.get("final_trials", []))
+        studies[key] = Study(
+            key,
+            searchable=search is not None,
+            # absent: saved before studies had their own trial count
+            samples=saved.get("samples", old.get("num_samples", 1) if search is not None else 1),
+            status=Status(saved.get("status", "pending")),
+            started_at=saved.get("started_at"),
+            search_trials=list(saved.get("search_trials", [])),
+            params=dict(saved.get("params", {})),
+            last=dict(saved.get("last", {})),
+            errored=set(saved.get("errored", set())),
+            search_done=set(saved.get("search_done", set())),
+            final_trials=final_trials,
+            # absent: saved before final seeds were recorded per trial
+            final_seed=dict(saved.get("final_seed", dict(zip(final_trials, seeds)))),
+            final_done=set(saved.get("final_done", set())),
+            in_flight=set(saved.get("in_flight", set())),
+            best_trial=saved.get("best_trial"),
+            best_params=saved.get("best_params"),
+            best_value=saved.get("best_value"),
+            runner_up=saved.get("runner_up"),
+        )
+    plan = SweepPlan(
+        studies=studies,
+        metric=old["_metric"],
+        mode=old["_mode"],
+        max_t=old["max_t"],
+        final_seeds=seeds,
+        per_study_concurrency=old["per_study_concurrency"],
+        max_concurrent_studies=old["max_concurrent_studies"],
+        time_budget_s=old.get("time_budget_s"),
+        final_params=dict(old.get("final_params", {})),
+        trial_study=dict(old["trial_study"]),
+        revision=old.get("revision", 0),
+        notes=list(old.get("notes", [])),
+    )
+    # absent: saved before the schedulers' state was
+    return SearcherState(STATE_VERSION, plan, samplers, old.get("scheduling") or SchedulingState())
 
 
 class StudySearcher(Searcher):
-    """One Optuna sampler per study behind one Ray Tune searcher; see the module docstring.
+    """Ray Tune's Searcher API over a `SweepPlan` (`tuning.plan`, which deals trials across studies and follows
+    each one's lifecycle), with one Optuna sampler per searchable study, told only about its own study's trials.
 
-    Trials are dealt in this order: a searched study's final re-runs first (they are the longest
-    trials, so starting them early shortens the sweep's tail), then a search trial of the study with
-    the fewest trials in flight (ties: the study listed first). With `max_concurrent_studies` = k, a
-    study starts only while fewer than k are active; 1 runs the studies one after another.
+    With `max_concurrent_studies` = k, a study starts only while fewer than k are active; 1 runs the studies one
+    after another.
     """
 
     def __init__(
@@ -118,123 +187,65 @@ class StudySearcher(Searcher):
         final_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
-        self.max_t = max_t
-        self.num_samples = num_samples
-        self.final_seeds = list(final_seeds)
-        self.per_study_concurrency = per_study_concurrency
-        self.max_concurrent_studies = max_concurrent_studies or len(plans)
-        self.time_budget_s = time_budget_s
-        self.final_params = dict(final_params or {})
-        self.order = [plan.key for plan in plans]
-        self.studies: dict[str, StudyProgress] = {}
-        for plan in plans:
-            progress = StudyProgress(plan.key, samples=1)
-            if plan.distributions:
-                progress.samples = plan.num_samples or num_samples
-                progress.search = OptunaSearch(
-                    space=dict(plan.distributions), metric=metric, mode=mode, sampler=sampler(plan)
-                )
-            self.studies[plan.key] = progress
-        self.trial_study: dict[str, tuple[str, str]] = {}  # trial id -> (study, phase)
-        #: Bumped on every trial dealt or ended; the sweep monitor rewrites the manifest when it moves.
-        self.revision = 0
-        #: Human-readable events (a study searched, its choice) for the monitor to print.
-        self.notes: list[str] = []
-        #: The `StudyScheduler`'s state, saved and restored with this searcher's.
-        self.scheduling = SchedulingState()
+        sweep_plan = new_plan(
+            [(plan.key, bool(plan.distributions), plan.num_samples or num_samples) for plan in plans],
+            metric=metric, mode=mode, max_t=max_t, final_seeds=final_seeds,
+            per_study_concurrency=per_study_concurrency, max_concurrent_studies=max_concurrent_studies,
+            time_budget_s=time_budget_s, final_params=final_params,
+        )
+        samplers = {
+            plan.key: OptunaSearch(space=dict(plan.distributions), metric=metric, mode=mode, sampler=sampler(plan))
+            for plan in plans
+            if plan.distributions
+        }
+        self.state = SearcherState(STATE_VERSION, sweep_plan, samplers, SchedulingState())
 
-    # -- dealing ----------------------------------------------------------------------------------
+    @property
+    def plan(self) -> SweepPlan:
+        return self.state.plan
 
-    def _search_open(self, study: StudyProgress) -> bool:
-        """Whether the study may still start search trials (budget of trials and of time)."""
-        if len(study.search_trials) >= study.samples:
-            return False
-        if self.time_budget_s is not None and study.started_at is not None:
-            return time.time() - study.started_at < self.time_budget_s
-        return True
+    @property
+    def studies(self) -> dict[str, Study]:
+        return self.state.plan.studies
+
+    @property
+    def samplers(self) -> dict[str, OptunaSearch]:
+        return self.state.samplers
+
+    @property
+    def scheduling(self) -> SchedulingState:
+        """The `StudyScheduler`'s state, saved and restored with this searcher's."""
+        return self.state.scheduling
+
+    @property
+    def revision(self) -> int:
+        return self.state.plan.revision
+
+    @property
+    def notes(self) -> list[str]:
+        return self.state.plan.notes
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        for study in self.studies.values():
-            # A time budget can close a search after its last trial ended: end it here.
-            if study.status == "searching" and not self._search_open(study) and not study.in_flight:
-                self._end_search(study)
-        if all(study.status == "finished" for study in self.studies.values()):
-            return Searcher.FINISHED
-        for study in self._by_priority():
-            if study.status == "searched" and len(study.final_trials) < len(self.final_seeds):
-                seed = next(s for s in self.final_seeds if s not in study.final_seed.values())
-                study.final_trials.append(trial_id)
-                study.final_seed[trial_id] = seed
-                params = {**(study.best_params or {}), **self.final_params, "train.seed": seed}
-                return self._dealt(trial_id, study, "final", params)
-        for study in sorted(self._by_priority(), key=lambda s: len(s.in_flight)):
-            if study.status not in ("pending", "searching") or len(study.in_flight) >= self.per_study_concurrency:
-                continue
-            if study.status == "pending":
-                if sum(s.active for s in self.studies.values()) >= self.max_concurrent_studies:
-                    continue
-                self._set_status(study, "searching")
-                study.started_at = time.time()
-            if not self._search_open(study):
-                continue
-            params = study.search.suggest(trial_id) if study.search is not None else {}
-            study.search_trials.append(trial_id)
-            study.params[trial_id] = dict(params)
-            return self._dealt(trial_id, study, "search", params)
-        return None
+        dealt = self.plan.deal(trial_id, self._suggest)
+        if dealt is None:
+            return Searcher.FINISHED if self.plan.finished else None
+        return {STUDY: dealt.study, PHASE: dealt.phase, **dealt.params}
 
-    def _by_priority(self) -> list[StudyProgress]:
-        """Studies in plan order (noise rates outermost), the ones already running first."""
-        studies = [self.studies[key] for key in self.order]
-        return [s for s in studies if s.active] + [s for s in studies if s.status == "pending"]
-
-    def _dealt(self, trial_id: str, study: StudyProgress, phase: str, params: dict[str, Any]) -> dict[str, Any]:
-        study.in_flight.add(trial_id)
-        self.trial_study[trial_id] = (study.key, phase)
-        self.revision += 1
-        return {STUDY: study.key, PHASE: phase, **params}
-
-    # -- learning ---------------------------------------------------------------------------------
+    def _suggest(self, key: str, trial_id: str) -> dict[str, Any]:
+        sampler = self.samplers.get(key)
+        return {} if sampler is None else sampler.suggest(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        where = self.trial_study.get(trial_id)
-        if where is None:
-            return
-        study = self.studies[where[0]]
-        if where[1] == "search" and trial_id not in study.search_done:
-            # A trial restored from its checkpoint reports again the epochs after it (same values): Optuna
-            # already has those steps when this searcher's state was saved after them, and warns on a repeat.
-            seen = study.last.get(trial_id, {}).get(ITERATION, 0)
-            study.last[trial_id] = _row(result)
-            repeat = result.get(ITERATION, 0) <= seen
-            if study.search is not None and _finite(result.get(self.metric)) and not repeat:
-                study.search.on_trial_result(trial_id, result)
+        if self.plan.result(trial_id, result):
+            key = self.plan.trial_study[trial_id][0]
+            if key in self.samplers:
+                self.samplers[key].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        where = self.trial_study.get(trial_id)
-        if where is None:
-            return  # a trial this searcher never dealt (e.g. restored from a newer experiment state)
-        key, phase = where
-        study = self.studies[key]
-        study.in_flight.discard(trial_id)
-        self.revision += 1
-        if phase == "final":
-            study.final_done.add(trial_id)
-            if study.status == "searched" and len(study.final_done) >= len(self.final_seeds):
-                self._set_status(study, "finished")
-            return
-        if trial_id in study.search_done:
-            return  # an errored trial that a resume ran again: its study has moved on
-        study.search_done.add(trial_id)
-        if result:
-            study.last[trial_id] = _row(result)
-        if error:
-            study.errored.add(trial_id)
-        if study.search is not None:
-            usable = _finite((result or {}).get(self.metric))
-            study.search.on_trial_complete(trial_id, result if usable else None, error=error or not usable)
-        if not self._search_open(study) and len(study.search_done) == len(study.search_trials):
-            self._end_search(study)
+        where = self.plan.trial_study.get(trial_id)
+        told = self.plan.complete(trial_id, result, error)
+        if told is not None and where is not None and where[0] in self.samplers:
+            self.samplers[where[0]].on_trial_complete(trial_id, told.result, error=told.error)
 
     def forget(self, trial_id: str) -> None:
         """Take back a trial this searcher dealt but the restored experiment never recorded, to deal it again.
@@ -243,75 +254,55 @@ class StudySearcher(Searcher):
         be newer than the experiment state it restores (a resume that failed after dealing, in the same Ray
         session): waiting for a trial Ray does not have would stop the sweep for good.
         """
-        where = self.trial_study.pop(trial_id, None)
-        if where is None:
-            return
-        key, phase = where
-        study = self.studies[key]
-        study.in_flight.discard(trial_id)
-        if phase == "final":
-            study.final_trials.remove(trial_id)
-            study.final_seed.pop(trial_id, None)
-        else:
-            study.search_trials.remove(trial_id)
-            study.params.pop(trial_id, None)
-            study.last.pop(trial_id, None)
-            if study.search is not None:  # its Optuna trial ends as failed rather than running forever
-                study.search.on_trial_complete(trial_id, None, error=True)
-        self.revision += 1
-        self.notes.append(f"{key}: {phase} trial {trial_id} was dealt but never started by Ray: dealt again")
+        found = self.plan.forget(trial_id)
+        if found is not None and found[1] == SEARCH and found[0].key in self.samplers:
+            # its Optuna trial ends as failed rather than running forever
+            self.samplers[found[0].key].on_trial_complete(trial_id, None, error=True)
 
-    def _end_search(self, study: StudyProgress) -> None:
-        """Select the study's configuration with THE selection rule and queue its final re-runs."""
-        candidates = ((tid, study.last.get(tid)) for tid in study.search_trials if tid not in study.errored)
-        top = select_top(candidates, self.metric, self.mode, self.max_t, k=2)
-        best = top[0] if top else None
-        study.runner_up = top[1][0] if len(top) > 1 else None
-        if best is None:
-            self.notes.append(
-                f"{study.key}: no search trial reported a usable {self.metric} (all diverged or errored): "
-                "no final runs"
+    def recover(self, trials: Sequence[Trial]) -> None:
+        """Make the plan agree with the trials a restored experiment holds (`SweepPlan.recover`)."""
+        restored = [
+            RestoredTrial(
+                t.trial_id, t.status in (Trial.TERMINATED, Trial.ERROR), t.status == Trial.ERROR, t.last_result
             )
-            self._set_status(study, "finished")
-            return
-        trial_id, last = best
-        study.best_trial, study.best_params = trial_id, study.params[trial_id]
-        study.best_value = float(last[self.metric])
-        self.notes.append(f"{study.key}: best {self.metric} {study.best_value:.4f} with {study.best_params}")
-        self._set_status(study, "searched" if self.final_seeds else "finished")
-
-    def _set_status(self, study: StudyProgress, status: str) -> None:
-        study.status = status
-        self.revision += 1
+            for t in trials
+        ]
+        for action, trial in self.plan.recover(restored).steps:
+            if action == "complete":
+                self.on_trial_complete(trial.trial_id, trial.last_result or None, error=trial.error)
+            else:
+                self.forget(trial.trial_id)
 
     def dirname(self, trial_id: str) -> str:
-        key, phase = self.trial_study[trial_id]
-        return trial_dirname(key, phase, trial_id)
+        return self.plan.dirname(trial_id)
 
     # -- persistence (Ray Tune saves the searcher with the experiment state) ------------------------
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.__dict__, handle)
+            pickle.dump(self.state, handle)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as handle:
-            self.__dict__.update(pickle.load(handle))
-        for study in self.studies.values():
-            if "samples" not in study.__dict__:  # saved before studies had their own trial count
-                study.samples = self.num_samples if study.search is not None else 1
-            if "final_seed" not in study.__dict__:  # saved before final seeds were recorded per trial
-                study.final_seed = dict(zip(study.final_trials, self.final_seeds))
-        self.__dict__.setdefault("scheduling", SchedulingState())  # saved before the schedulers' state was
+            saved = pickle.load(handle)
+        if isinstance(saved, dict):  # version 1: an earlier StudySearcher's __dict__
+            saved = migrate_state(saved)
+        if not isinstance(saved, SearcherState) or saved.version != STATE_VERSION:
+            version = getattr(saved, "version", "unknown")
+            raise ConfigError(
+                f"the sweep's saved searcher state {checkpoint_path!r} has version {version}, and this proselflc "
+                f"reads version {STATE_VERSION} (and 1); resume it with the proselflc that wrote it"
+            )
+        self.state = saved
+        for name in _VERSION_1_ATTRIBUTES:  # a searcher unpickled from a version-1 tuner.pkl: its own copies
+            self.__dict__.pop(name, None)
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _row(result: dict[str, Any]) -> dict[str, Any]:
-    """The scalar part of a reported result: what selection reads."""
-    return {k: v for k, v in result.items() if isinstance(v, bool | int | float | str) or v is None}
+#: What a version-1 StudySearcher kept as attributes, now in its `state`.
+_VERSION_1_ATTRIBUTES = (
+    "studies", "trial_study", "revision", "notes", "scheduling", "order", "max_t", "num_samples", "final_seeds",
+    "per_study_concurrency", "max_concurrent_studies", "time_budget_s", "final_params",
+)
 
 
 class StudyScheduler(FIFOScheduler):

@@ -43,7 +43,7 @@ from proselflc.sweep_contract import (
 )
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
 from proselflc.training.process_settings import logger_levels
-from proselflc.tuning import search, state_guard
+from proselflc.tuning import plan, search, state_guard
 from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config, validate_studies
 from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
@@ -278,20 +278,21 @@ class SweepRunner:
         experiment = self.dir / EXPERIMENT_DIR
         if not known or not experiment.is_dir():
             return
-        for trial_dir in sorted(experiment.iterdir(), key=lambda d: d.name):
-            if trial_dir.name.startswith("."):
-                continue
-            if not trial_dir.is_dir() or trial_dir.name in known:
-                continue
+        dirs = {d.name: d for d in experiment.iterdir()}
+
+        def started(name: str) -> bool:
             # A checkpoint alone counts too. iterdir, not glob: the sweep may live on object storage (Location).
-            started = (trial_dir / "params.json").exists() or any(
-                child.name.startswith("checkpoint_") for child in trial_dir.iterdir()
+            trial_dir = dirs[name]
+            return trial_dir.is_dir() and (
+                (trial_dir / "params.json").exists()
+                or any(child.name.startswith("checkpoint_") for child in trial_dir.iterdir())
             )
-            if started:
-                target = experiment / ORPHANED_DIR / trial_dir.name
-                storage.move(trial_dir, target)
-                self.log(f"    set aside {trial_dir.name}: started by a killed driver before Ray recorded it "
-                         f"(its study dealt the trial again); kept in {target.parent}")
+
+        for name in plan.orphans(dirs, known, started):
+            target = experiment / ORPHANED_DIR / name
+            storage.move(dirs[name], target)
+            self.log(f"    set aside {name}: started by a killed driver before Ray recorded it "
+                     f"(its study dealt the trial again); kept in {target.parent}")
 
     def plans(self) -> list[StudyPlan]:
         """Each study's Optuna distributions (from its method's validated space) and trial count."""
