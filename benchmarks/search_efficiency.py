@@ -145,10 +145,10 @@ def replay_study(plan: Plan, study: str, sweep: Any, space: Any, seed: int,
     sweep = sweep.model_copy(update={"searcher": sweep.searcher.model_copy(update={"seed": seed})})
     searcher_ = StudySearcher(
         [StudyPlan(study, search_spaces.to_optuna(space))], metric=METRIC, mode=MODE, max_t=sweep.max_t,
-        num_samples=sweep.num_samples, final_seeds=[], sampler=search.sampler_factory(sweep),
+        num_samples=sweep.num_samples, final_seeds=[], sampler=search.sampler_factory(sweep.searcher, sweep.n_startup_trials),
         per_study_concurrency=1,
     )
-    make = search.scheduler_factory(sweep)
+    make = search.scheduler_factory(sweep.scheduler_spec, sweep.metric, sweep.mode, sweep.max_t)
     scheduler_ = make() if make is not None else None
     axes = plan.axes[study]
     trials = []

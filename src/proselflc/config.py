@@ -26,11 +26,12 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from proselflc import safe_yaml
+from proselflc.dataset_registry import DATASETS
 from proselflc.errors import ConfigError, clip, closest, one_of, shown  # noqa: F401  (closest, one_of: re-exported)
 from proselflc.noise import NOISE_KINDS
 
 # Each section's names and options belong to its registry (losses.LOSSES, models.MODELS,
-# data.DATASETS, noise.NOISE_KINDS); the sections below ask the registry to check them.
+# dataset_registry.DATASETS, noise.NOISE_KINDS); the sections below ask the registry to check them.
 
 
 def check_noise_kind(kind: str) -> str:
@@ -141,14 +142,10 @@ class DataConfig(StrictModel):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        from proselflc.data import DATASETS
-
         return DATASETS.entry(value).name
 
     @model_validator(mode="after")
     def _root_needed(self) -> DataConfig:
-        from proselflc.data import DATASETS
-
         rotating = sorted(DATASETS.with_info("rotation"))
         if self.rotation_degrees and self.name not in rotating:
             raise ValueError(
@@ -349,8 +346,6 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
-        from proselflc.data import DATASETS
-
         if DATASETS.entry(self.data.name).info.get("real_noise") and self.noise.rate > 0:
             raise ValueError(
                 f"dataset {self.data.name!r} has real-world noisy labels; noise.rate must be 0 (got {self.noise.rate})"

@@ -387,7 +387,7 @@ def validate_studies(sweep: SweepConfig) -> dict[str, search_spaces.SearchSpace]
                 build_run_config(sweep.study_config(rate, method, label_set), source=f"{where} at noise rate {rate:g}{at}")
         base = sweep.study_config(sweep.noise.rates[0], method, sweep.noise.settings()[0][1])
         spaces[method.name] = search_spaces.build_space(method.search, method.loss, base, f"{where}.search")
-    search.check_spaces(sweep, spaces)
+    search.check_spaces(sweep.searcher, sweep.num_samples, spaces)
     return spaces
 
 

@@ -299,7 +299,7 @@ class SweepRunner:
             StudyPlan(
                 key,
                 search_spaces.to_optuna(self.spaces[method.name]),
-                num_samples=search.study_samples(self.sweep, self.spaces[method.name]),
+                num_samples=search.study_samples(self.sweep.searcher, self.spaces[method.name]),
             )
             for key, _, method, _ in studies(self.sweep)
         ]
@@ -313,7 +313,7 @@ class SweepRunner:
             max_t=sweep.max_t,
             num_samples=sweep.num_samples,
             final_seeds=final_seeds(sweep),
-            sampler=search.sampler_factory(sweep),
+            sampler=search.sampler_factory(sweep.searcher, sweep.n_startup_trials),
             per_study_concurrency=sweep.study_concurrency,
             max_concurrent_studies=sweep.max_concurrent_studies,
             time_budget_s=sweep.time_budget_s,
@@ -325,7 +325,8 @@ class SweepRunner:
         """The per-study schedulers; given the sweep's searcher, their state is saved and restored with it."""
         sweep = self.sweep
         return StudyScheduler(
-            metric=sweep.metric, mode=sweep.mode, make=search.scheduler_factory(sweep), name=sweep.scheduler_spec.name,
+            metric=sweep.metric, mode=sweep.mode, name=sweep.scheduler_spec.name,
+            make=search.scheduler_factory(sweep.scheduler_spec, sweep.metric, sweep.mode, sweep.max_t),
             searcher=searcher,
         )
 
