@@ -6,7 +6,6 @@ so a typo in a YAML file is caught once, here, with the field path and what is a
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import re
@@ -25,8 +24,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from proselflc import safe_yaml
+from proselflc import dotted, safe_yaml
 from proselflc.dataset_registry import DATASETS
+from proselflc.dotted import deep_merge
 from proselflc.errors import ConfigError, clip, closest, one_of, shown  # noqa: F401  (closest, one_of: re-exported)
 from proselflc.noise import NOISE_KINDS
 
@@ -397,25 +397,11 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
             value = safe_yaml.load_text(raw, source=f"override {item!r}") if raw.strip() else ""
         except safe_yaml.YamlRefused as exc:
             raise ConfigError(str(exc)) from None
-        node = nested
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is already set to a value")
-        node[parts[-1]] = value
+        try:
+            dotted.set_path(nested, key.strip(), value)
+        except dotted.PathConflict as exc:
+            raise ConfigError(f"override {item!r}: {exc.part!r} is already set to a value") from None
     return nested
-
-
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """`update` applied onto a copy of `base`, recursing into nested dicts."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

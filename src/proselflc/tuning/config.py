@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from proselflc import metric_table, search_spaces, storage
+from proselflc import dotted, metric_table, search_spaces, storage
 from proselflc.config import (
     RunConfig,
     StrictModel,
@@ -363,14 +363,7 @@ def _nested(overrides: Any) -> dict[str, Any]:
     if not isinstance(overrides, dict):
         # ValueError, not TypeError: pydantic turns only ValueError into a field error with the value.
         raise ValueError(f"overrides must be a mapping or a list of key=value strings, got {overrides!r}")  # noqa: TRY004
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        *parents, leaf = str(key).split(".")
-        tree: dict[str, Any] = {leaf: _nested(value) if isinstance(value, dict) else value}
-        for part in reversed(parents):
-            tree = {part: tree}
-        out = deep_merge(out, tree)
-    return out
+    return dotted.nest(overrides)
 
 
 def validate_studies(sweep: SweepConfig) -> dict[str, search_spaces.SearchSpace]:
