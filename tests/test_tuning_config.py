@@ -72,6 +72,22 @@ def test_defaults_studies_and_resolved_round_trip(tmp_path: Path) -> None:
     assert final_seeds(cfg) == [1, 2, 3]
 
 
+def test_a_loaded_sweep_is_validated_once_and_the_runner_takes_it_as_it_is() -> None:
+    cfg = sweep(searcher={"name": "grid"}, num_samples=12, methods={"ls": {
+        "loss": "labelsmoothing", "search": {"loss.epsilon": {"type": "choice", "values": [0.1, 0.2, 0.3]},
+                                              "optim.lr": {"type": "choice", "values": [0.01, 0.1, 0.2, 0.5]}}}})
+    spaces = cfg.spaces
+    assert cfg.spaces is spaces and SweepRunner(cfg).spaces is spaces, "the loader's validation, not a second one"
+    assert set(spaces["ls"]) == {"loss.epsilon", "optim.lr"}
+    # A changed sweep is not the validated one: it is validated again, with the loader's message.
+    changed = cfg.model_copy(update={"num_samples": 5})
+    with pytest.raises(ConfigError, match=r"num_samples = 5, but searcher grid runs every combination"):
+        _ = changed.spaces
+    cfg.num_samples = 4
+    with pytest.raises(ConfigError, match=r"num_samples = 4, but searcher grid"):
+        SweepRunner(cfg)
+
+
 def test_base_from_a_run_file_with_overrides_and_set(tmp_path: Path) -> None:
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({"model": {"name": "mlp", "hidden": 32},
                                                        "train": {"epochs": 10, "seed": 5}}))

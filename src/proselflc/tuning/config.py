@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -165,6 +166,8 @@ class SweepConfig(StrictModel):
         None, description="asha (default), median or fifo (none); default: ASHA with the asha section's settings"
     )
     searcher: SearcherSpec = Field(default_factory=TpeSearcher)
+    #: Set by the one validation of the studies and their spaces (`build_sweep_config`); see `spaces`.
+    _spaces: dict[str, search_spaces.SearchSpace] | None = PrivateAttr(default=None)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="trials at once in the whole sweep; default: as many as the cluster holds at start"
@@ -346,6 +349,27 @@ class SweepConfig(StrictModel):
         raw["train"] = {**raw["train"], "epochs": self.max_t, "progress": False}
         return raw
 
+    @property
+    def spaces(self) -> dict[str, search_spaces.SearchSpace]:
+        """Each method's validated search space, from the one validation `build_sweep_config` ran.
+
+        A sweep made another way (`model_validate`, a changed copy) is validated here, once, on first use.
+        """
+        if self._spaces is None:
+            self._spaces = validate_studies(self)
+        return self._spaces
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self._spaces = None  # a changed sweep is validated again on first use
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> SweepConfig:
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            copied._spaces = None
+        return copied
+
     def resolved(self, spaces: dict[str, search_spaces.SearchSpace]) -> dict[str, Any]:
         """YAML-safe dict that reloads to the same sweep, search spaces expanded: what `sweep.yaml` records."""
         out = self.model_dump(mode="json")
@@ -390,7 +414,7 @@ def build_sweep_config(raw: dict[str, Any], source: str = "sweep", root: str | P
         sweep = SweepConfig.model_validate(raw, context={"root": str(root)})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
-    validate_studies(sweep)
+    sweep._spaces = validate_studies(sweep)
     return sweep
 
 

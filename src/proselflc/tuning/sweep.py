@@ -44,7 +44,7 @@ from proselflc.sweep_contract import (
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
 from proselflc.training.process_settings import logger_levels
 from proselflc.tuning import search, state_guard
-from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config, validate_studies
+from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config
 from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
@@ -155,7 +155,7 @@ class SweepRunner:
         self.verbose = verbose
         self.status_every_s = status_every_s
         self.trial_function = trial_function
-        self.spaces = validate_studies(sweep)
+        self.spaces = sweep.spaces  # validated once, when the sweep was loaded
         self.bases = {key: sweep.study_config(rate, method, ls) for key, rate, method, ls in studies(sweep)}
         self.dir: storage.Dir = storage.as_dir(sweep.sweep_dir)
 
@@ -173,7 +173,7 @@ class SweepRunner:
             stored_sweep = build_sweep_config(
                 storage.read_mapping(sweep_file), source=str(sweep_file), root=_local_root(sweep_file.parent)
             )
-            stored = stored_sweep.resolved(validate_studies(stored_sweep))
+            stored = stored_sweep.resolved(stored_sweep.spaces)
             # Where the sweep lives is not part of it: a copied or moved sweep directory resumes in place.
             moved = ("storage_path", "name")
             changed = sorted(
