@@ -131,7 +131,7 @@ def test_base_from_a_run_file_with_overrides_and_set(tmp_path: Path) -> None:
         ({"metric": "train_loss", "mode": "max"}, "omit mode (it follows the metric) or set mode: min"),
         ({"max_concurrent_studies": 0}, "max_concurrent_studies"),
         ({"per_study_concurrency": 0}, "per_study_concurrency"),
-        ({"searcher": {"sampler": "bogus"}}, "unknown searcher 'bogus'; valid: cmaes, gp, grid, qmc, random, tpe"),
+        ({"searcher": {"sampler": "bogus"}}, "searcher: {sampler: bogus} is the earlier form of the searcher section"),
         ({"budget": 3}, "budget: unknown key"),
         ({"base": "missing.yaml"}, "does not exist"),
         ({"base": {"train": {"epochs": 0}}}, "base.train.epochs"),

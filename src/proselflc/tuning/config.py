@@ -411,7 +411,7 @@ def validate_studies(sweep: SweepConfig) -> dict[str, search_spaces.SearchSpace]
 def build_sweep_config(raw: dict[str, Any], source: str = "sweep", root: str | Path = ".") -> SweepConfig:
     """Validate a raw sweep dict (paths relative to `root`) into a SweepConfig, with ConfigError on problems."""
     try:
-        sweep = SweepConfig.model_validate(raw, context={"root": str(root)})
+        sweep = SweepConfig.model_validate(raw, context={"root": str(root), "source": source})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
     sweep._spaces = validate_studies(sweep)

@@ -27,10 +27,11 @@ import collections
 import functools
 import math
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import optuna
-from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationInfo, model_validator
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
 from proselflc.config import StrictModel
@@ -191,17 +192,21 @@ SEARCHERS: dict[str, type[_Searcher]] = {
 }
 
 
-def _searcher_input(raw: Any) -> Any:
-    """Name check with a 'did you mean', and the earlier form `{name: optuna, sampler: tpe}` (= tpe)."""
+def _searcher_input(raw: Any, info: ValidationInfo) -> Any:
+    """Name check with a 'did you mean'; the earlier form `{name: optuna, sampler: S}` is refused, naming migrate."""
     if not isinstance(raw, dict):
         return raw
     raw = dict(raw)
-    if raw.get("name", "optuna") == "optuna":
-        raw["name"] = raw.pop("sampler", "tpe")
-    elif "sampler" in raw:
-        raise ValueError(f"sampler is the earlier form's field (name: optuna, sampler: ...); with name "
-                         f"{raw['name']!r} leave it out")
-    name = raw["name"]
+    if raw.get("name") == "optuna" or "sampler" in raw:
+        source = (info.context or {}).get("source")
+        file = source if source and Path(source).is_file() else "FILE"
+        given = ", ".join(f"{key}: {raw[key]}" for key in ("name", "sampler") if key in raw)
+        raise ValueError(
+            f"{{{given}}} is the earlier form of the searcher "
+            f"section; run `proselflc migrate {file}` to rewrite it (as searcher: {{name: "
+            f"{raw.get('sampler') or 'tpe'}}})"
+        )
+    name = raw.setdefault("name", "tpe")
     if name not in SEARCHERS:
         raise ValueError(f"unknown searcher {name!r}; {closest(str(name), tuple(SEARCHERS))}")
     return raw

@@ -168,8 +168,7 @@ class SweepRunner:
         if resume:
             if not sweep_file.is_file():
                 raise ConfigError(f"--resume: {str(self.dir)!r} holds no sweep to resume (no {SWEEP_FILE})")
-            # The stored sweep, validated by this version: a form this version writes differently (e.g. the
-            # earlier `searcher: {name: optuna}`) still compares equal when it means the same sweep.
+            # The stored sweep, validated by this version (an earlier form is refused, naming `proselflc migrate`).
             stored_sweep = build_sweep_config(
                 storage.read_mapping(sweep_file), source=str(sweep_file), root=_local_root(sweep_file.parent)
             )
