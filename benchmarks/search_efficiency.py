@@ -124,10 +124,9 @@ def nearest(params: dict[str, Any], axes: dict[str, tuple[Any, ...]]) -> tuple[A
 def study_sweep(plan: Plan, setting: Setting, study: str, searcher: str, scheduler: str) -> tuple[Any, Any]:
     """The validated sweep of one study and strategy (searcher seed 0), and its study's validated space."""
     from proselflc.tuning import build_sweep_config
-    from proselflc.tuning.config import validate_studies
 
     sweep = build_sweep_config(sweep_raw(plan, setting, study, searcher, scheduler, 0))
-    return sweep, validate_studies(sweep)[study]
+    return sweep, sweep.spaces[study]
 
 
 def replay_study(plan: Plan, study: str, sweep: Any, space: Any, seed: int,
