@@ -3,8 +3,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint dist clean
-.PHONY: docs
+.PHONY: demo test test-fast bench lint dist docs clean
+
+# The tests that need no Ray, no other process and no browser: the everyday lane (tests/conftest.py
+# refuses a test that uses the session's Ray without the `ray` marker).
+FAST := not ray and not cluster and not subprocess and not browser and not slow and not faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "$(FAST)"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks all --quick

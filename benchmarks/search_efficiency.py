@@ -127,10 +127,9 @@ def nearest(params: dict[str, Any], axes: dict[str, tuple[Any, ...]]) -> tuple[A
 def study_sweep(plan: Plan, setting: Setting, study: str, searcher: str, scheduler: str) -> tuple[Any, Any]:
     """The validated sweep of one study and strategy (searcher seed 0), and its study's validated space."""
     from proselflc.tuning import build_sweep_config
-    from proselflc.tuning.config import validate_studies
 
     sweep = build_sweep_config(sweep_raw(plan, setting, study, searcher, scheduler, 0))
-    return sweep, validate_studies(sweep)[study]
+    return sweep, sweep.spaces[study]
 
 
 def replay_study(plan: Plan, study: str, sweep: Any, space: Any, seed: int,
@@ -148,10 +147,10 @@ def replay_study(plan: Plan, study: str, sweep: Any, space: Any, seed: int,
     sweep = sweep.model_copy(update={"searcher": sweep.searcher.model_copy(update={"seed": seed})})
     searcher_ = StudySearcher(
         [StudyPlan(study, search_spaces.to_optuna(space))], metric=METRIC, mode=MODE, max_t=sweep.max_t,
-        num_samples=sweep.num_samples, final_seeds=[], sampler=search.sampler_factory(sweep),
+        num_samples=sweep.num_samples, final_seeds=[], sampler=search.sampler_factory(sweep.searcher, sweep.n_startup_trials),
         per_study_concurrency=1,
     )
-    make = search.scheduler_factory(sweep)
+    make = search.scheduler_factory(sweep.scheduler_spec, sweep.metric, sweep.mode, sweep.max_t)
     scheduler_ = make() if make is not None else None
     axes = plan.axes[study]
     trials = []

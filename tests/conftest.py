@@ -77,7 +77,24 @@ def tiny_sweep(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Pa
 LAST = "last"
 
 
+#: Fixtures that start the session's Ray (directly or through the tiny sweep): a test using one must be marked `ray`.
+RAY_FIXTURES = frozenset({"ray_session", "tiny_sweep"})
+
+
+def unmarked_ray_tests(items: list[pytest.Item]) -> list[str]:
+    """The ids of tests that use a Ray fixture (directly or through another fixture) but are not marked `ray`."""
+    return [
+        item.nodeid
+        for item in items
+        if RAY_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("ray")
+    ]
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Without this check a test could start Ray in `make test-fast`, whose selection is by marker.
+    unmarked = unmarked_ray_tests(items)
+    if unmarked:
+        raise pytest.UsageError("tests that start Ray must be marked `ray`: " + ", ".join(unmarked))
     late = [item for item in items if item.get_closest_marker(LAST)]
     items[:] = [item for item in items if not item.get_closest_marker(LAST)] + late
 

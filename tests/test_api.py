@@ -13,6 +13,7 @@ import proselflc
 from proselflc.errors import ConfigError
 
 
+@pytest.mark.subprocess
 def test_importing_proselflc_and_its_api_names_loads_neither_torch_nor_ray() -> None:
     code = (
         "import sys, proselflc; proselflc.Sweep, proselflc.tune, proselflc.load, proselflc.train;"

@@ -89,6 +89,7 @@ def test_tuning_overhead_smallest(ray_session: Any, capsys: pytest.CaptureFixtur
     assert efficiency is not None and float(efficiency.group(1)) > 0, out
 
 
+@pytest.mark.ray
 def test_gpu_packing_smallest_runs_on_the_sessions_fake_gpus(ray_session, capsys):
     """The shared Ray declares 2 fake GPUs: the packing arms run and the ratio is printed (CPU numbers)."""
     from benchmarks import gpu_packing
@@ -105,6 +106,7 @@ THROUGHPUT_SMOKE = ["--device", "cpu", "--model", "cnn", "--samples", "64", "--b
                     "--workers", "1"]
 
 
+@pytest.mark.slow
 def test_throughput_smallest_runs_each_system_in_its_own_process(capsys: pytest.CaptureFixture[str]) -> None:
     from benchmarks import throughput
 
@@ -124,6 +126,7 @@ def test_throughput_smallest_runs_each_system_in_its_own_process(capsys: pytest.
     assert low - 0.005 <= ratio <= high + 0.005, (ratio, low, high, out)
 
 
+@pytest.mark.slow
 def test_throughput_names_the_system_that_failed() -> None:
     from benchmarks import throughput
 
@@ -142,6 +145,7 @@ def test_throughput_rejects_an_unknown_model(capsys: pytest.CaptureFixture[str])
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_cluster_utilisation_smallest_runs_both_arms_on_the_sessions_fake_gpus(ray_session, capsys):
     """Both arms (one study at a time, all side by side) of the smallest sweep finish; busy share and ratio print."""
     from benchmarks import cluster_utilisation
@@ -155,6 +159,7 @@ def test_cluster_utilisation_smallest_runs_both_arms_on_the_sessions_fake_gpus(r
     assert re.search(r"side by side vs\. one study at a time: \d+\.\d\dx shorter wall time", out), out
 
 
+@pytest.mark.slow
 def test_paper_recipes_smallest_trains_a_paper_config_as_written_and_projects_the_full_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

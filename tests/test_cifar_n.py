@@ -123,6 +123,7 @@ def test_a_sweep_refuses_a_file_of_another_dataset_before_ray_starts(cifar_n, tm
     assert not (tmp_path / "cifar10n").exists()
 
 
+@pytest.mark.ray
 def test_a_sweep_over_label_sets_runs_one_study_per_label_set(cifar_n, ray_session, tmp_path: Path) -> None:
     from proselflc.analysis import load_sweep
     from proselflc.tuning import build_sweep_config, run_sweep

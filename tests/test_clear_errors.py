@@ -140,6 +140,7 @@ def test_a_huge_value_is_not_echoed_whole() -> None:
     assert len(text) < 3000
 
 
+@pytest.mark.subprocess
 def test_an_existing_sweep_is_refused_before_ray_starts(tmp_path: Path) -> None:
     """RAY_ADDRESS names a port nothing listens on: a driver that tried to connect would fail otherwise."""
     path = tmp_path / "sweep.yaml"

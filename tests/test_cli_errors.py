@@ -72,6 +72,7 @@ def write_sweep(path: Path, storage: Path) -> Path:
     return path
 
 
+@pytest.mark.ray
 def test_a_storage_path_that_is_a_file_is_one_paragraph(ray_session, tmp_path, capsys):
     blocker = tmp_path / "results"
     blocker.write_text("not a directory")
@@ -80,6 +81,7 @@ def test_a_storage_path_that_is_a_file_is_one_paragraph(ray_session, tmp_path, c
     one_paragraph(err, str(blocker), "storage_path", "a file is in the way")
 
 
+@pytest.mark.ray
 def test_a_storage_path_on_a_read_only_mount_is_one_paragraph(ray_session, tmp_path, tmpfs, capsys):
     storage = tmpfs("ro,size=1m") / "results"
     code, err = run_cli(capsys, "tune", str(write_sweep(tmp_path / "sweep.yaml", storage)))
@@ -87,6 +89,7 @@ def test_a_storage_path_on_a_read_only_mount_is_one_paragraph(ray_session, tmp_p
     one_paragraph(err, str(storage), "read-only", "storage_path")
 
 
+@pytest.mark.ray
 def test_report_out_on_a_read_only_mount_is_one_paragraph(tiny_sweep, tmpfs, capsys):
     out = tmpfs("ro,size=1m") / "report"
     code, err = run_cli(capsys, "report", str(tiny_sweep), "--out", str(out), "--no-plots")
@@ -95,6 +98,7 @@ def test_report_out_on_a_read_only_mount_is_one_paragraph(tiny_sweep, tmpfs, cap
 
 
 @pytest.mark.faults
+@pytest.mark.ray
 def test_report_on_a_full_disk_names_the_file(tiny_sweep, tmpfs, capsys):
     out = tmpfs("size=64k")
     code, err = run_cli(capsys, "report", str(tiny_sweep), "--out", str(out))
@@ -150,6 +154,7 @@ def _cifar_config(tmp_path: Path, root: Path, download: bool) -> Path:
     return config
 
 
+@pytest.mark.subprocess
 def test_download_without_network_is_one_paragraph(tmp_path):
     """torchvision's real download, through a proxy on a closed loopback port: URLError from deep inside."""
     root = tmp_path / "data"

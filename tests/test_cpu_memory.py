@@ -61,6 +61,7 @@ FEWER = 10
 
 
 @pytest.mark.skipif(not mallopt_available(), reason="glibc's mallopt is not available on this platform")
+@pytest.mark.subprocess
 def test_keeping_freed_memory_stops_page_faults_on_every_step():
     default = steady_faults_per_step("default")
     assert default >= 4 * ONE_BUFFER  # glibc unmaps each 32 MiB buffer on free and faults it back in
@@ -68,6 +69,7 @@ def test_keeping_freed_memory_stops_page_faults_on_every_step():
 
 
 @pytest.mark.skipif(not mallopt_available(), reason="glibc's mallopt is not available on this platform")
+@pytest.mark.subprocess
 def test_the_setting_holds_inside_its_scope_and_is_gone_after_a_training_run():
     after_run = steady_faults_per_step("after_run")
     assert after_run >= 4 * ONE_BUFFER, "the thresholds went back when the run ended"

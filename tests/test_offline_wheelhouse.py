@@ -87,6 +87,7 @@ def test_what_the_node_lacks_is_read_off_its_pip_list() -> None:
     assert {"manylinux2014_x86_64", "manylinux1_x86_64"} <= set(platforms)
 
 
+@pytest.mark.subprocess
 def test_plan_resolves_the_closure_with_the_nodes_versions_pinned(wheels: Path) -> None:
     """pip's resolver, offline: alpha is absent, beta 1.0 is too old for alpha, and beta 2.0 in turn needs a newer
     gamma than the node's (a conflict pip names, so that pin is dropped); an unrelated package stays out."""
@@ -155,6 +156,7 @@ def test_a_corrupt_or_missing_piece_is_refused_naming_the_part_to_copy_again(
         ow.join([tmp_path / "parts"], tmp_path / "out")
 
 
+@pytest.mark.subprocess
 def test_parts_install_offline_into_a_target_dir_and_import(
     wheels: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

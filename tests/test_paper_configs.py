@@ -120,6 +120,7 @@ def _smoke_cases(names: list[str]) -> list:
 
 
 @pytest.mark.parametrize("name", _smoke_cases([c[0] for c in _cifar_cases()]))
+@pytest.mark.slow
 def test_cifar_paper_config_trains_one_epoch_on_cpu(name, cifar_root):
     # The paper recipe as written, scaled to 160 generated images: batches of 4 classes x 2, the lr milestone
     # at iteration 2 so the decay runs, the rest (model, loss, rotation, accumulation, fp32, seed) unchanged.
@@ -142,6 +143,7 @@ def tiny_protbert(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", _smoke_cases([f"deeploc_membrane_{loss}" for loss in DEEPLOC_LOSS]))
+@pytest.mark.slow
 def test_deeploc_paper_config_trains_one_epoch_on_cpu(name, tiny_protbert):
     # The 400-protein sample, the built-in residue tokenizer and proteins cut to 64 tokens (for speed).
     overrides = [f"data.root={DEEPLOC_SAMPLE}", "data.tokenizer=null", f"model.pretrained={tiny_protbert}",

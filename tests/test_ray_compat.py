@@ -56,11 +56,25 @@ def test_the_bookkeeping_keys_cover_what_ray_tune_adds_to_a_result() -> None:
     assert ray_result.TIME_TOTAL_S not in ray_compat.RESULT_BOOKKEEPING_KEYS
 
 
+@pytest.mark.ray
 def test_the_cluster_config_call_answers_on_a_local_ray(ray_session: object) -> None:
     config = ray_compat.reported_cluster_config()  # a local Ray has no platform-reported node groups
     assert config is None or hasattr(config, "node_group_configs")
 
 
+def test_the_optuna_study_behind_ray_tunes_optuna_search_is_the_one_it_asks_and_tells() -> None:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = {"lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)}
+    search = OptunaSearch(space=space, metric="m", mode="max", sampler=optuna.samplers.RandomSampler(seed=0))
+    suggested = search.suggest("t1")
+    search.on_trial_complete("t1", {"m": 0.5})
+    (trial,) = ray_compat.optuna_study(search).trials
+    assert trial.params == suggested and trial.value == 0.5 and trial.state == optuna.trial.TrialState.COMPLETE
+
+
+@pytest.mark.subprocess
 def test_the_analysis_reads_the_bookkeeping_keys_without_importing_ray() -> None:
     import subprocess
     import sys
@@ -124,6 +138,7 @@ def test_asha_rungs_move_and_completed_trials_are_recorded_at_the_new_rungs() ->
     assert rungs[6] == {"done": 6.0, "short": 0.7} and rungs[12] == {"done": 12.0} and rungs[24] == {"done": 24.0}
 
 
+@pytest.mark.ray
 def test_a_failed_upload_of_the_experiment_directory_is_heard(ray_session: Any, tmp_path: Path) -> None:
     """Ray's own experiment-state upload into a storage path where a file blocks the experiment directory fails;
     Ray only logs it, and `watch_storage_writes` collects the OSError."""

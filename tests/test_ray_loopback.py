@@ -106,6 +106,7 @@ def _process(pid: int) -> psutil.Process | None:
         return None
 
 
+@pytest.mark.subprocess
 def test_a_local_ray_listens_on_loopback_only_and_ends_with_the_driver(tmp_path):
     """Also: the auth token the local Ray generates (its own HOME here, so Ray creates one) is mode 0600."""
     proc, seen = start_driver("exit", {"HOME": str(tmp_path)})

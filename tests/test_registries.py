@@ -156,6 +156,7 @@ def test_the_registry_refuses_a_second_member_under_one_name_and_a_default_writt
     assert toy.defaults("needs") == {}
 
 
+@pytest.mark.subprocess
 def test_listing_models_and_datasets_does_not_import_torchvision_or_transformers() -> None:
     import subprocess
     import sys

@@ -26,7 +26,7 @@ from processes import stop
 from proselflc.analysis import plots
 from proselflc.analysis.report import Report, write_report
 
-pytestmark = pytest.mark.ray  # the page is the tiny (real Ray) sweep's
+pytestmark = [pytest.mark.ray, pytest.mark.browser, pytest.mark.subprocess]  # the tiny (real Ray) sweep's page
 
 
 def _chromium() -> str:

@@ -13,6 +13,8 @@ from proselflc.cli import main
 from proselflc.config import ConfigError
 from proselflc.sweep_contract import MANIFEST_FILE
 
+pytestmark = pytest.mark.ray  # every test reads a copy of the tiny (real Ray) sweep
+
 
 def copy_with_statuses(tiny_sweep: Path, tmp_path: Path, statuses: dict[int, str | None]) -> Path:
     """A copy of the finished tiny sweep whose manifest gives study i the status statuses[i] (None: no key)."""

@@ -66,6 +66,7 @@ def test_a_clean_label_metric_never_selects() -> None:
         robust_across_rates(_frame(), select_by="test_accuracy")
 
 
+@pytest.mark.ray
 def test_the_tiny_sweeps_robust_rows_follow_its_trials(tiny_sweep: Path) -> None:
     from proselflc.analysis import load_sweep
 

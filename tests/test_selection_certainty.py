@@ -168,6 +168,7 @@ def test_the_check_says_unknown_rather_than_loading_a_dataset_that_needs_files(t
 # -- a real tiny sweep: the trials keep their correctness, the manifest and the summary carry the certainty -----
 
 
+@pytest.mark.ray
 def test_a_sweep_keeps_correctness_and_reports_each_selections_certainty(tiny_sweep: Path) -> None:
     from proselflc.analysis import best_configs, load_sweep, summary
     from proselflc.sweep_contract import VAL_CORRECT_FILE, read_manifest

@@ -179,6 +179,7 @@ def test_the_endpoint_may_be_given_in_the_uri_instead_of_the_environment(
     assert len(analysis.load_sweep(uri)) == rows
 
 
+@pytest.mark.subprocess
 def test_the_lock_on_object_storage_names_its_holder_and_is_freed_on_release(
     s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.search import Searcher
 
+from proselflc import ray_compat
 from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
 
 LR = {"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)}
@@ -131,7 +132,7 @@ def test_trials_dealt_but_never_recorded_by_ray_are_dealt_again_with_the_same_se
     s = searcher(["a"], per_study_concurrency=2)
     s.suggest("t1"), s.suggest("t2")
     s.forget("t2")  # dealt, never started: the study deals a search trial in its place
-    optuna_trial = s.samplers["a"]._ot_study.trials[1]
+    optuna_trial = ray_compat.optuna_study(s.samplers["a"]).trials[1]
     assert optuna_trial.state == optuna.trial.TrialState.FAIL  # not left RUNNING in the sampler's history
     assert s.suggest("t3")["phase"] == "search" and s.studies["a"].search_trials == ["t1", "t3"]
     for trial_id, value in [("t1", 0.5), ("t3", 0.7)]:
@@ -164,7 +165,7 @@ def test_a_restored_trial_repeating_its_reported_epochs_is_told_to_optuna_once(t
         warnings.simplefilter("error")  # Optuna's "this step is already reported" would raise here
         restored.on_trial_result("t1", row(2, 0.4))
         restored.on_trial_result("t1", row(3, 0.5))
-    (trial,) = restored.samplers["a"]._ot_study.trials
+    (trial,) = ray_compat.optuna_study(restored.samplers["a"]).trials
     assert trial.intermediate_values == {1: 0.3, 2: 0.4, 3: 0.5}
     assert restored.studies["a"].last["t1"]["epoch"] == 3
 

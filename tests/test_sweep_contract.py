@@ -74,6 +74,7 @@ def test_the_selection_rule() -> None:
     assert not uses_clean_labels("val_accuracy") and not uses_clean_labels("train_loss")
 
 
+@pytest.mark.subprocess
 def test_the_contract_imports_no_ray() -> None:
     code = "import sys, proselflc.sweep_contract, proselflc.analysis.load; print('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -62,6 +62,7 @@ def test_a_second_driver_is_refused_naming_the_holder_and_takes_over_after_a_kil
         assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
 
 
+@pytest.mark.subprocess
 def test_while_this_process_holds_it_another_process_is_refused_then_admitted(tmp_path):
     with SweepLock(tmp_path):
         other = spawn(tmp_path, 0)
@@ -73,6 +74,7 @@ def test_while_this_process_holds_it_another_process_is_refused_then_admitted(tm
     assert (tmp_path / LOCK_FILE).read_text() == ""  # released: the record is cleared
 
 
+@pytest.mark.subprocess
 def test_without_flock_the_record_decides_whether_a_lock_is_stale(tmp_path):
     """Where flock is unsupported (some network filesystems) only the file's holder record is left."""
     lock = SweepLock(tmp_path)

@@ -45,7 +45,7 @@ def test_quickstart_is_the_documented_demo() -> None:
     # The regime where cross entropy memorises: a wide MLP, no weight decay, long at a high learning rate,
     # and ProSelfLC's transit time low enough for self-trust to start before memorisation does.
     assert cfg.base.model.model_dump().get("hidden") == 512 and cfg.base.optim.weight_decay == 0
-    assert cfg.max_t == 60 and cfg.asha.grace_period >= 15
+    assert cfg.max_t == 60 and (cfg.scheduler_spec.grace, cfg.scheduler_spec.onset_factor) == ("onset", 3.0)  # noisy default
     assert cfg.methods[2].search["loss.transit_time_ratio"]["low"] <= 0.1
 
 
@@ -70,6 +70,22 @@ def test_defaults_studies_and_resolved_round_trip(tmp_path: Path) -> None:
     again = build_sweep_config(yaml.safe_load(yaml.safe_dump(resolved)))
     assert again.resolved(validate_studies(again)) == resolved
     assert final_seeds(cfg) == [1, 2, 3]
+
+
+def test_a_loaded_sweep_is_validated_once_and_the_runner_takes_it_as_it_is() -> None:
+    cfg = sweep(searcher={"name": "grid"}, num_samples=12, methods={"ls": {
+        "loss": "labelsmoothing", "search": {"loss.epsilon": {"type": "choice", "values": [0.1, 0.2, 0.3]},
+                                              "optim.lr": {"type": "choice", "values": [0.01, 0.1, 0.2, 0.5]}}}})
+    spaces = cfg.spaces
+    assert cfg.spaces is spaces and SweepRunner(cfg).spaces is spaces, "the loader's validation, not a second one"
+    assert set(spaces["ls"]) == {"loss.epsilon", "optim.lr"}
+    # A changed sweep is not the validated one: it is validated again, with the loader's message.
+    changed = cfg.model_copy(update={"num_samples": 5})
+    with pytest.raises(ConfigError, match=r"num_samples = 5, but searcher grid runs every combination"):
+        _ = changed.spaces
+    cfg.num_samples = 4
+    with pytest.raises(ConfigError, match=r"num_samples = 4, but searcher grid"):
+        SweepRunner(cfg)
 
 
 def test_base_from_a_run_file_with_overrides_and_set(tmp_path: Path) -> None:
@@ -115,7 +131,7 @@ def test_base_from_a_run_file_with_overrides_and_set(tmp_path: Path) -> None:
         ({"metric": "train_loss", "mode": "max"}, "omit mode (it follows the metric) or set mode: min"),
         ({"max_concurrent_studies": 0}, "max_concurrent_studies"),
         ({"per_study_concurrency": 0}, "per_study_concurrency"),
-        ({"searcher": {"sampler": "bogus"}}, "unknown searcher 'bogus'; valid: cmaes, gp, grid, qmc, random, tpe"),
+        ({"searcher": {"sampler": "bogus"}}, "searcher: {sampler: bogus} is the earlier form of the searcher section"),
         ({"budget": 3}, "budget: unknown key"),
         ({"base": "missing.yaml"}, "does not exist"),
         ({"base": {"train": {"epochs": 0}}}, "base.train.epochs"),

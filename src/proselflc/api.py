@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from proselflc import dotted
 from proselflc.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,16 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["History", "Sweep", "load", "train", "tune"]
 
 
-def _dotted(overrides: Mapping[str, Any], prefix: str = "") -> list[str]:
+def _dotted(overrides: Mapping[str, Any]) -> list[str]:
     """Nested keyword overrides as the CLI's `key=value` strings (values as JSON, which YAML reads)."""
-    out = []
-    for key, value in overrides.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out += _dotted(value, f"{name}.")
-        else:
-            out.append(f"{name}={json.dumps(value, default=str)}")
-    return out
+    return [f"{key}={json.dumps(value, default=str)}" for key, value in dotted.flatten(overrides).items()]
 
 
 class Sweep:

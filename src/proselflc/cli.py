@@ -67,6 +67,17 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from proselflc.tuning.migrate import migrate
+
+    changes = migrate(args.path)
+    for change in changes:
+        print(f"{args.path}: {change}")
+    if not changes:
+        print(f"{args.path}: already in the current form; nothing rewritten")
+    return 0
+
+
 def _version() -> str:
     from importlib import metadata
 
@@ -113,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("name", help="a name from `proselflc configs`, e.g. quickstart or paper/<name>")
     init.add_argument("dir", nargs="?", default=".", help="where to write it (default: here)")
     init.set_defaults(func=_init)
+
+    migrate = sub.add_parser("migrate", help="rewrite, once, a sweep file or sweep directory of an earlier form")
+    migrate.add_argument("path", help="a sweep YAML, or a sweep directory (its sweep.yaml)")
+    migrate.set_defaults(func=_migrate)
     return parser
 
 

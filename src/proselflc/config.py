@@ -6,7 +6,6 @@ so a typo in a YAML file is caught once, here, with the field path and what is a
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import re
@@ -25,12 +24,14 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from proselflc import safe_yaml
+from proselflc import dotted, safe_yaml
+from proselflc.dataset_registry import DATASETS
+from proselflc.dotted import deep_merge
 from proselflc.errors import ConfigError, clip, closest, one_of, shown  # noqa: F401  (closest, one_of: re-exported)
 from proselflc.noise import NOISE_KINDS
 
 # Each section's names and options belong to its registry (losses.LOSSES, models.MODELS,
-# data.DATASETS, noise.NOISE_KINDS); the sections below ask the registry to check them.
+# dataset_registry.DATASETS, noise.NOISE_KINDS); the sections below ask the registry to check them.
 
 
 def check_noise_kind(kind: str) -> str:
@@ -141,14 +142,10 @@ class DataConfig(StrictModel):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        from proselflc.data import DATASETS
-
         return DATASETS.entry(value).name
 
     @model_validator(mode="after")
     def _root_needed(self) -> DataConfig:
-        from proselflc.data import DATASETS
-
         rotating = sorted(DATASETS.with_info("rotation"))
         if self.rotation_degrees and self.name not in rotating:
             raise ValueError(
@@ -349,8 +346,6 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
-        from proselflc.data import DATASETS
-
         if DATASETS.entry(self.data.name).info.get("real_noise") and self.noise.rate > 0:
             raise ValueError(
                 f"dataset {self.data.name!r} has real-world noisy labels; noise.rate must be 0 (got {self.noise.rate})"
@@ -402,25 +397,11 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
             value = safe_yaml.load_text(raw, source=f"override {item!r}") if raw.strip() else ""
         except safe_yaml.YamlRefused as exc:
             raise ConfigError(str(exc)) from None
-        node = nested
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is already set to a value")
-        node[parts[-1]] = value
+        try:
+            dotted.set_path(nested, key.strip(), value)
+        except dotted.PathConflict as exc:
+            raise ConfigError(f"override {item!r}: {exc.part!r} is already set to a value") from None
     return nested
-
-
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """`update` applied onto a copy of `base`, recursing into nested dicts."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

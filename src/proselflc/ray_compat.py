@@ -92,6 +92,15 @@ def place_asha_rungs(
     scheduler._brackets = brackets
 
 
+def optuna_study(search: Any) -> Any:
+    """The `optuna.Study` behind a Ray Tune `OptunaSearch`: every trial its sampler has seen, through Optuna's API.
+
+    Ray 2.60 keeps it in the private `_ot_study` and offers no accessor; a study's trial states and intermediate
+    values are read through this function only.
+    """
+    return search._ot_study
+
+
 def trial_storage_dir() -> tuple[Any, str]:
     """(pyarrow filesystem, path) of the running trial's directory on the sweep's storage (call inside a trial).
 

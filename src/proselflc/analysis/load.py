@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from proselflc import safe_yaml, storage
+from proselflc import dotted, safe_yaml, storage
 from proselflc import sweep_contract as contract
 from proselflc.errors import shown
 from proselflc.ray_compat import RESULT_BOOKKEEPING_KEYS
@@ -240,21 +240,8 @@ def _read_params(trial_dir: Path, results: list[dict[str, Any]]) -> dict[str, An
         raw = next((r["config"] for r in results if isinstance(r.get("config"), dict)), {})
     if isinstance(raw.get(LEGACY_FINAL_RUN), dict):  # an earlier version's final re-run, params nested
         raw = {PHASE: "final", **raw[LEGACY_FINAL_RUN]}
-    return _flatten(raw)
-
-
-def _flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config dicts to dotted keys, so either layout reads into the same columns."""
-    flat: dict[str, Any] = {}
-    for key, value in nested.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = json.dumps(value)
-        else:
-            flat[name] = value
-    return flat
+    # Nested config dicts to dotted keys, so either layout reads into the same columns; lists as JSON cells.
+    return {k: json.dumps(v) if isinstance(v, list | tuple) else v for k, v in dotted.flatten(raw).items()}
 
 
 def _metrics(record: dict[str, Any]) -> dict[str, Any]:

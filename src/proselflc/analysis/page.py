@@ -12,7 +12,6 @@ import io
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jinja2
 import pandas as pd
@@ -22,11 +21,9 @@ from matplotlib.figure import Figure
 from proselflc.analysis import plots
 from proselflc.analysis.importances import cost_sentence
 from proselflc.analysis.load import GROUP_KEYS
+from proselflc.analysis.report_views import Report
 from proselflc.analysis.tables import CERTAINTY_CAPTION, MEMORISATION_CAPTION
 from proselflc.io import atomic_write_text
-
-if TYPE_CHECKING:
-    from proselflc.analysis.report import Report
 
 #: Columns of a selected configuration beside its oracle, in reading order, with their headings.
 _SELECTED = {

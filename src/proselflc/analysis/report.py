@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -13,16 +12,16 @@ from proselflc.analysis import plots
 from proselflc.analysis.importances import cost_sentence, importance, search_cost
 from proselflc.analysis.load import load_sweep
 from proselflc.analysis.page import write_page
-from proselflc.analysis.progress import SweepProgress, read_progress
+from proselflc.analysis.progress import read_progress
 from proselflc.analysis.published import compare, display, read_published
 from proselflc.analysis.published import to_latex as published_latex
+from proselflc.analysis.report_views import Report
 from proselflc.analysis.robust import ROBUST_CAPTION, robust_across_rates, robust_row
 from proselflc.analysis.select import best_configs, selection_mode, trial_summary
 from proselflc.analysis.tables import (
     CERTAINTY_CAPTION,
     FORMATS,
     MEMORISATION_CAPTION,
-    ResultsTable,
     absent_metrics_notes,
     certainty_table,
     memorisation_table,
@@ -36,44 +35,6 @@ from proselflc.selection_certainty import describe
 
 class NoResults(ValueError):
     """The sweep directory is valid but no trial has reported an epoch yet."""
-
-
-@dataclass
-class Report:
-    """The computed views of one sweep and the files written for them."""
-
-    trials: pd.DataFrame
-    best: pd.DataFrame
-    table: ResultsTable
-    oracle: ResultsTable
-    importance: pd.DataFrame
-    cost: pd.DataFrame
-    dynamics: pd.DataFrame
-    #: rows noise rates, columns methods, cells 'noisy_fit / noisy_corrected' (%): see `memorisation_table`.
-    memorisation: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: rows noise rates, columns methods, cells 'P(beats runner-up) · n_eff': see `certainty_table`.
-    certainty: pd.DataFrame = field(default_factory=pd.DataFrame)
-    files: list[Path] = field(default_factory=list)
-    #: each study's status: a running or stopped sweep's exports are marked PARTIAL.
-    progress: SweepProgress | None = None
-    #: published vs. reproduced numbers (`--published FILE`), see `analysis.published`.
-    published: pd.DataFrame | None = None
-    #: per method, the one config best on average over the noise settings: see `analysis.robust`.
-    robust: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    def frames(self) -> dict[str, pd.DataFrame]:
-        """The tidy views exported as one CSV file or Excel sheet each, by name."""
-        frames = {
-            "best_configs": self.best,
-            "memorisation": self.memorisation.reset_index(),
-            "certainty": self.certainty.reset_index(),
-            "importance": self.importance,
-            "search_cost": self.cost,
-            "trials": self.trials,
-            "dynamics": self.dynamics,
-            "robust_across_rates": self.robust,
-        }
-        return frames if self.published is None else {**frames, "published_vs_reproduced": self.published}
 
 
 def build_report(

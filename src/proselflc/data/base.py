@@ -17,14 +17,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from proselflc.registry import Registry
+from proselflc.dataset_registry import DATASETS
+
+__all__ = ["DATASETS", "Dataset", "Split"]
 
 Split = Literal["train", "test"]
-
-#: Every dataset, by `data.name`; the modules of this package register their loaders into it. Per loader:
-#: `needs_root` (its files live under data.root; default true), `real_noise` (its training labels are
-#: already noisy: no synthetic noise on top), `rotation` (it implements data.rotation_degrees).
-DATASETS = Registry("dataset", "data", positional=("cfg",), package="proselflc.data")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from proselflc import losses
+from proselflc import dotted, losses
 from proselflc.config import OptimConfig, TrainConfig, build_run_config, format_validation_error
 from proselflc.errors import ConfigError, closest
 from proselflc.search_spaces.domains import DOMAIN_TYPES, parse_domain
@@ -155,16 +155,12 @@ def to_optuna(space: SearchSpace) -> dict[str, Any]:
 
 def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """`base` (a RunConfig dict) with each dotted `params` key set; the caller validates the result."""
-    out = {section: dict(value) if isinstance(value, dict) else value for section, value in base.items()}
+    out = dict(base)
     for key, value in params.items():
-        parts = str(key).split(".")
-        if len(parts) < 2:
+        if dotted.SEP not in str(key):
             raise ConfigError(f"trial parameter {key!r} is not a dotted RunConfig path such as 'optim.lr'")
-        node = out
-        for part in parts[:-1]:
-            child = node.get(part)
-            child = dict(child) if isinstance(child, dict) else {}
-            node[part] = child
-            node = child
-        node[parts[-1]] = value
+        try:
+            dotted.set_path(out, key, value)
+        except dotted.PathConflict as exc:
+            raise ConfigError(f"trial parameter {key!r}: {exc.part!r} holds a value, not a section") from None
     return out

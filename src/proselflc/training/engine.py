@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from proselflc import data as data_lib
-from proselflc import losses, metric_table, models, selection_certainty
+from proselflc import dotted, losses, metric_table, models, selection_certainty
 from proselflc.config import OptimConfig, RunConfig, build_run_config, read_yaml
 from proselflc.data.base import Dataset
 from proselflc.data.sampler import class_balanced_order
@@ -412,16 +412,6 @@ RESUME_MAY_CHANGE = (
 )
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def resume_changes(run_dir: str | Path, cfg: RunConfig) -> list[str]:
     """'field: stored -> new' for each field `cfg` changes against `run_dir/config.yaml`.
 
@@ -433,7 +423,7 @@ def resume_changes(run_dir: str | Path, cfg: RunConfig) -> list[str]:
         """Flat fields, with the loss's defaults filled in (an unset exp_base is still 16)."""
         tree = config.to_dict()
         tree["loss"] = {**losses.hyperparameters(config.loss.name), **tree["loss"]}
-        return _flat(tree)
+        return dotted.flatten(tree)
 
     stored = resolved(build_run_config(read_yaml(path), source=str(path)))
     new = resolved(cfg)

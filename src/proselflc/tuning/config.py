@@ -14,13 +14,14 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from proselflc import metric_table, search_spaces, storage
+from proselflc import dotted, metric_table, search_spaces, storage
 from proselflc.config import (
     RunConfig,
     StrictModel,
@@ -172,6 +173,8 @@ class SweepConfig(StrictModel):
                           "for a noisy sweep without them ASHA after 3x the memorisation onset (grace: onset)"
     )
     searcher: SearcherSpec = Field(default_factory=TpeSearcher)
+    #: Set by the one validation of the studies and their spaces (`build_sweep_config`); see `spaces`.
+    _spaces: dict[str, search_spaces.SearchSpace] | None = PrivateAttr(default=None)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="trials at once in the whole sweep; default: as many as the cluster holds at start"
@@ -360,6 +363,27 @@ class SweepConfig(StrictModel):
         raw["train"] = {**raw["train"], "epochs": self.max_t, "progress": False}
         return raw
 
+    @property
+    def spaces(self) -> dict[str, search_spaces.SearchSpace]:
+        """Each method's validated search space, from the one validation `build_sweep_config` ran.
+
+        A sweep made another way (`model_validate`, a changed copy) is validated here, once, on first use.
+        """
+        if self._spaces is None:
+            self._spaces = validate_studies(self)
+        return self._spaces
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self._spaces = None  # a changed sweep is validated again on first use
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> SweepConfig:
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            copied._spaces = None
+        return copied
+
     def resolved(self, spaces: dict[str, search_spaces.SearchSpace]) -> dict[str, Any]:
         """YAML-safe dict that reloads to the same sweep, search spaces expanded: what `sweep.yaml` records."""
         out = self.model_dump(mode="json")
@@ -377,14 +401,7 @@ def _nested(overrides: Any) -> dict[str, Any]:
     if not isinstance(overrides, dict):
         # ValueError, not TypeError: pydantic turns only ValueError into a field error with the value.
         raise ValueError(f"overrides must be a mapping or a list of key=value strings, got {overrides!r}")  # noqa: TRY004
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        *parents, leaf = str(key).split(".")
-        tree: dict[str, Any] = {leaf: _nested(value) if isinstance(value, dict) else value}
-        for part in reversed(parents):
-            tree = {part: tree}
-        out = deep_merge(out, tree)
-    return out
+    return dotted.nest(overrides)
 
 
 def validate_studies(sweep: SweepConfig) -> dict[str, search_spaces.SearchSpace]:
@@ -401,17 +418,17 @@ def validate_studies(sweep: SweepConfig) -> dict[str, search_spaces.SearchSpace]
                 build_run_config(sweep.study_config(rate, method, label_set), source=f"{where} at noise rate {rate:g}{at}")
         base = sweep.study_config(sweep.noise.rates[0], method, sweep.noise.settings()[0][1])
         spaces[method.name] = search_spaces.build_space(method.search, method.loss, base, f"{where}.search")
-    search.check_spaces(sweep, spaces)
+    search.check_spaces(sweep.searcher, sweep.num_samples, spaces)
     return spaces
 
 
 def build_sweep_config(raw: dict[str, Any], source: str = "sweep", root: str | Path = ".") -> SweepConfig:
     """Validate a raw sweep dict (paths relative to `root`) into a SweepConfig, with ConfigError on problems."""
     try:
-        sweep = SweepConfig.model_validate(raw, context={"root": str(root)})
+        sweep = SweepConfig.model_validate(raw, context={"root": str(root), "source": source})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
-    validate_studies(sweep)
+    sweep._spaces = validate_studies(sweep)
     return sweep
 
 

@@ -27,10 +27,11 @@ import collections
 import functools
 import math
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import optuna
-from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationInfo, model_validator
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
 from proselflc.config import StrictModel
@@ -41,7 +42,6 @@ from proselflc.tuning.studies import SamplerFactory, SchedulerFactory, StudyPlan
 
 if TYPE_CHECKING:
     from proselflc.search_spaces import SearchSpace
-    from proselflc.tuning.config import SweepConfig
 
 #: Time attribute every scheduler counts in: the epoch each trial reports.
 TIME_ATTR = "epoch"
@@ -192,17 +192,21 @@ SEARCHERS: dict[str, type[_Searcher]] = {
 }
 
 
-def _searcher_input(raw: Any) -> Any:
-    """Name check with a 'did you mean', and the earlier form `{name: optuna, sampler: tpe}` (= tpe)."""
+def _searcher_input(raw: Any, info: ValidationInfo) -> Any:
+    """Name check with a 'did you mean'; the earlier form `{name: optuna, sampler: S}` is refused, naming migrate."""
     if not isinstance(raw, dict):
         return raw
     raw = dict(raw)
-    if raw.get("name", "optuna") == "optuna":
-        raw["name"] = raw.pop("sampler", "tpe")
-    elif "sampler" in raw:
-        raise ValueError(f"sampler is the earlier form's field (name: optuna, sampler: ...); with name "
-                         f"{raw['name']!r} leave it out")
-    name = raw["name"]
+    if raw.get("name") == "optuna" or "sampler" in raw:
+        source = (info.context or {}).get("source")
+        file = source if source and Path(source).is_file() else "FILE"
+        given = ", ".join(f"{key}: {raw[key]}" for key in ("name", "sampler") if key in raw)
+        raise ValueError(
+            f"{{{given}}} is the earlier form of the searcher "
+            f"section; run `proselflc migrate {file}` to rewrite it (as searcher: {{name: "
+            f"{raw.get('sampler') or 'tpe'}}})"
+        )
+    name = raw.setdefault("name", "tpe")
     if name not in SEARCHERS:
         raise ValueError(f"unknown searcher {name!r}; {closest(str(name), tuple(SEARCHERS))}")
     return raw
@@ -341,35 +345,33 @@ SchedulerSpec = Annotated[
 # -- the sweep's factories -----------------------------------------------------------------------------
 
 
-def check_spaces(sweep: SweepConfig, spaces: dict[str, SearchSpace]) -> None:
-    """Refuse, before Ray starts, a space the sweep's sampler cannot search or a grid num_samples does not fit."""
-    searcher = sweep.searcher
+def check_spaces(searcher: _Searcher, num_samples: int, spaces: dict[str, SearchSpace]) -> None:
+    """Refuse, before Ray starts, a space `searcher` cannot search or a grid `num_samples` does not fit."""
     for name, space in spaces.items():
         searcher.check(f"methods.{name}.search", space)
     if isinstance(searcher, GridSearcher):
         sizes = {name: grid_size(space) for name, space in spaces.items()}
         largest = max(sizes.values())
-        if sweep.num_samples != largest:
+        if num_samples != largest:
             listing = ", ".join(f"{name}: {size}" for name, size in sizes.items())
             raise ConfigError(
-                f"num_samples = {sweep.num_samples}, but searcher grid runs every combination of each study's "
+                f"num_samples = {num_samples}, but searcher grid runs every combination of each study's "
                 f"choices ({listing}); set num_samples: {largest}, the largest grid (a smaller grid runs just "
                 "its own combinations)"
             )
 
 
-def study_samples(sweep: SweepConfig, space: SearchSpace) -> int | None:
+def study_samples(searcher: _Searcher, space: SearchSpace) -> int | None:
     """A study's trial count when it is not num_samples (a grid's size); None: num_samples."""
-    return grid_size(space) if isinstance(sweep.searcher, GridSearcher) and space else None
+    return grid_size(space) if isinstance(searcher, GridSearcher) and space else None
 
 
-def sampler_factory(sweep: SweepConfig) -> SamplerFactory:
+def sampler_factory(searcher: _Searcher, startup: int) -> SamplerFactory:
     """What makes each study's sampler. Every study gets the same seed: its suggestions depend on its own trials."""
-    return functools.partial(sweep.searcher.sampler, startup=sweep.n_startup_trials)
+    return functools.partial(searcher.sampler, startup=startup)
 
 
-def scheduler_factory(sweep: SweepConfig) -> SchedulerFactory | None:
+def scheduler_factory(scheduler: _Scheduler, metric: str, mode: str, max_t: int) -> SchedulerFactory | None:
     """What makes each study's scheduler; None: none stops a trial early (fifo)."""
-    make = functools.partial(sweep.scheduler_spec.make, sweep.metric, sweep.mode, sweep.max_t)
+    make = functools.partial(scheduler.make, metric, mode, max_t)
     return None if make() is None else make  # partials pickle with the Tuner's state; lambdas would not
-

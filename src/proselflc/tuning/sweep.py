@@ -44,7 +44,7 @@ from proselflc.sweep_contract import (
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
 from proselflc.training.process_settings import logger_levels
 from proselflc.tuning import plan, search, state_guard
-from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config, validate_studies
+from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config
 from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
@@ -155,7 +155,7 @@ class SweepRunner:
         self.verbose = verbose
         self.status_every_s = status_every_s
         self.trial_function = trial_function
-        self.spaces = validate_studies(sweep)
+        self.spaces = sweep.spaces  # validated once, when the sweep was loaded
         self.bases = {key: sweep.study_config(rate, method, ls) for key, rate, method, ls in studies(sweep)}
         self.dir: storage.Dir = storage.as_dir(sweep.sweep_dir)
 
@@ -168,12 +168,11 @@ class SweepRunner:
         if resume:
             if not sweep_file.is_file():
                 raise ConfigError(f"--resume: {str(self.dir)!r} holds no sweep to resume (no {SWEEP_FILE})")
-            # The stored sweep, validated by this version: a form this version writes differently (e.g. the
-            # earlier `searcher: {name: optuna}`) still compares equal when it means the same sweep.
+            # The stored sweep, validated by this version (an earlier form is refused, naming `proselflc migrate`).
             stored_sweep = build_sweep_config(
                 storage.read_mapping(sweep_file), source=str(sweep_file), root=_local_root(sweep_file.parent)
             )
-            stored = stored_sweep.resolved(validate_studies(stored_sweep))
+            stored = stored_sweep.resolved(stored_sweep.spaces)
             # Where the sweep lives is not part of it: a copied or moved sweep directory resumes in place.
             moved = ("storage_path", "name")
             changed = sorted(
@@ -300,7 +299,7 @@ class SweepRunner:
             StudyPlan(
                 key,
                 search_spaces.to_optuna(self.spaces[method.name]),
-                num_samples=search.study_samples(self.sweep, self.spaces[method.name]),
+                num_samples=search.study_samples(self.sweep.searcher, self.spaces[method.name]),
             )
             for key, _, method, _ in studies(self.sweep)
         ]
@@ -314,7 +313,7 @@ class SweepRunner:
             max_t=sweep.max_t,
             num_samples=sweep.num_samples,
             final_seeds=final_seeds(sweep),
-            sampler=search.sampler_factory(sweep),
+            sampler=search.sampler_factory(sweep.searcher, sweep.n_startup_trials),
             per_study_concurrency=sweep.study_concurrency,
             max_concurrent_studies=sweep.max_concurrent_studies,
             time_budget_s=sweep.time_budget_s,
@@ -326,7 +325,8 @@ class SweepRunner:
         """The per-study schedulers; given the sweep's searcher, their state is saved and restored with it."""
         sweep = self.sweep
         return StudyScheduler(
-            metric=sweep.metric, mode=sweep.mode, make=search.scheduler_factory(sweep), name=sweep.scheduler_spec.name,
+            metric=sweep.metric, mode=sweep.mode, name=sweep.scheduler_spec.name,
+            make=search.scheduler_factory(sweep.scheduler_spec, sweep.metric, sweep.mode, sweep.max_t),
             searcher=searcher,
         )
 

@@ -1,0 +1,94 @@
+"""`proselflc migrate PATH`: rewrite, once, a sweep file or a sweep directory written in an earlier form.
+
+The run-time loader reads only the current form, and its refusal of an earlier one names this command.
+Earlier forms rewritten here:
+- `searcher: {name: optuna, sampler: S, ...}` (Optuna behind one generic searcher) -> `searcher: {name: S, ...}`;
+- ASHA's settings in the `asha:` section (`grace_period`, `reduction_factor`, `brackets`) -> `scheduler:
+  {name: asha, ...}`, `asha:` keeping only `max_t` (a sweep file only: a sweep directory's `sweep.yaml`
+  records the sweep as it was run, and `--resume` compares it with the file it is resumed from).
+A sweep file is rewritten in place (YAML comments are not kept) after a copy of it is kept beside it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from proselflc.config import ConfigError, read_yaml
+from proselflc.io import atomic_write_text
+from proselflc.sweep_contract import CURRENT_VERSION, MANIFEST_FILE, SWEEP_FILE, read_manifest
+
+#: ASHA's settings that the `scheduler:` section holds now (`asha:` keeps the trial length, `max_t`).
+ASHA_SETTINGS = ("grace_period", "reduction_factor", "brackets")
+#: Suffix of the copy of a sweep file kept before it is rewritten.
+KEPT_SUFFIX = ".before-migrate"
+
+
+def earlier_searcher(section: Any) -> bool:
+    """Whether a `searcher:` section is in the earlier `{name: optuna, sampler: ...}` form."""
+    return isinstance(section, dict) and (section.get("name") == "optuna" or "sampler" in section)
+
+
+def migrate_searcher(raw: dict[str, Any]) -> list[str]:
+    """Rewrite `raw["searcher"]` from the earlier form in place; what changed, as sentences."""
+    section = raw.get("searcher")
+    if not earlier_searcher(section):
+        return []
+    name = section.get("sampler") or "tpe"
+    raw["searcher"] = {"name": name, **{k: v for k, v in section.items() if k not in ("name", "sampler")}}
+    return [f"searcher: {{name: optuna, sampler: {name}}} -> searcher: {{name: {name}}}"]
+
+
+def migrate_asha(raw: dict[str, Any]) -> list[str]:
+    """Move ASHA's settings from `asha:` to `scheduler: {name: asha}` in place; what changed, as sentences."""
+    asha = raw.get("asha")
+    if not isinstance(asha, dict) or not any(k in asha for k in ASHA_SETTINGS) or raw.get("scheduler") is not None:
+        return []
+    settings = {k: asha[k] for k in ASHA_SETTINGS if k in asha}
+    raw["scheduler"] = {"name": "asha", **settings}
+    kept = {k: v for k, v in asha.items() if k not in ASHA_SETTINGS}
+    if kept:
+        raw["asha"] = kept
+    else:
+        del raw["asha"]
+    moved = ", ".join(settings)
+    return [f"asha: {{{moved}}} -> scheduler: {{name: asha, {moved}}}"]
+
+
+def migrate(path: str | Path) -> list[str]:
+    """Rewrite the sweep file or sweep directory at `path` into the current form; what changed, as sentences.
+
+    Nothing is written when nothing is in an earlier form (a second run changes nothing).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _migrate_directory(path)
+    if not path.is_file():
+        raise ConfigError(f"migrate: {str(path)!r} is neither a sweep file nor a sweep directory")
+    raw = read_yaml(path)
+    changes = migrate_searcher(raw) + migrate_asha(raw)
+    if changes:
+        shutil.copy2(path, path.with_name(path.name + KEPT_SUFFIX))
+        atomic_write_text(path, yaml.safe_dump(raw, sort_keys=False))
+    return changes
+
+
+def _migrate_directory(sweep_dir: Path) -> list[str]:
+    sweep_file = sweep_dir / SWEEP_FILE
+    if not sweep_file.is_file():
+        raise ConfigError(f"migrate: {str(sweep_dir)!r} holds no {SWEEP_FILE}: not a sweep directory")
+    changes: list[str] = []
+    if (sweep_dir / MANIFEST_FILE).is_file() and read_manifest(sweep_dir).version < CURRENT_VERSION:
+        # Its trials ran one Tuner per study: `report` reads it as it is; it cannot be resumed by this version.
+        changes.append(
+            f"{MANIFEST_FILE} is version 1 (one Tuner per study): left as it is; `proselflc report` reads it, "
+            "`--resume` needs the version that wrote it"
+        )
+    raw = read_yaml(sweep_file)
+    rewritten = migrate_searcher(raw)
+    if rewritten:
+        atomic_write_text(sweep_file, yaml.safe_dump(raw, sort_keys=False))
+    return rewritten + changes
