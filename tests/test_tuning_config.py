@@ -41,7 +41,7 @@ def test_quickstart_is_the_documented_demo() -> None:
     assert cfg.base.data.name == "digits"
     assert cfg.noise.kind == "symmetric" and cfg.noise.rates == [0.2, 0.4, 0.6]
     assert [m.loss for m in cfg.methods] == ["crossentropy", "labelsmoothing", "proselflc"]
-    assert cfg.resources.gpu == 0 and cfg.max_concurrent_trials == 1  # one at a time: reproducible
+    assert cfg.resources.gpu == 0 and cfg.study_concurrency == 1  # each study one trial at a time: reproducible
     # The regime where cross entropy memorises: a wide MLP, no weight decay, long at a high learning rate,
     # and ProSelfLC's transit time low enough for self-trust to start before memorisation does.
     assert cfg.base.model.model_dump().get("hidden") == 512 and cfg.base.optim.weight_decay == 0
