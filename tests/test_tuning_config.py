@@ -45,7 +45,7 @@ def test_quickstart_is_the_documented_demo() -> None:
     # The regime where cross entropy memorises: a wide MLP, no weight decay, long at a high learning rate,
     # and ProSelfLC's transit time low enough for self-trust to start before memorisation does.
     assert cfg.base.model.model_dump().get("hidden") == 512 and cfg.base.optim.weight_decay == 0
-    assert cfg.max_t == 60 and (cfg.scheduler_spec.grace, cfg.scheduler_spec.onset_factor) == ("onset", 3.0)  # noisy default
+    assert cfg.max_t == 40 and (cfg.scheduler_spec.grace, cfg.scheduler_spec.onset_factor) == ("onset", 3.0)  # noisy default
     assert cfg.methods[2].search["loss.transit_time_ratio"]["low"] <= 0.1
 
 
