@@ -45,7 +45,8 @@ def test_shipped_csv_holds_the_authors_records():
     assert set(apl["noise_kind"]) == {"symmetric"} and set(apl["metric"]) == {"test_accuracy"}
     assert apl["source"].str.startswith("HanxunH/Active-Passive-Losses plot_results.ipynb printed table CIFAR-").all()
     assert apl["source"].str.contains("commit fdd52a2").all()
-    # hitcszx/ALFs and cswjl/eps-softmax keep no results in their repositories: no row is made up for them.
+    # hitcszx/ALFs and cswjl/eps-softmax keep no results in their repositories, and their papers' tables were not
+    # read unambiguously (docs/papers.md): no row is made up for them.
     assert not shipped["method"].isin(["agce", "aul", "ce_eps_mae"]).any()
     frame = shipped[shipped["source"].str.startswith("DeepCriticalLearning ")]
     acc = frame[frame["metric"] == "test_accuracy"].set_index(["model", "method"])["value"]
