@@ -65,9 +65,10 @@ def test_search_efficiency_smallest(capsys: pytest.CaptureFixture[str], tmp_path
     out = capsys.readouterr().out
     assert "symmetric 60%, proselflc: 4 configs x 4 epochs = 16 epochs" in out
     assert re.search(r"\d/4 configs within 0.5 points of the grid best", out), out
-    for strategy in ("random + fifo", "tpe + asha", "tpe + onset"):
+    for strategy in ("random + fifo", "tpe + asha", "tpe + onset", "tpe + onset2", "tpe + onset3"):
         assert re.search(rf"\| {re.escape(strategy)} +\| ", out), out
-    assert "targets for tpe + onset:" in out and (tmp_path / "regret.png").stat().st_size > 0
+    assert re.search(r"\| tpe \+ onset3 +\| \d+/1 +\| \d+/1 +\| ", out), out  # every setting and study together
+    assert "targets for tpe + onset3:" in out and (tmp_path / "regret.png").stat().st_size > 0
     lines = (tmp_path / "grids" / "symmetric-0.6-4ep-600ex.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all('"prediction_changes"' in line and '"test_correct"' in line for line in lines)
     assert search_efficiency.main(argv[:-2]) == 0
