@@ -174,7 +174,7 @@ def options_page() -> str:
     for registry in (DATASETS, NOISE_KINDS, MODELS, LOSSES):
         lines += [f"## `{registry.section}`: {registry.what}", "",
                   f"| name | {registry.option}s (default, allowed) | what it is |", "|---|---|---|"]
-        for name in registry.names:
+        for name in sorted(registry.names):  # by name: the registries' order follows which module was imported first
             entry = registry.entry(name)
             if not entry.target.__module__.startswith("proselflc."):
                 continue  # a plugin registered in this process, not a built-in
