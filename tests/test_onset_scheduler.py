@@ -69,6 +69,9 @@ def test_a_noisy_sweep_without_early_stopping_settings_gets_asha_after_three_tim
         assert build_sweep_config(clean_or_chosen).scheduler_spec.grace == "fixed"
     chosen = build_sweep_config(tiny_raw(rates=[0.4], scheduler={"name": "fifo"}))
     assert chosen.scheduler_spec.name == "fifo"
+    # sweep.yaml (what --resume reloads) keeps the default in force, though it records every asha field
+    reloaded = build_sweep_config(noisy.resolved(noisy.spaces))
+    assert (reloaded.scheduler_spec.grace, reloaded.scheduler_spec.onset_factor) == ("onset", 3.0)
 
 
 @pytest.mark.ray

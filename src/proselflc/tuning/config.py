@@ -112,7 +112,7 @@ class MethodSpec(StrictModel):
 
 #: A noisy sweep that names no early stopping gets ASHA whose first rung is at 3x the study's memorisation onset:
 #: in the search-efficiency suite (BENCHMARKS.md) it ended nearest the grid best of the strategies measured, while
-#: ASHA's fixed grace period of 1 epoch judged configurations on fit speed and ended 5-30 points below it.
+#: ASHA's fixed grace period of 1 epoch judged configurations on fit speed and ended up to 36 points below it.
 NOISY_ONSET_FACTOR = 3.0
 
 
@@ -387,6 +387,9 @@ class SweepConfig(StrictModel):
     def resolved(self, spaces: dict[str, search_spaces.SearchSpace]) -> dict[str, Any]:
         """YAML-safe dict that reloads to the same sweep, search spaces expanded: what `sweep.yaml` records."""
         out = self.model_dump(mode="json")
+        if self.scheduler is None and self.scheduler_spec.grace == "onset":
+            # The noisy default is chosen from which asha fields the file set, which a full dump loses: record it.
+            out["scheduler"] = self.scheduler_spec.model_dump(mode="json")
         for method in out["methods"]:
             method["search"] = {k: d.model_dump() for k, d in spaces[method["name"]].items()}
         return out
