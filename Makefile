@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/proselflc tune quickstart
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "$(FAST)"

@@ -25,9 +25,19 @@ def results(trial_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _params(trial_dir: Path) -> dict[str, Any] | None:
+    """params.json if whole: Ray (re)writes it while a sweep runs, so a test polling the directory can read it
+    empty or half written; such a trial counts once the write is done (final counts still catch a loss)."""
+    try:
+        raw = json.loads((Path(trial_dir) / "params.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
 def trial_dirs(experiment: Path) -> list[Path]:
-    """Trial directories of a Ray Tune experiment dir (those holding params.json)."""
-    return sorted(p for p in Path(experiment).glob("*") if p.is_dir() and (p / "params.json").exists())
+    """Trial directories of a Ray Tune experiment dir (those holding a whole params.json)."""
+    return sorted(p for p in Path(experiment).glob("*") if p.is_dir() and _params(p) is not None)
 
 
 def config(trial_dir: Path) -> dict[str, Any]:
@@ -36,10 +46,12 @@ def config(trial_dir: Path) -> dict[str, Any]:
 
 def study_trial_dirs(sweep_dir: Path, study: str, phase: str = "search") -> list[Path]:
     """The trial dirs of one study's search (or final re-runs) in the sweep's shared experiment."""
-    return [
-        d for d in trial_dirs(Path(sweep_dir) / EXPERIMENT)
-        if config(d).get("study") == study and config(d).get("phase") == phase
-    ]
+    found = []
+    for d in sorted(p for p in (Path(sweep_dir) / EXPERIMENT).glob("*") if p.is_dir()):
+        params = _params(d)
+        if params is not None and params.get("study") == study and params.get("phase") == phase:
+            found.append(d)
+    return found
 
 
 def study_trials(sweep_dir: Path, study: str, phase: str = "search") -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:

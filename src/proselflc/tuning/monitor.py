@@ -30,6 +30,7 @@ from proselflc.sweep_contract import (
     read_manifest,
     write_manifest,
 )
+from proselflc.tuning import stall_watch
 from proselflc.tuning.state_guard import StateSigner
 from proselflc.tuning.studies import StudySearcher
 
@@ -69,6 +70,7 @@ class SweepMonitor(tune.Callback):
     # -- Tune's hooks ------------------------------------------------------------------------------
 
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        stall_watch.beat()
         if not self._reconciled:
             self._reconcile(trials)
             self._reconciled = True

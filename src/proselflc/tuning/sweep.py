@@ -49,6 +49,7 @@ from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
 from proselflc.tuning.monitor import Log, SweepMonitor, echo
 from proselflc.tuning.preflight import connect, trial_slots, wait_for_placeable
+from proselflc.tuning.stall_watch import StallWatch
 from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
 
 #: Where trial dirs unknown to a restored experiment are moved (hidden from the analysis, not deleted).
@@ -239,8 +240,11 @@ class SweepRunner:
         self.log(f"sweep {sweep.name}: {len(manifest.studies)} studies ({len(pending)} to do) -> {self.dir}")
         if pending:
             slots = sweep.max_concurrent_trials or trial_slots(sweep.resources.cpu, sweep.resources.gpu, nodes)
-            tuner = self._tuner(shared, slots)
-            self._fit(tuner)
+            stacks_dir = None if isinstance(self.dir, storage.Location) else Path(self.dir)
+            doing = "restoring the interrupted sweep's Tuner" if resume else "starting the sweep's Tuner"
+            with StallWatch(self.log, stacks_dir=stacks_dir, doing=doing):
+                tuner = self._tuner(shared, slots)
+                self._fit(tuner)
 
     def _fit(self, tuner: tune.Tuner) -> None:
         """Fit, and turn Tune's graceful stop on Ctrl+C into SweepInterrupted.
