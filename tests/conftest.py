@@ -37,7 +37,7 @@ TINY_SWEEP: dict[str, Any] = {
         },
     },
     "num_samples": 3,
-    "asha": {"grace_period": 1, "reduction_factor": 2},
+    "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
     "searcher": {"seed": 0},
     "resources": {"cpu": 1, "gpu": 0},
     "max_concurrent_trials": 1,

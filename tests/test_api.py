@@ -55,7 +55,7 @@ def test_train_takes_a_shipped_name_and_nested_overrides(tmp_path: Path) -> None
 def test_tune_runs_a_shipped_sweep_with_overrides(ray_session: Any, tmp_path: Path) -> None:
     sweep = proselflc.tune(
         "quickstart", methods=[{"name": "crossentropy"}], noise={"rates": [0.4]}, num_samples=1, final_seeds=0,
-        asha={"grace_period": 1}, storage_path=str(tmp_path), name="api",
+        scheduler={"name": "asha", "grace_period": 1}, storage_path=str(tmp_path), name="api",
         base={"train": {"epochs": 2}, "optim": {"milestones": [1]}, "data": {"limit": 300}},
     )
     assert sweep.path == tmp_path / "api"

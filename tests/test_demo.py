@@ -27,7 +27,7 @@ def test_a_small_quickstart_reports_memorisation_of_the_final_runs(ray_session: 
     raw["base"]["data"]["limit"] = 500
     raw["noise"]["rates"] = [0.4, 0.6]
     raw["methods"] = {k: raw["methods"][k] for k in ("crossentropy", "proselflc")}
-    raw.update(num_samples=2, asha={"grace_period": 2, "reduction_factor": 2}, storage_path=str(tmp_path))
+    raw.update(num_samples=2, scheduler={"name": "asha", "grace_period": 2, "reduction_factor": 2}, storage_path=str(tmp_path))
     sweep_dir = run_sweep(build_sweep_config(raw), log=lambda line: None)
 
     report = build_report(sweep_dir)

@@ -42,15 +42,43 @@ def test_the_earlier_searcher_form_is_refused_then_migrated_once(tmp_path: Path,
     assert "already in the current form" in capsys.readouterr().out
 
 
-def test_asha_settings_in_the_asha_section_move_to_the_scheduler(tmp_path: Path, capsys) -> None:
-    old = {**SWEEP, "asha": {"max_t": 3, "grace_period": 1, "reduction_factor": 2}}
+def test_asha_settings_in_the_asha_section_are_refused_then_moved_to_the_scheduler(tmp_path: Path, capsys) -> None:
+    old = {**SWEEP, "noise": {"kind": "symmetric", "rates": [0.0]},
+           "asha": {"max_t": 3, "grace_period": 1, "reduction_factor": 2}}
     path = write(tmp_path / "sweep.yaml", old)
+    with pytest.raises(ConfigError) as refused:
+        load_sweep(path)
+    assert "asha: {grace_period: 1, reduction_factor: 2} is the earlier form of ASHA's settings; run " \
+           f"`proselflc migrate {path}`" in str(refused.value)
     assert main(["migrate", str(path)]) == 0
+    assert "asha: {grace_period, reduction_factor} -> scheduler: {name: asha, grace_period, reduction_factor}" \
+        in capsys.readouterr().out
     raw = yaml.safe_load(path.read_text())
     assert raw["asha"] == {"max_t": 3}
     assert raw["scheduler"] == {"name": "asha", "grace_period": 1, "reduction_factor": 2}
-    before, after = build_sweep_config(old), load_sweep(path)
-    assert after.scheduler_spec == before.scheduler_spec and after.max_t == before.max_t == 3, "the same sweep"
+    after = load_sweep(path)
+    assert (after.scheduler_spec.grace_period, after.scheduler_spec.reduction_factor, after.max_t) == (1, 2, 3)
+
+
+def test_an_earlier_sweep_directory_resumes_with_its_file_once_both_are_migrated(tmp_path: Path, capsys) -> None:
+    """An earlier version's sweep.yaml wrote every asha field (scheduler null, or a scheduler beside asha's
+    defaults): migrated, it resolves to the same sweep as the user's migrated file, which `--resume` compares."""
+    for scheduler, user_file in (
+        (None, {"asha": {"max_t": 3}}),
+        ({"name": "median", "grace_period": 1}, {"asha": {"max_t": 3}, "scheduler": {"name": "median"}}),
+    ):
+        sweep_dir = tmp_path / f"old-{scheduler is None}"
+        sweep_dir.mkdir()
+        clean = {**SWEEP, "noise": {"kind": "symmetric", "rates": [0.0]}}
+        earlier = {**clean, "asha": {"max_t": 3, "grace_period": 1, "reduction_factor": 3.0, "brackets": 1},
+                   "scheduler": scheduler}
+        write(sweep_dir / SWEEP_FILE, earlier)
+        assert main(["migrate", str(sweep_dir)]) == 0
+        assert "asha: {grace_period, reduction_factor, brackets}" in capsys.readouterr().out
+        stored = load_sweep(sweep_dir / SWEEP_FILE)
+        mine = build_sweep_config({**clean, "name": stored.name, **user_file})
+        assert stored.resolved(stored.spaces)["scheduler"] == mine.resolved(mine.spaces)["scheduler"]
+        assert stored.resolved(stored.spaces)["asha"] == mine.resolved(mine.spaces)["asha"] == {"max_t": 3}
 
 
 def test_a_sweep_directory_has_its_searcher_rewritten_and_a_version_1_manifest_explained(tmp_path: Path, capsys) -> None:

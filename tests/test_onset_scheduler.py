@@ -59,19 +59,22 @@ def test_a_noisy_sweep_without_early_stopping_settings_gets_asha_after_three_tim
     from conftest import TINY_SWEEP
 
     def tiny_raw(rates: list[float], **early_stopping: Any) -> dict[str, Any]:
-        raw = {k: v for k, v in TINY_SWEEP.items() if k != "asha"}
+        raw = {k: v for k, v in TINY_SWEEP.items() if k != "scheduler"}
         return {**raw, "noise": {"kind": "symmetric", "rates": rates}, **early_stopping}
 
     noisy = build_sweep_config(tiny_raw(rates=[0.0, 0.4]))
     assert (noisy.scheduler_spec.grace, noisy.scheduler_spec.onset_factor) == ("onset", 3.0)
-    for clean_or_chosen in (tiny_raw(rates=[0.0]), tiny_raw(rates=[0.4], asha={"grace_period": 2}),
-                            tiny_raw(rates=[0.4], asha={"reduction_factor": 2})):
-        assert build_sweep_config(clean_or_chosen).scheduler_spec.grace == "fixed"
-    chosen = build_sweep_config(tiny_raw(rates=[0.4], scheduler={"name": "fifo"}))
-    assert chosen.scheduler_spec.name == "fifo"
-    # sweep.yaml (what --resume reloads) keeps the default in force, though it records every asha field
-    reloaded = build_sweep_config(noisy.resolved(noisy.spaces))
-    assert (reloaded.scheduler_spec.grace, reloaded.scheduler_spec.onset_factor) == ("onset", 3.0)
+    clean = build_sweep_config(tiny_raw(rates=[0.0]))
+    assert (clean.scheduler_spec.grace, clean.scheduler_spec.grace_period) == ("fixed", 1)
+    chosen = build_sweep_config(tiny_raw(rates=[0.4], scheduler={"name": "asha", "grace_period": 2}))
+    assert (chosen.scheduler_spec.grace, chosen.scheduler_spec.grace_period) == ("fixed", 2)
+    assert build_sweep_config(tiny_raw(rates=[0.4], scheduler={"name": "fifo"})).scheduler_spec.name == "fifo"
+    # sweep.yaml (what --resume reloads) records the scheduler in force, the default too: a later default
+    # cannot change a resumed sweep
+    for sweep in (noisy, clean):
+        recorded = sweep.resolved(sweep.spaces)
+        assert recorded["scheduler"] == sweep.scheduler_spec.model_dump(mode="json")
+        assert build_sweep_config(recorded).scheduler_spec == sweep.scheduler_spec
 
 
 @pytest.mark.ray

@@ -102,7 +102,7 @@ methods:
     hyperparameters: {temperature: 2.0}
     search: {optim.lr: {type: loguniform, low: 0.05, high: 0.3}}
 num_samples: 2
-asha: {grace_period: 2}
+scheduler: {name: asha, grace_period: 2}
 searcher: {seed: 0}
 resources: {cpu: 1, gpu: 0}
 max_concurrent_trials: 1

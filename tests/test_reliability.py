@@ -42,7 +42,7 @@ def sweep_dict(storage: Path, name: str, **changes: Any) -> dict[str, Any]:
         "noise": {"kind": "symmetric", "rates": [0.4]},
         "methods": {"crossentropy": {"search": {}}},
         "num_samples": 1,
-        "asha": {"grace_period": 1, "reduction_factor": 2},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
         "resources": {"cpu": 1, "gpu": 0},
         "max_concurrent_trials": 1,
         "storage_path": str(storage),

@@ -214,7 +214,6 @@ def test_each_strategy_builds_its_optuna_sampler(tmp_path: Path) -> None:
         ({"scheduler": {"name": "medain"}}, "unknown scheduler 'medain'; valid: asha, fifo, median (did you mean 'median'?)"),
         ({"scheduler": {"name": "fifo", "grace_period": 9}}, "scheduler.grace_period = 9 exceeds the trial length 4"),
         ({"scheduler": {"name": "median", "min_samples_required": 0}}, "scheduler.median.min_samples_required"),
-        ({"asha": {"grace_period": 2}}, "asha.grace_period and scheduler both set early stopping"),
     ],
 )
 def test_refused_strategies_say_why_and_what_is_valid(tmp_path: Path, changes: dict[str, Any], expected: str) -> None:

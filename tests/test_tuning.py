@@ -268,7 +268,7 @@ def test_a_low_scoring_study_is_not_cut_by_another_study_s_rungs(ray_session: An
     """One trial at a time, the 0%-noise study first: with one ASHA for both, every 60%-noise trial (val 0.1)
     would fall below the 0%-noise rung values (0.9) at its first rung and stop. Per-study ASHA lets its best
     trial run the full length, and the searched config it re-runs is its own."""
-    sweep = _stand_in_sweep(tmp_path, "isolation", asha={"grace_period": 1, "reduction_factor": 2},
+    sweep = _stand_in_sweep(tmp_path, "isolation", scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
                             max_concurrent_trials=1)
     sweep_dir = run_sweep(sweep, log=lambda line: None, trial_function=_stand_in(None))
     low = study_trials(sweep_dir, "symmetric-0.6/crossentropy")

@@ -228,6 +228,19 @@ def _interrupted_guarded_sweep(tmp_path: Path, ray_session: Any) -> Path:
     return original
 
 
+def _run_or_explain(cli: list[str], env: dict[str, str], sweep_dir: Path, timeout: float = 300):
+    """Run the CLI; on a timeout, fail with what it printed and the stacks its stall watch wrote."""
+    try:
+        return subprocess.run(cli, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        stacks = sweep_dir / "driver-stacks.txt"
+        printed = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        raise AssertionError(
+            f"{' '.join(cli[-3:])} did not end in {timeout} s; it printed:\n{printed}\n--- stacks:\n"
+            f"{stacks.read_text() if stacks.is_file() else '(none written)'}"
+        ) from None
+
+
 def _files(directory: Path) -> dict[Path, tuple[int, int]]:
     """Every file under `directory` with its modification time and size."""
     return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*") if p.is_file()}
@@ -332,21 +345,31 @@ def test_a_sweep_resumed_on_a_full_disk_fails_cleanly_and_finishes_once_space_is
     try:
         shutil.copytree(original, disk / "guarded")
         before = _full_length(disk / "guarded" / "trials")
-        env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+        # A driver stuck on Ray says so (with its stacks in the sweep dir) well before the timeout.
+        env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address,
+               "PROSELFLC_STALL_WARN_S": "60"}
         cli = [sys.executable, "-m", "proselflc.cli", "tune", str(disk / "guarded" / "sweep.yaml"), "--resume"]
-        full = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
+        full = _run_or_explain(cli, env, disk / "guarded")
         assert full.returncode != 0, full.stdout + full.stderr
         manifest = json.loads((disk / "guarded" / "manifest.json").read_text())
         assert manifest["studies"][0]["status"] != "finished"
+        # Ray rewrites every trial's files on each copy to storage, so the full disk may have cut finished ones:
+        # those are run again from their start (their cut dirs kept in .lost/), every other one is left as it was.
+        cut = {p for p in before if p.read_bytes() != before[p]}
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
-        freed = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
+        freed = _run_or_explain(cli, env, disk / "guarded")
         assert freed.returncode == 0, freed.stdout + freed.stderr
         sweep_dir = disk / "guarded"
         manifest = json.loads((sweep_dir / "manifest.json").read_text())
         assert [s["status"] for s in manifest["studies"]] == ["finished"]
         assert len(study_trials(sweep_dir, "symmetric-0.4/proselflc")) == SAMPLES
         assert len(study_trials(sweep_dir, "symmetric-0.4/proselflc", "final")) == 1
-        assert {p: p.read_bytes() for p in before} == before
+        printed = f"\n--- full disk:\n{full.stdout}{full.stderr}\n--- freed:\n{freed.stdout}{freed.stderr}"
+        changed = [p.parent.name for p in before if p not in cut and p.read_bytes() != before[p]]
+        assert not changed, f"finished trials whose results were intact were run again: {changed}{printed}"
+        for path in cut:
+            assert (path.parent.parent / ".lost" / path.parent.name).is_dir(), printed
+            assert json.loads(path.read_text().splitlines()[-1])["epoch"] == 3, printed
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
@@ -394,7 +417,7 @@ def test_the_schedulers_state_survives_ctrl_c_and_a_double_ctrl_c_exits_130(ray_
         "base": {**TINY_SWEEP["base"], "train": {**TINY_SWEEP["base"]["train"], "epochs": 6}},
         "noise": {"kind": "symmetric", "rates": [0.4]},
         "methods": {"crossentropy": {"search": {"optim.lr": {"type": "loguniform", "low": 1e-4, "high": 0.5}}}},
-        "asha": {"grace_period": 2, "reduction_factor": 2},
+        "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
         "searcher": {"seed": 10},
         "final_seeds": 0,
         "checkpoint_every": 1,

@@ -82,7 +82,7 @@ def test_the_wheel_runs_the_quickstart_from_anywhere(tmp_path: Path, own_ray_tem
 
     shortened = [
         "methods=[{name: crossentropy}]", "noise.rates=[0.4]", "num_samples=1", "final_seeds=0",
-        "base.train.epochs=2", "base.optim.milestones=[1]", "base.data.limit=300", "asha.grace_period=1",
+        "base.train.epochs=2", "base.optim.milestones=[1]", "base.data.limit=300",
         f"storage_path={tmp_path / 'results'}",
     ]
     sets = [arg for item in shortened for arg in ("--set", item)]

@@ -114,18 +114,28 @@ class MethodSpec(StrictModel):
 #: in the search-efficiency suite (BENCHMARKS.md) it ended nearest the grid best of the strategies measured, while
 #: ASHA's fixed grace period of 1 epoch judged configurations on fit speed and ended up to 36 points below it.
 NOISY_ONSET_FACTOR = 3.0
+#: ASHA's settings, which the `scheduler:` section holds; in `asha:` they are the earlier form (`proselflc migrate`).
+ASHA_SETTINGS = ("grace_period", "reduction_factor", "brackets")
 
 
 class AshaSpec(StrictModel):
-    """The trial length, and ASHA's settings in the earlier form of the sweep file (`scheduler:` is the newer).
-
-    ASHA stops trials at grace_period * reduction_factor^k epochs unless they are in the top 1/reduction_factor.
-    """
+    """The trial length. ASHA's own settings are in `scheduler: {name: asha, ...}`; the earlier form of this
+    section that held them is refused, naming `proselflc migrate`."""
 
     max_t: int | None = Field(None, ge=1, description="epochs per trial, whatever the scheduler; default: base.train.epochs")
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(3.0, gt=1.0)
-    brackets: int = Field(1, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_form(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and any(key in data for key in ASHA_SETTINGS):
+            source = (info.context or {}).get("source")
+            file = source if source and Path(source).is_file() else "FILE"
+            moved = ", ".join(f"{key}: {data[key]}" for key in ASHA_SETTINGS if key in data)
+            raise ValueError(
+                f"{{{moved}}} is the earlier form of ASHA's settings; run `proselflc migrate {file}` to rewrite it "
+                f"(as scheduler: {{name: asha, {moved}}}; asha keeps only max_t)"
+            )
+        return data
 
 
 class SelectionSpec(StrictModel):
@@ -169,8 +179,8 @@ class SweepConfig(StrictModel):
     asha: AshaSpec = Field(default_factory=AshaSpec)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     scheduler: SchedulerSpec | None = Field(
-        None, description="asha (default), median or fifo (none); default: ASHA with the asha section's settings, and "
-                          "for a noisy sweep without them ASHA after 3x the memorisation onset (grace: onset)"
+        None, description="asha (default), median or fifo (none); default: ASHA with a grace period of 1 epoch, and "
+                          "for a noisy sweep ASHA after 3x the memorisation onset (grace: onset)"
     )
     searcher: SearcherSpec = Field(default_factory=TpeSearcher)
     #: Set by the one validation of the studies and their spaces (`build_sweep_config`); see `spaces`.
@@ -296,32 +306,21 @@ class SweepConfig(StrictModel):
         return storage.local_path(value).expanduser().resolve()
 
     @model_validator(mode="after")
-    def _asha_fits(self) -> SweepConfig:
-        if self.scheduler is not None:
-            defaults = AshaSpec(max_t=self.asha.max_t)
-            given = sorted(k for k in AshaSpec.model_fields if getattr(self.asha, k) != getattr(defaults, k))
-            if given:
-                raise ValueError(
-                    f"asha.{', asha.'.join(given)} and scheduler both set early stopping: give the settings in "
-                    "scheduler (e.g. scheduler: {name: asha, grace_period: 2}) and keep only max_t in asha"
-                )
-        where = "asha" if self.scheduler is None else "scheduler"
+    def _grace_fits(self) -> SweepConfig:
         if self.scheduler_spec.grace_period > self.max_t:
             raise ValueError(
-                f"{where}.grace_period = {self.scheduler_spec.grace_period} exceeds the trial length {self.max_t}"
+                f"scheduler.grace_period = {self.scheduler_spec.grace_period} exceeds the trial length {self.max_t}"
             )
         return self
 
     @property
     def scheduler_spec(self) -> search.AshaScheduler | search.MedianScheduler | search.FifoScheduler:
-        """The early stopping in force: `scheduler`, else ASHA with the `asha` section's settings."""
+        """The early stopping in force: `scheduler`, else ASHA (after 3x the memorisation onset for a noisy sweep)."""
         if self.scheduler is not None:
             return self.scheduler
-        asha = self.asha
-        if self.noisy and not asha.model_fields_set & {"grace_period", "reduction_factor", "brackets"}:
+        if self.noisy:
             return AshaScheduler(grace="onset", onset_factor=NOISY_ONSET_FACTOR)
-        return AshaScheduler(grace_period=asha.grace_period, reduction_factor=asha.reduction_factor,
-                             brackets=asha.brackets)
+        return AshaScheduler()
 
     @property
     def noisy(self) -> bool:
@@ -387,9 +386,8 @@ class SweepConfig(StrictModel):
     def resolved(self, spaces: dict[str, search_spaces.SearchSpace]) -> dict[str, Any]:
         """YAML-safe dict that reloads to the same sweep, search spaces expanded: what `sweep.yaml` records."""
         out = self.model_dump(mode="json")
-        if self.scheduler is None and self.scheduler_spec.grace == "onset":
-            # The noisy default is chosen from which asha fields the file set, which a full dump loses: record it.
-            out["scheduler"] = self.scheduler_spec.model_dump(mode="json")
+        # The scheduler in force, default or not: a later version's other default must not change a resumed sweep.
+        out["scheduler"] = self.scheduler_spec.model_dump(mode="json")
         for method in out["methods"]:
             method["search"] = {k: d.model_dump() for k, d in spaces[method["name"]].items()}
         return out

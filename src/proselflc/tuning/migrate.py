@@ -4,9 +4,11 @@ The run-time loader reads only the current form, and its refusal of an earlier o
 Earlier forms rewritten here:
 - `searcher: {name: optuna, sampler: S, ...}` (Optuna behind one generic searcher) -> `searcher: {name: S, ...}`;
 - ASHA's settings in the `asha:` section (`grace_period`, `reduction_factor`, `brackets`) -> `scheduler:
-  {name: asha, ...}`, `asha:` keeping only `max_t` (a sweep file only: a sweep directory's `sweep.yaml`
-  records the sweep as it was run, and `--resume` compares it with the file it is resumed from).
-A sweep file is rewritten in place (YAML comments are not kept) after a copy of it is kept beside it.
+  {name: asha, ...}`, `asha:` keeping only `max_t`. Where a `scheduler:` section is also given (as an earlier
+  sweep directory's `sweep.yaml` records it, every `asha` field written out), `asha`'s settings at their
+  defaults are dropped: they meant nothing then.
+A sweep file is rewritten in place (YAML comments are not kept) after a copy of it is kept beside it; a sweep
+directory's `sweep.yaml` (what `--resume` compares the sweep file with: migrate both) is rewritten in place.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import yaml
 from proselflc.config import ConfigError, read_yaml
 from proselflc.io import atomic_write_text
 from proselflc.sweep_contract import CURRENT_VERSION, MANIFEST_FILE, SWEEP_FILE, read_manifest
+from proselflc.tuning.config import ASHA_SETTINGS
 
-#: ASHA's settings that the `scheduler:` section holds now (`asha:` keeps the trial length, `max_t`).
-ASHA_SETTINGS = ("grace_period", "reduction_factor", "brackets")
+#: What the earlier `asha:` section's settings defaulted to (ignored where a `scheduler:` section was given).
+_ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3.0, "brackets": 1}
 #: Suffix of the copy of a sweep file kept before it is rewritten.
 KEPT_SUFFIX = ".before-migrate"
 
@@ -45,17 +48,22 @@ def migrate_searcher(raw: dict[str, Any]) -> list[str]:
 def migrate_asha(raw: dict[str, Any]) -> list[str]:
     """Move ASHA's settings from `asha:` to `scheduler: {name: asha}` in place; what changed, as sentences."""
     asha = raw.get("asha")
-    if not isinstance(asha, dict) or not any(k in asha for k in ASHA_SETTINGS) or raw.get("scheduler") is not None:
+    if not isinstance(asha, dict) or not any(k in asha for k in ASHA_SETTINGS):
         return []
     settings = {k: asha[k] for k in ASHA_SETTINGS if k in asha}
-    raw["scheduler"] = {"name": "asha", **settings}
     kept = {k: v for k, v in asha.items() if k not in ASHA_SETTINGS}
+    if raw.get("scheduler") is not None:
+        if any(_ASHA_DEFAULTS[k] != v for k, v in settings.items()):
+            return []  # both set early stopping, which no version accepted: the loader names the conflict
+        change = f"asha: {{{', '.join(settings)}}} (defaults, unused beside scheduler:) dropped"
+    else:
+        raw["scheduler"] = {"name": "asha", **settings}
+        change = f"asha: {{{', '.join(settings)}}} -> scheduler: {{name: asha, {', '.join(settings)}}}"
     if kept:
         raw["asha"] = kept
     else:
         del raw["asha"]
-    moved = ", ".join(settings)
-    return [f"asha: {{{moved}}} -> scheduler: {{name: asha, {moved}}}"]
+    return [change]
 
 
 def migrate(path: str | Path) -> list[str]:
@@ -88,7 +96,7 @@ def _migrate_directory(sweep_dir: Path) -> list[str]:
             "`--resume` needs the version that wrote it"
         )
     raw = read_yaml(sweep_file)
-    rewritten = migrate_searcher(raw)
+    rewritten = migrate_searcher(raw) + migrate_asha(raw)
     if rewritten:
         atomic_write_text(sweep_file, yaml.safe_dump(raw, sort_keys=False))
     return rewritten + changes
