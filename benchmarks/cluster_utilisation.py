@@ -65,7 +65,7 @@ def sweep_raw(args: argparse.Namespace, storage: Path, name: str, serial: bool) 
         "noise": {"kind": "symmetric", "rates": rates},
         "methods": {m: {} for m in METHODS[: args.methods]},
         "num_samples": args.samples,
-        "asha": {"grace_period": args.grace, "reduction_factor": args.reduction},
+        "scheduler": {"name": "asha", "grace_period": args.grace, "reduction_factor": args.reduction},
         "resources": {"cpu": 1, "gpu": 1},
         "storage_path": str(storage),
         "final_seeds": args.final_seeds,

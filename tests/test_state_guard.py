@@ -13,7 +13,7 @@ import pytest
 
 from proselflc.config import ConfigError
 from proselflc.tuning import state_guard
-from proselflc.tuning.state_guard import SIGNATURES, SNAPSHOT, StateSigner, verify
+from proselflc.tuning.state_guard import SIGNATURES, SNAPSHOT, StateSigner, last_snapshot, verify
 
 
 @pytest.fixture(autouse=True)
@@ -56,13 +56,15 @@ def test_each_save_is_snapshotted_and_signed_once(tmp_path: Path) -> None:
     sweep, staging, exp = layout(tmp_path)
     signer = StateSigner()
     assert signer.sign(sweep, staging, exp) is True
-    signatures = json.loads((sweep / SNAPSHOT / SIGNATURES).read_text())
+    first = last_snapshot(sweep)
+    signatures = json.loads((first / SIGNATURES).read_text())
     assert sorted(signatures) == ["experiment_state-2026.json", "searcher-state-2026.pkl", "tuner.pkl"]
     assert signer.sign(sweep, staging, exp) is False  # nothing changed
     (staging / "searcher-state-2026.pkl").write_bytes(b"searcher-v2")
     assert signer.sign(sweep, staging, exp) is True
-    assert (sweep / SNAPSHOT / "searcher-state-2026.pkl").read_bytes() == b"searcher-v2"
-    assert not (sweep / f"{SNAPSHOT}.old").exists() and not (sweep / f"{SNAPSHOT}.new").exists()
+    second = last_snapshot(sweep)
+    assert (second / "searcher-state-2026.pkl").read_bytes() == b"searcher-v2"
+    assert [p.name for p in (sweep / SNAPSHOT).iterdir()] == [second.name], "older generations are deleted"
     sync(staging, exp)
     assert verify(sweep, exp) == ["1 trials' pickled errors set aside (their error.txt is kept)"]
     assert (exp / "t1" / "error.pkl.rejected").exists() and (exp / "t1" / "result.json").exists()
@@ -97,10 +99,39 @@ def test_state_signed_under_another_key_or_not_at_all_is_refused(tmp_path: Path,
     with pytest.raises(ConfigError, match="no signed snapshot.*--trust-state"):
         verify(sweep, exp)
     StateSigner().sign(sweep, staging, exp)
-    (sweep / SNAPSHOT / "tuner.pkl").write_bytes(b"changed inside the snapshot")
+    (last_snapshot(sweep) / "tuner.pkl").write_bytes(b"changed inside the snapshot")
     with pytest.raises(ConfigError, match=r"tuner.pkl' does not match its signature under your key"):
         verify(sweep, exp)
     StateSigner().sign(sweep, staging, exp)
     monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "other.key"))  # another user's key
     with pytest.raises(ConfigError, match="does not match its signature under your key"):
         verify(sweep, exp)
+
+
+def test_a_generation_a_kill_left_unsigned_is_ignored_and_an_earlier_layout_still_verifies(tmp_path: Path) -> None:
+    """A kill mid-snapshot leaves a generation without signatures.json: the previous one is the snapshot. A sweep
+    signed by an earlier proselflc (one snapshot in `.state-backup/` itself) verifies, and the next save
+    replaces that layout by a generation."""
+    sweep, staging, exp = layout(tmp_path)
+    signer = StateSigner()
+    signer.sign(sweep, staging, exp)
+    signed = last_snapshot(sweep)
+    cut = sweep / SNAPSHOT / str(int(signed.name) + 1)
+    cut.mkdir()
+    (cut / "tuner.pkl").write_bytes(b"half a sna")
+    assert last_snapshot(sweep) == signed
+    assert verify(sweep, exp)[-1] == "1 trials' pickled errors set aside (their error.txt is kept)"
+
+    earlier = tmp_path / "earlier"
+    (earlier / SNAPSHOT).mkdir(parents=True)
+    for file in signed.iterdir():
+        (earlier / SNAPSHOT / file.name).write_bytes(file.read_bytes())
+    earlier_exp = earlier / "trials"
+    earlier_exp.mkdir()
+    sync(staging, earlier_exp)
+    (earlier_exp / "tuner.pkl").write_bytes(b"tuner-v1")
+    assert last_snapshot(earlier) == earlier / SNAPSHOT
+    assert verify(earlier, earlier_exp) == []
+    (staging / "searcher-state-2026.pkl").write_bytes(b"searcher-v2")
+    assert StateSigner().sign(earlier, staging, earlier_exp) is True
+    assert [p.name for p in (earlier / SNAPSHOT).iterdir()] == ["1"]

@@ -168,6 +168,18 @@ def test_storage_uris_keep_their_query_and_file_uris_are_local_paths(tmp_path: P
     assert local.sweep_dir == tmp_path / "tiny"
 
 
+@pytest.mark.subprocess
+def test_a_file_s_size_reads_the_same_on_a_local_disk_and_in_a_bucket(s3_bucket: str, tmp_path: Path) -> None:
+    """storage.size, what the results check and the state guard use for both: -1 for a missing file or a directory."""
+    remote = storage.resolve(f"{s3_bucket}/sizes")
+    for root in (tmp_path, remote):
+        (root / "d").mkdir()
+        (root / "d" / "result.json").write_bytes(b'{"epoch": 1}\n')
+        assert storage.size(root / "d" / "result.json") == 13
+        assert storage.size(root / "d" / "params.json") == -1
+        assert storage.size(root / "d") == -1
+
+
 @pytest.mark.ray
 def test_the_endpoint_may_be_given_in_the_uri_instead_of_the_environment(
     s3_sweep: str, monkeypatch: pytest.MonkeyPatch

@@ -276,7 +276,7 @@ def test_resume_verifies_ray_state_falls_back_to_signed_copies_and_runs_in_place
 
     def copy(name: str) -> Path:
         original = _interrupted_guarded_sweep(tmp_path / name, ray_session)
-        assert (original / ".state-backup" / "signatures.json").is_file()
+        assert state_guard.has_snapshot(original)
         target = tmp_path / name / "copy" / "guarded"
         shutil.copytree(original, target)
         return target

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -206,6 +207,17 @@ def write_text(target: Dir, text: str) -> None:
         target.write_text(text)
     else:
         atomic_write_text(target, text)
+
+
+def size(target: Dir) -> int:
+    """Bytes in a file; -1 when it does not exist or is not a file."""
+    if isinstance(target, Location):
+        return target.size()
+    try:
+        info = Path(target).stat()
+    except FileNotFoundError:
+        return -1
+    return info.st_size if stat.S_ISREG(info.st_mode) else -1
 
 
 def remove_tree(target: Dir) -> None:

@@ -205,7 +205,7 @@ def results_intact(trial_dir: storage.Dir, iteration: int | None = None) -> bool
     A full disk leaves them empty or cut off (Ray rewrites every trial file on each copy to storage)."""
     for name in TRIAL_FILES:
         path = trial_dir / name
-        if not path.is_file() or (path.size() if isinstance(path, storage.Location) else path.stat().st_size) == 0:
+        if storage.size(path) <= 0:
             return False
     if iteration is None:
         return True

@@ -3,7 +3,7 @@
 Ray Tune restores a Tuner from pickles (`tuner.pkl`, `searcher-state-*.pkl`, the trial objects inside
 `experiment_state-*.json`, `error.pkl`): loading a sweep directory someone else wrote would run their
 code. So while a sweep runs, each time Ray saves its state the sweep's monitor copies that state, as one
-consistent snapshot, into `<sweep>/.state-backup/` and signs every file (HMAC-SHA256 with a per-user
+consistent snapshot, into `<sweep>/.state-backup/<n>/` and signs every file (HMAC-SHA256 with a per-user
 secret key, a file of mode 0600). Before a resume the snapshot must verify under the user's key, and
 Ray's state files are made equal to it: a file that differs (cut off by a full disk or a kill, synced
 late, or changed by someone) is set aside as `<name>.rejected` and replaced by its signed copy, so the
@@ -12,9 +12,10 @@ their checkpoints, not lost). Trials' pickled errors are set aside too (their er
 snapshot that does not verify refuses the resume, naming the file. `--trust-state` skips all this for a
 directory the user vouches for.
 
-On object storage (`storage_path: s3://...`), which has no renames, each snapshot is a new generation
-`.state-backup/<n>/` whose `signatures.json` is written last: the newest generation that has it is the last
-complete snapshot, and older ones are deleted once a newer one is complete.
+One scheme for a local directory and object storage (which has no renames): each snapshot is a new
+generation `.state-backup/<n>/` whose `signatures.json` is written last, atomically: the newest generation
+that has it is the last complete snapshot, and older ones are deleted once a newer one is complete. A kill
+mid-snapshot leaves a generation without signatures, which is ignored.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from pathlib import Path
 
 from proselflc import storage
 from proselflc.errors import ConfigError
-from proselflc.io import atomic_write_text
 
 #: Where the per-user key lives unless PROSELFLC_KEY_FILE names another file.
 KEY_ENV = "PROSELFLC_KEY_FILE"
@@ -62,45 +62,34 @@ def load_key() -> bytes:
     return path.read_text().strip().encode()
 
 
-def state_files(directory: Path) -> list[Path]:
+def state_files(directory: storage.Dir) -> list[storage.Dir]:
     """Ray's pickled state in an experiment (or staging) directory; the trials' checkpoints are not among
     them: the Engine loads those with `weights_only=True`."""
-    return sorted({p for pattern in _STATE for p in directory.glob(pattern) if p.is_file()})
-
-
-def _remote_state_files(directory: storage.Location) -> list[storage.Location]:
-    """`state_files` of an experiment on object storage."""
-    return sorted(
-        (f for f in directory.iterdir() if any(fnmatch(f.name, p) for p in _STATE) and f.is_file()),
-        key=lambda f: f.name,
-    )
+    if not directory.is_dir():
+        return []
+    found = (f for f in directory.iterdir() if any(fnmatch(f.name, p) for p in _STATE) and f.is_file())
+    return sorted(found, key=lambda f: f.name)
 
 
 def _digest(key: bytes, path: storage.Dir) -> str:
-    if isinstance(path, storage.Location):
-        return hmac.new(key, path.read_bytes(), digestmod=hashlib.sha256).hexdigest()
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            mac.update(block)
-    return mac.hexdigest()
+    return hmac.new(key, path.read_bytes(), digestmod=hashlib.sha256).hexdigest()
 
 
-def _generations(sweep_dir: storage.Location) -> list[storage.Location]:
-    """The snapshot generations on object storage, newest first."""
-    found = [d for d in (sweep_dir / SNAPSHOT).iterdir() if d.name.isdigit()]
+def _generations(sweep_dir: storage.Dir) -> list[storage.Dir]:
+    """The snapshot generations, newest first."""
+    root = sweep_dir / SNAPSHOT
+    found = [d for d in root.iterdir() if d.name.isdigit()] if root.is_dir() else []
     return sorted(found, key=lambda d: int(d.name), reverse=True)
 
 
-def _snapshot(sweep_dir: storage.Dir) -> storage.Dir | None:
-    """The newest complete snapshot (a kill between the two renames of a swap leaves only `.old`; on object
-    storage, a kill mid-snapshot leaves a generation without signatures)."""
-    if isinstance(sweep_dir, storage.Location):
-        return next((g for g in _generations(sweep_dir) if (g / SIGNATURES).is_file()), None)
-    for candidate in (sweep_dir / SNAPSHOT, sweep_dir / f"{SNAPSHOT}.old"):
-        if (candidate / SIGNATURES).is_file():
-            return candidate
-    return None
+def last_snapshot(sweep_dir: storage.Dir) -> storage.Dir | None:
+    """The newest complete snapshot (a kill mid-snapshot leaves a generation without signatures). A local
+    sweep signed by an earlier proselflc holds its one snapshot in `.state-backup/` itself (or, killed
+    mid-swap, in `.state-backup.old/`): read there, replaced by a generation at the next save."""
+    found = next((g for g in _generations(sweep_dir) if (g / SIGNATURES).is_file()), None)
+    if found is not None or isinstance(sweep_dir, storage.Location):
+        return found
+    return next((c for c in (sweep_dir / SNAPSHOT, sweep_dir / f"{SNAPSHOT}.old") if (c / SIGNATURES).is_file()), None)
 
 
 class StateSigner:
@@ -117,61 +106,54 @@ class StateSigner:
         `staging` is the driver's staging directory, where Ray writes its state synchronously before
         syncing it to `experiment` (the storage directory, where `tuner.pkl` is written directly).
         """
-        files = {p.name: p for p in state_files(staging) if p.name != "tuner.pkl"}
-        tuner = experiment / "tuner.pkl"
-        remote = isinstance(sweep_dir, storage.Location)
-        # On object storage only a changed staging file triggers a snapshot: no request to the store per step.
-        if not remote and tuner.is_file():
-            files["tuner.pkl"] = tuner
+        files: dict[str, storage.Dir] = {p.name: p for p in state_files(staging) if p.name != "tuner.pkl"}
         stamps = {name: (p.stat().st_mtime_ns, p.stat().st_size) for name, p in files.items()}
+        tuner = experiment / "tuner.pkl"
+        # On object storage only a changed staging file triggers a snapshot: no request to the store per step.
+        if not isinstance(tuner, storage.Location) and tuner.is_file():
+            stamps["tuner.pkl"] = (tuner.stat().st_mtime_ns, tuner.stat().st_size)
         if not files or stamps == self._seen:
             return False
         self._key = self._key or load_key()
-        if remote:
-            self._sign_remote(sweep_dir, {**files, "tuner.pkl": tuner} if tuner.is_file() else dict(files))
-            self._seen = stamps
-            return True
-        new = sweep_dir / f"{SNAPSHOT}.new"
-        shutil.rmtree(new, ignore_errors=True)
-        new.mkdir(parents=True)
-        signatures = {}
-        for name, source in files.items():
-            shutil.copyfile(source, new / name)
-            signatures[name] = _digest(self._key, new / name)  # sign the copy: Ray may rewrite the source
-        atomic_write_text(new / SIGNATURES, json.dumps(signatures, indent=1, sort_keys=True) + "\n")
-        current, old = sweep_dir / SNAPSHOT, sweep_dir / f"{SNAPSHOT}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if current.exists():
-            os.replace(current, old)
-        os.replace(new, current)
-        shutil.rmtree(old, ignore_errors=True)
-        self._seen = stamps
-        return True
-
-    def _sign_remote(self, sweep_dir: storage.Location, files: dict[str, Path | storage.Location]) -> None:
-        """A new generation with the files, then its signatures (the commit point), then older ones deleted."""
-        assert self._key is not None
+        if tuner.is_file():
+            files["tuner.pkl"] = tuner
         older = _generations(sweep_dir)
         new = sweep_dir / SNAPSHOT / str(int(older[0].name) + 1 if older else 1)
+        if new.exists():  # a generation a killed driver left without signatures
+            storage.remove_tree(new)
+        new.mkdir(parents=True)
         signatures = {}
         for name, source in files.items():
             data = source.read_bytes()  # sign the bytes stored: Ray may rewrite the source meanwhile
             (new / name).write_bytes(data)
             signatures[name] = hmac.new(self._key, data, digestmod=hashlib.sha256).hexdigest()
-        (new / SIGNATURES).write_text(json.dumps(signatures, indent=1, sort_keys=True) + "\n")
+        storage.write_text(new / SIGNATURES, json.dumps(signatures, indent=1, sort_keys=True) + "\n")  # commit
         for generation in older:
-            generation.rmtree()
+            storage.remove_tree(generation)
+        if not isinstance(sweep_dir, storage.Location):
+            _drop_earlier_layout(sweep_dir)
+        self._seen = stamps
+        return True
+
+
+def _drop_earlier_layout(sweep_dir: Path) -> None:
+    """Remove an earlier proselflc's one-snapshot files (`.state-backup/*` files, `.state-backup.old/`) once a
+    generation is complete."""
+    for file in (sweep_dir / SNAPSHOT).iterdir():
+        if file.is_file():
+            file.unlink()
+    for leftover in (sweep_dir / f"{SNAPSHOT}.old", sweep_dir / f"{SNAPSHOT}.new"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
 
 
 def has_results(experiment: storage.Dir) -> bool:
     """Whether any trial of the experiment reported a result (there is work a fresh start would lose)."""
-    if isinstance(experiment, storage.Location):
-        return any((trial / "result.json").size() > 0 for trial in experiment.iterdir())
-    return any(p.stat().st_size > 0 for p in experiment.glob("*/result.json"))
+    return experiment.is_dir() and any(storage.size(trial / "result.json") > 0 for trial in experiment.iterdir())
 
 
 def has_snapshot(sweep_dir: storage.Dir) -> bool:
-    return _snapshot(sweep_dir) is not None
+    return last_snapshot(sweep_dir) is not None
 
 
 def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
@@ -180,7 +162,7 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
     Raises ConfigError, naming the file, when there is no snapshot or one of its files does not match its
     signature under this user's key.
     """
-    snapshot = _snapshot(sweep_dir)
+    snapshot = last_snapshot(sweep_dir)
     if snapshot is None:
         raise ConfigError(
             f"--resume: {str(sweep_dir)!r} has Ray Tune state but no signed snapshot ({SNAPSHOT}/): it was not "
@@ -207,20 +189,16 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
                 "code, so the resume is refused. Resume with --trust-state only if you trust the directory"
             )
     changed = []
-    remote = isinstance(experiment, storage.Location)
-    for file in _remote_state_files(experiment) if remote else state_files(experiment):
+    for file in state_files(experiment):
         if file.name not in signatures or file.read_bytes() != (snapshot / file.name).read_bytes():
             storage.move(file, file.parent / f"{file.name}.rejected")
             changed.append(file.name)
     restored = []
     for name in signatures:
         if not (experiment / name).is_file():
-            _copy(snapshot / name, experiment / name)
+            (experiment / name).write_bytes((snapshot / name).read_bytes())
             restored.append(name)
-    if remote:
-        errors = [d / "error.pkl" for d in experiment.iterdir() if (d / "error.pkl").is_file()]
-    else:
-        errors = list(experiment.glob("*/error.pkl"))
+    errors = [d / "error.pkl" for d in experiment.iterdir() if (d / "error.pkl").is_file()]
     for error in errors:
         storage.move(error, error.parent / "error.pkl.rejected")
     notes = [f"{name}: not the last signed state (cut off, late or changed); set aside for the signed copy"
@@ -229,10 +207,3 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
     if errors:
         notes.append(f"{len(errors)} trials' pickled errors set aside (their error.txt is kept)")
     return notes
-
-
-def _copy(source: storage.Dir, target: storage.Dir) -> None:
-    if isinstance(target, storage.Location):
-        target.write_bytes(source.read_bytes())
-    else:
-        shutil.copyfile(source, target)
