@@ -93,3 +93,36 @@ def test_a_sweep_directory_has_its_searcher_rewritten_and_a_version_1_manifest_e
     assert yaml.safe_load((sweep_dir / SWEEP_FILE).read_text())["searcher"] == {"name": "random"}
     assert main(["migrate", str(tmp_path / "nowhere")]) == 2
     assert "is neither a sweep file nor a sweep directory" in capsys.readouterr().err
+
+
+def test_a_version_1_sweep_s_nested_final_runs_are_refused_by_the_loader_then_migrated(tmp_path: Path, capsys) -> None:
+    """An earlier version kept each study in its own experiment and nested a final re-run's params under
+    `final_run`: `report` refuses that form naming migrate, and reads the sweep once migrate wrote them flat."""
+    from proselflc import analysis
+
+    sweep_dir = tmp_path / "old"
+    study = "symmetric-0.4/crossentropy"
+    search, final = sweep_dir / "symmetric-0.4_crossentropy" / "search" / "t1", sweep_dir / "final" / "f1"
+    rows = [{"epoch": e, "training_iteration": e, "val_accuracy": 0.5 + e / 10, "test_accuracy": 0.6 + e / 10}
+            for e in (1, 2)]
+    for trial, params in ((search, {"optim.lr": 0.1}),
+                          (final, {"final_run": {"study": study, "optim.lr": 0.1, "train.seed": 1}})):
+        trial.mkdir(parents=True)
+        (trial / "params.json").write_text(json.dumps(params))
+        (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write(sweep_dir / SWEEP_FILE, SWEEP)
+    entry = {"study": study, "dataset": "digits", "model": "mlp", "noise_kind": "symmetric", "noise_rate": 0.4,
+             "method": "crossentropy", "search_dir": "symmetric-0.4_crossentropy/search", "final_dir": "final",
+             "status": "finished", "best_params": {"optim.lr": 0.1}, "best_trial": "t1"}
+    (sweep_dir / MANIFEST_FILE).write_text(json.dumps({"sweep": "old", "max_t": 2, "final_seeds": [1],
+                                                       "studies": [entry]}))
+    with pytest.raises(ConfigError, match=f"earlier form.*run `proselflc migrate {sweep_dir}`"):
+        analysis.load_sweep(sweep_dir)
+    assert main(["migrate", str(sweep_dir)]) == 0
+    assert "1 final re-runs' params.json: {final_run: {...}} -> {phase: final, ...}" in capsys.readouterr().out
+    assert json.loads((final / "params.json").read_text()) == {
+        "phase": "final", "study": study, "optim.lr": 0.1, "train.seed": 1}
+    loaded = analysis.load_sweep(sweep_dir)
+    assert sorted(set(loaded["phase"])) == ["final", "search"]
+    assert main(["migrate", str(sweep_dir)]) == 0
+    assert "final re-runs' params.json" not in capsys.readouterr().out  # once

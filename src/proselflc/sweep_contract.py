@@ -8,8 +8,9 @@ its status and its selected configuration) and one Ray Tune experiment, `trials/
 trial of every study runs: a trial's config names its study and phase
 (`{"study": "symmetric-0.4/proselflc", "phase": "search" | "final", "<dotted.key>": value, ...}`), and
 its directory is `<kind>-<rate>_<method>_<phase>_<trial id>`. Sweeps written by earlier versions (one
-experiment per study under `<study>/search/`, final re-runs in `final/` under a `final_run` key) still
-load: the manifest names each study's experiment directories.
+experiment per study under `<study>/search/`, final re-runs in `final/`) load once `proselflc migrate` has
+written those re-runs' params (nested under a `final_run` key) flat: the manifest names each study's
+experiment directories.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pandas as pd
 
 from proselflc import dotted, safe_yaml, storage
 from proselflc import sweep_contract as contract
-from proselflc.errors import shown
+from proselflc.errors import ConfigError, shown
 from proselflc.ray_compat import RESULT_BOOKKEEPING_KEYS
 from proselflc.sweep_contract import LEGACY_FINAL_RUN, PHASE, STUDY, Manifest
 
@@ -238,8 +238,12 @@ def _read_params(trial_dir: Path, results: list[dict[str, Any]]) -> dict[str, An
             )
     if not isinstance(raw, dict):
         raw = next((r["config"] for r in results if isinstance(r.get("config"), dict)), {})
-    if isinstance(raw.get(LEGACY_FINAL_RUN), dict):  # an earlier version's final re-run, params nested
-        raw = {PHASE: "final", **raw[LEGACY_FINAL_RUN]}
+    if isinstance(raw.get(LEGACY_FINAL_RUN), dict):  # an earlier version's final re-run: rewritten by migrate
+        sweep_dir = trial_dir.parent.parent
+        raise ConfigError(
+            f"{str(path)!r} holds a final re-run in the earlier form ({{{LEGACY_FINAL_RUN}: {{...}}}}); run "
+            f"`proselflc migrate {sweep_dir}` to rewrite the sweep's final re-runs, then load it again"
+        )
     # Nested config dicts to dotted keys, so either layout reads into the same columns; lists as JSON cells.
     return {k: json.dumps(v) if isinstance(v, list | tuple) else v for k, v in dotted.flatten(raw).items()}
 

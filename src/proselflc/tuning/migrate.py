@@ -7,12 +7,16 @@ Earlier forms rewritten here:
   {name: asha, ...}`, `asha:` keeping only `max_t`. Where a `scheduler:` section is also given (as an earlier
   sweep directory's `sweep.yaml` records it, every `asha` field written out), `asha`'s settings at their
   defaults are dropped: they meant nothing then.
+- an earlier sweep directory's (manifest version 1) final re-runs, whose params.json nested the params under
+  `final_run`, are written flat with their phase, as `proselflc report` reads them (the loader refuses the
+  nested form, naming this command).
 A sweep file is rewritten in place (YAML comments are not kept) after a copy of it is kept beside it; a sweep
 directory's `sweep.yaml` (what `--resume` compares the sweep file with: migrate both) is rewritten in place.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,14 @@ import yaml
 
 from proselflc.config import ConfigError, read_yaml
 from proselflc.io import atomic_write_text
-from proselflc.sweep_contract import CURRENT_VERSION, MANIFEST_FILE, SWEEP_FILE, read_manifest
+from proselflc.sweep_contract import (
+    CURRENT_VERSION,
+    LEGACY_FINAL_RUN,
+    MANIFEST_FILE,
+    PHASE,
+    SWEEP_FILE,
+    read_manifest,
+)
 from proselflc.tuning.config import ASHA_SETTINGS
 
 #: What the earlier `asha:` section's settings defaulted to (ignored where a `scheduler:` section was given).
@@ -90,9 +101,14 @@ def _migrate_directory(sweep_dir: Path) -> list[str]:
         raise ConfigError(f"migrate: {str(sweep_dir)!r} holds no {SWEEP_FILE}: not a sweep directory")
     changes: list[str] = []
     if (sweep_dir / MANIFEST_FILE).is_file() and read_manifest(sweep_dir).version < CURRENT_VERSION:
-        # Its trials ran one Tuner per study: `report` reads it as it is; it cannot be resumed by this version.
+        # Its trials ran one Tuner per study: `report` reads it once its final re-runs' params are flat; it
+        # cannot be resumed by this version.
+        rewritten = _flatten_final_runs(sweep_dir)
+        if rewritten:
+            changes.append(f"{rewritten} final re-runs' params.json: {{{LEGACY_FINAL_RUN}: {{...}}}} -> "
+                           f"{{{PHASE}: final, ...}}")
         changes.append(
-            f"{MANIFEST_FILE} is version 1 (one Tuner per study): left as it is; `proselflc report` reads it, "
+            f"{MANIFEST_FILE} is version 1 (one Tuner per study): `proselflc report` reads it, "
             "`--resume` needs the version that wrote it"
         )
     raw = read_yaml(sweep_file)
@@ -100,3 +116,18 @@ def _migrate_directory(sweep_dir: Path) -> list[str]:
     if rewritten:
         atomic_write_text(sweep_file, yaml.safe_dump(raw, sort_keys=False))
     return rewritten + changes
+
+
+def _flatten_final_runs(sweep_dir: Path) -> int:
+    """An earlier version's final re-runs nested their params under `final_run`: write them flat, with the
+    phase, as every trial's params are now; how many were rewritten."""
+    count = 0
+    for params in sorted(sweep_dir.rglob("params.json")):
+        try:
+            raw = json.loads(params.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a torn file: the analysis reports it as it is
+        if isinstance(raw, dict) and isinstance(raw.get(LEGACY_FINAL_RUN), dict):
+            atomic_write_text(params, json.dumps({PHASE: "final", **raw[LEGACY_FINAL_RUN]}) + "\n")
+            count += 1
+    return count
