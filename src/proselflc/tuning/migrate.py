@@ -34,9 +34,8 @@ from proselflc.sweep_contract import (
     read_manifest,
 )
 from proselflc.tuning.config import ASHA_SETTINGS
+from proselflc.tuning.search import AshaScheduler
 
-#: What the earlier `asha:` section's settings defaulted to (ignored where a `scheduler:` section was given).
-_ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3.0, "brackets": 1}
 #: Suffix of the copy of a sweep file kept before it is rewritten.
 KEPT_SUFFIX = ".before-migrate"
 
@@ -64,7 +63,8 @@ def migrate_asha(raw: dict[str, Any]) -> list[str]:
     settings = {k: asha[k] for k in ASHA_SETTINGS if k in asha}
     kept = {k: v for k, v in asha.items() if k not in ASHA_SETTINGS}
     if raw.get("scheduler") is not None:
-        if any(_ASHA_DEFAULTS[k] != v for k, v in settings.items()):
+        # The earlier asha: section's defaults were ASHA's: beside a scheduler: section they meant nothing.
+        if any(AshaScheduler.model_fields[k].default != v for k, v in settings.items()):
             return []  # both set early stopping, which no version accepted: the loader names the conflict
         change = f"asha: {{{', '.join(settings)}}} (defaults, unused beside scheduler:) dropped"
     else:

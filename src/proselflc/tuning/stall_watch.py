@@ -26,14 +26,12 @@ QUIET_ENV = "PROSELFLC_STALL_WARN_S"
 STACKS_FILE = "driver-stacks.txt"
 
 _last_step: float | None = None
-_steps = 0
 
 
 def beat() -> None:
     """Ray Tune's controller took a step (called by the sweep's monitor, in the driver)."""
-    global _last_step, _steps
+    global _last_step
     _last_step = time.monotonic()
-    _steps += 1
 
 
 def quiet_s() -> float:
@@ -66,7 +64,6 @@ class StallWatch:
 
     def __enter__(self) -> None:
         self._started = time.monotonic()
-        self._steps_before = _steps
         self._thread.start()
 
     def __exit__(
@@ -78,8 +75,8 @@ class StallWatch:
     def _watch(self) -> None:
         quiet_since, warned = None, 0
         while not self._stop.wait(min(5.0, self.quiet / 4)):
-            started = _steps > self._steps_before
-            since = max(self._started, _last_step or 0.0) if started else self._started
+            started = _last_step is not None and _last_step >= self._started
+            since = _last_step if started else self._started
             if since != quiet_since:  # a step came: count the silence afresh
                 quiet_since, warned = since, 0
             silent = time.monotonic() - since

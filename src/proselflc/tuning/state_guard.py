@@ -96,6 +96,10 @@ class StateSigner:
     """Snapshots and signs Ray's state each time Ray saves it (called from the sweep's Tune callback, in the
     driver thread that also writes the state, so a snapshot never mixes two saves)."""
 
+    #: Whether an earlier proselflc's snapshot layout was looked for and removed in this run (a class default:
+    #: a signer unpickled from an earlier version's Tuner state has no such attribute of its own).
+    _earlier_layout_dropped = False
+
     def __init__(self) -> None:
         self._seen: dict[str, tuple[int, int]] = {}
         self._key: bytes | None = None
@@ -130,8 +134,9 @@ class StateSigner:
         storage.write_text(new / SIGNATURES, json.dumps(signatures, indent=1, sort_keys=True) + "\n")  # commit
         for generation in older:
             storage.remove_tree(generation)
-        if not isinstance(sweep_dir, storage.Location):
-            _drop_earlier_layout(sweep_dir)
+        if not self._earlier_layout_dropped and not isinstance(sweep_dir, storage.Location):
+            _drop_earlier_layout(sweep_dir)  # once per run: a later save finds none
+            self._earlier_layout_dropped = True
         self._seen = stamps
         return True
 
