@@ -48,18 +48,28 @@ TINY_SWEEP: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[Any]:
-    """The session's local Ray: 2 CPUs and 2 fake GPUs, no dashboard, its own short temp dir."""
+    """The session's local Ray: 2 CPUs and 2 fake GPUs, no dashboard, its own short temp dir, on 127.0.0.1 only.
+
+    Every test's traffic stays on loopback: Ray listens on 127.0.0.1 only, and the drivers tests start against it
+    (the CLI with RAY_ADDRESS, notebooks) inherit Ray's local-only switch, without which a driver takes the
+    machine's address as its node IP and waits forever for a local node of that address."""
     import ray
 
-    saved = {k: os.environ.pop(k) for k in ("RAY_ADDRESS",) if k in os.environ}
+    from proselflc import ray_compat
+
+    saved = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", ray_compat.RAY_LOCAL_ONLY_ENV) if k in os.environ}
+    os.environ[ray_compat.RAY_LOCAL_ONLY_ENV] = "0"
     # Ray puts Unix sockets under its temp dir: keep the path short (sockets are limited to ~107 chars).
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="WARNING")
+    ray_compat.init_on_loopback(
+        num_cpus=2, num_gpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="WARNING"
+    )
     try:
         yield ray
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+        os.environ.pop(ray_compat.RAY_LOCAL_ONLY_ENV, None)
         os.environ.update(saved)
 
 

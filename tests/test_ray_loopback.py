@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ import psutil
 import pytest
 
 from proselflc.config import ConfigError
+from proselflc.ray_compat import RAY_LOCAL_ONLY_ENV
 from proselflc.tuning import preflight
 
 DRIVER = textwrap.dedent(
@@ -64,7 +66,8 @@ DRIVER = textwrap.dedent(
 
 
 def start_driver(mode: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    # Without the test session's switches: what a user's shell has.
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", RAY_LOCAL_ONLY_ENV)}
     env.update(extra_env or {})
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
@@ -140,3 +143,49 @@ def test_the_user_can_ask_for_rays_default_binding(monkeypatch):
         preflight.loopback_wanted()
     monkeypatch.delenv(preflight.LOOPBACK_ENV)
     assert preflight.loopback_wanted() is True
+
+
+def _listening(proc: psutil.Process) -> list[tuple[str, str]]:
+    """(process name, address) of every listening socket of `proc` and its descendants."""
+    found = []
+    for each in [proc, *proc.children(recursive=True)]:
+        try:
+            found += [(each.name(), c.laddr.ip) for c in each.net_connections(kind="inet")
+                      if c.status == psutil.CONN_LISTEN]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.ray
+def test_the_test_sessions_ray_and_the_drivers_tests_start_listen_on_loopback_only(ray_session: Any) -> None:
+    """The shared Ray of the suite (tests/conftest.py) and a CLI-style driver connected to it by RAY_ADDRESS: no
+    socket outside 127.0.0.0/8, so no test's traffic reaches the machine's other addresses."""
+    address = ray_session.get_runtime_context().gcs_address
+
+    @ray_session.remote(num_cpus=0)
+    def pid() -> int:
+        return os.getpid()
+
+    ray_session.get(pid.remote())  # a worker exists
+    assert address.startswith("127.0.0.1:"), address
+    session = _listening(psutil.Process())
+    assert {"gcs_server", "raylet"} <= {name for name, _ in session}, session
+    assert [row for row in session if not is_loopback(row[1])] == []
+    code = "import ray, sys; ray.init(logging_level='ERROR'); print('connected', flush=True); sys.stdin.readline()"
+    driver = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_ADDRESS": address})
+    try:
+        assert driver.stdout is not None and driver.stdin is not None
+        # A driver that took the machine's address as its node IP waits for that node forever: bound the wait.
+        ready, _, _ = select.select([driver.stdout], [], [], 60)
+        assert ready, "a driver connecting by RAY_ADDRESS did not connect within 60 s"
+        assert driver.stdout.readline().strip() == "connected", driver.stderr.read() if driver.stderr else ""
+        own = _listening(psutil.Process(driver.pid))
+        assert own and [row for row in own if not is_loopback(row[1])] == [], own
+        driver.stdin.close()
+        assert driver.wait(timeout=60) == 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()

@@ -281,3 +281,52 @@ def test_a_state_of_another_version_is_refused_with_what_to_do(tmp_path: Path) -
         pickle.dump({"something": "else"}, handle)
     with pytest.raises(ConfigError, match="neither a proselflc searcher state nor one of an earlier version"):
         searcher(["a"]).restore(str(tmp_path / "other.pkl"))
+
+
+def _behind_rays_limiter(per_study: int) -> tuple[StudySearcher, Any]:
+    """A searcher as Tune wraps it for `max_concurrent_trials=1`: SearchGenerator(ConcurrencyLimiter(searcher))."""
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.search_generator import SearchGenerator
+
+    s = searcher(["a"], per_study_concurrency=per_study)
+    return s, SearchGenerator(ConcurrencyLimiter(s, max_concurrent=1))
+
+
+def test_a_restored_search_state_newer_than_its_trials_deals_again_within_the_sweeps_trial_limit(
+    tmp_path: Path,
+) -> None:
+    """After a resume that failed, Ray restores the search state from its staging directory, newer than the
+    experiment state: it holds a trial the experiment never recorded. When Ray's ConcurrencyLimiter kept its own
+    count, it still counted that trial as running, dealt nothing, and the next resume waited for a trial forever.
+    The plan keeps the one count: forgetting the trial frees its place."""
+    _, generator = _behind_rays_limiter(per_study=2)
+    assert generator.searcher.suggest("t1")["phase"] == "search"
+    assert generator.searcher.suggest("t2") is None  # the sweep's limit of one, not the study's of two
+    generator.save_to_dir(str(tmp_path), session_str="failed-resume")
+    restored, restored_generator = _behind_rays_limiter(per_study=2)
+    restored_generator.restore_from_dir(str(tmp_path))
+    assert restored.studies["a"].in_flight == {"t1"}
+    restored.recover([])  # the experiment holds no trial: t1 is forgotten
+    assert restored_generator.searcher.suggest("t3")["phase"] == "search"
+    assert restored_generator.searcher.suggest("t4") is None  # the limit holds after the restore
+    restored_generator.on_trial_complete("t3", {"val_accuracy": 0.5, "epoch": 3, "training_iteration": 3})
+    assert restored_generator.searcher.suggest("t4")["phase"] == "search"  # a completion reaches the plan
+
+
+@pytest.mark.ray
+def test_a_limiter_restored_from_an_earlier_proselflc_hands_the_limit_back_to_the_searcher(
+    ray_session: Any, tmp_path: Path
+) -> None:
+    """A sweep saved while Ray's limiter counted by itself: once a trial is added, the plan's count holds."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.execution.tune_controller import TuneController
+
+    _, generator = _behind_rays_limiter(per_study=2)
+    limiter = generator.searcher
+    limiter._limit_concurrency, limiter.live_trials = True, {"gone"}  # what such a saved state restores
+    assert limiter.suggest("t1") is None
+    controller = TuneController(
+        search_alg=generator, storage=StorageContext(storage_path=str(tmp_path), experiment_dir_name="x")
+    )
+    StudyScheduler(metric="val_accuracy", mode="max", make=None).on_trial_add(controller, make_trial("a"))
+    assert limiter.suggest("t1")["phase"] == "search"

@@ -34,7 +34,7 @@ RESULT_BOOKKEEPING_KEYS = frozenset(
 )
 #: Ray 2.60's own switch for local-only Ray (its default on macOS/Windows), read when `ray` is imported: "0"
 #: keeps the node IP at 127.0.0.1, so every process it starts (GCS, raylet, workers, agents, metrics) binds it.
-_RAY_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+RAY_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def follow_experiment_storage(tune_controller: Any, trial: Trial) -> None:
@@ -60,6 +60,21 @@ def follow_experiment_storage(tune_controller: Any, trial: Trial) -> None:
     storage.storage_fs_path = there.storage_fs_path
     storage.experiment_dir_name = there.experiment_dir_name
     trial.set_storage(storage)
+
+
+def limit_concurrency_in_searcher(tune_controller: Any) -> None:
+    """Hand the trial limit back to the searcher when a restored ConcurrencyLimiter took it (call on trial add).
+
+    Ray 2.60: `max_concurrent_trials` wraps the searcher in a `ConcurrencyLimiter`, which limits by itself unless
+    the searcher's `set_max_concurrency` returns True. A resume restores the limiter's `__dict__` from the saved
+    search state, so a sweep saved by an earlier proselflc (whose searcher did not limit) gets back a limiter that
+    limits, with that state's live trials. `_set_searcher_max_concurrency` is the limiter's own re-check.
+    """
+    from ray.tune.search import ConcurrencyLimiter
+
+    limiter = getattr(getattr(tune_controller, "_search_alg", None), "searcher", None)
+    if isinstance(limiter, ConcurrencyLimiter) and limiter._limit_concurrency:
+        limiter._set_searcher_max_concurrency()
 
 
 def place_asha_rungs(
@@ -149,18 +164,18 @@ def init_on_loopback(**kwargs: object) -> None:
     import ray
     from ray._private import ray_constants
 
-    saved_env = os.environ.get(_RAY_LOCAL_ONLY_ENV)
+    saved_env = os.environ.get(RAY_LOCAL_ONLY_ENV)
     saved = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[_RAY_LOCAL_ONLY_ENV] = "0"
+    os.environ[RAY_LOCAL_ONLY_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         ray.init(_node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
     finally:  # the processes Ray started keep the flag; later ones in this driver need not
         ray_constants.ENABLE_RAY_CLUSTER = saved
         if saved_env is None:
-            os.environ.pop(_RAY_LOCAL_ONLY_ENV, None)
+            os.environ.pop(RAY_LOCAL_ONLY_ENV, None)
         else:
-            os.environ[_RAY_LOCAL_ONLY_ENV] = saved_env
+            os.environ[RAY_LOCAL_ONLY_ENV] = saved_env
 
 
 def reported_cluster_config() -> Any:

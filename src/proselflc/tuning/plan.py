@@ -254,18 +254,26 @@ class SweepPlan:
     def finished(self) -> bool:
         return all(study.status == Status.FINISHED for study in self.studies.values())
 
+    @property
+    def in_flight(self) -> int:
+        """Trials dealt and not ended, across studies."""
+        return sum(len(study.in_flight) for study in self.studies.values())
+
     def study_of(self, trial_id: str) -> tuple[Study, str] | None:
         where = self.trial_study.get(trial_id)
         return None if where is None else (self.studies[where[0]], where[1])
 
-    def deal(self, trial_id: str, suggest: Suggest, now: float | None = None) -> Dealt | None:
-        """The next trial (None: nothing to deal now; see `finished` for whether anything is left)."""
+    def deal(
+        self, trial_id: str, suggest: Suggest, now: float | None = None, max_in_flight: int | None = None
+    ) -> Dealt | None:
+        """The next trial (None: nothing to deal now; see `finished` for whether anything is left). With
+        `max_in_flight`, none while that many trials of the sweep are in flight."""
         now = time.time() if now is None else now
         for study in self.studies.values():
             # A time budget can close a search after its last trial ended: end it here.
             if study.status == Status.SEARCHING and not study.search_open(now, self.time_budget_s) and not study.in_flight:
                 self._end_search(study)
-        if self.finished:
+        if self.finished or (max_in_flight is not None and self.in_flight >= max_in_flight):
             return None
         for study in self._by_priority():
             if study.finals_open(self.final_seeds):

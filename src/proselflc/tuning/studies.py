@@ -225,8 +225,23 @@ class StudySearcher(Searcher):
     def notes(self) -> list[str]:
         return self.state.plan.notes
 
+    #: The most trials in flight across the sweep (Ray Tune's `max_concurrent_trials`), given on every fit by
+    #: `set_max_concurrency`; a class default, so a searcher unpickled from an earlier tuner.pkl has it.
+    max_concurrent: int | None = None
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """Limit the trials in flight in the plan instead of in Ray Tune's ConcurrencyLimiter (True: done here).
+
+        The limiter keeps its own set of live trials in another state file than the plan's. After a resume that
+        failed, Ray restores that file from its staging directory, newer than the experiment state: the limiter
+        then counted trials Ray never had as running, dealt nothing, and Ray waited for a trial forever. The
+        plan's one count is reconciled with the restored trials (`recover`), so it cannot disagree with them.
+        """
+        self.max_concurrent = max_concurrent
+        return True
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        dealt = self.plan.deal(trial_id, self._suggest)
+        dealt = self.plan.deal(trial_id, self._suggest, max_in_flight=self.max_concurrent)
         if dealt is None:
             return Searcher.FINISHED if self.plan.finished else None
         return {STUDY: dealt.study, PHASE: dealt.phase, **dealt.params}
@@ -355,6 +370,7 @@ class StudyScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         ray_compat.follow_experiment_storage(tune_controller, trial)
+        ray_compat.limit_concurrency_in_searcher(tune_controller)
         config = trial.config or {}
         if trial.status == Trial.TERMINATED and tune_controller is not None:
             self._replay_if_lost(tune_controller, trial)
