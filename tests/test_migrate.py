@@ -60,6 +60,37 @@ def test_asha_settings_in_the_asha_section_are_refused_then_moved_to_the_schedul
     assert (after.scheduler_spec.grace_period, after.scheduler_spec.reduction_factor, after.max_t) == (1, 2, 3)
 
 
+def test_a_migrated_sweep_file_keeps_the_users_comments_order_and_layout(tmp_path: Path) -> None:
+    """Only the earlier sections change: comments, flow mappings and long lines elsewhere stay as written, and the
+    scheduler takes the place of the asha settings it replaces."""
+    text = (
+        "# Quickstart: what it is for\n"
+        "name: old   # the sweep's name\n"
+        "base:\n"
+        "  model: {name: mlp}\n"
+        "  optim: {lr: 0.2, momentum: 0.9, weight_decay: 0.0, schedule: multistep, milestones: [2, 3], gamma: 0.1}\n"
+        "  train: {epochs: 4}\n"
+        "noise: {kind: symmetric, rates: [0.4]}\n"
+        "methods:\n"
+        "  crossentropy: {}   # the baseline\n"
+        "asha: {grace_period: 2, reduction_factor: 2}   # rungs at epochs 2 and 4\n"
+        "searcher: {name: optuna, sampler: tpe, seed: 0}\n"
+        "num_samples: 2            # trials per study\n"
+    )
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    assert main(["migrate", str(path)]) == 0
+    lines = path.read_text().splitlines()
+    kept = [line for line in text.splitlines() if not line.startswith(("asha:", "searcher:"))]
+    assert [line for line in lines if line in kept] == kept, path.read_text()
+    assert lines[lines.index("methods:") + 2:lines.index("methods:") + 6] == [
+        "scheduler:", "  name: asha", "  grace_period: 2", "  reduction_factor: 2"
+    ], path.read_text()
+    sweep = load_sweep(path)
+    assert (sweep.scheduler_spec.name, sweep.scheduler_spec.grace_period, sweep.searcher.name) == ("asha", 2, "tpe")
+    assert sweep.num_samples == 2 and sweep.base.optim.milestones == [2, 3]
+
+
 def test_an_earlier_sweep_directory_resumes_with_its_file_once_both_are_migrated(tmp_path: Path, capsys) -> None:
     """An earlier version's sweep.yaml wrote every asha field (scheduler null, or a scheduler beside asha's
     defaults): migrated, it resolves to the same sweep as the user's migrated file, which `--resume` compares."""

@@ -10,18 +10,20 @@ Earlier forms rewritten here:
 - an earlier sweep directory's (manifest version 1) final re-runs, whose params.json nested the params under
   `final_run`, are written flat with their phase, as `proselflc report` reads them (the loader refuses the
   nested form, naming this command).
-A sweep file is rewritten in place (YAML comments are not kept) after a copy of it is kept beside it; a sweep
-directory's `sweep.yaml` (what `--resume` compares the sweep file with: migrate both) is rewritten in place.
+A sweep file is rewritten in place, its comments, key order and layout kept (ruamel.yaml's round trip), after a
+copy of it is kept beside it; a sweep directory's `sweep.yaml` (what `--resume` compares the sweep file with:
+migrate both) is rewritten in place.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
 
 from proselflc.config import ConfigError, read_yaml
 from proselflc.io import atomic_write_text
@@ -68,7 +70,7 @@ def migrate_asha(raw: dict[str, Any]) -> list[str]:
             return []  # both set early stopping, which no version accepted: the loader names the conflict
         change = f"asha: {{{', '.join(settings)}}} (defaults, unused beside scheduler:) dropped"
     else:
-        raw["scheduler"] = {"name": "asha", **settings}
+        _put_before(raw, "asha", "scheduler", {"name": "asha", **settings})
         change = f"asha: {{{', '.join(settings)}}} -> scheduler: {{name: asha, {', '.join(settings)}}}"
     if kept:
         raw["asha"] = kept
@@ -87,12 +89,40 @@ def migrate(path: str | Path) -> list[str]:
         return _migrate_directory(path)
     if not path.is_file():
         raise ConfigError(f"migrate: {str(path)!r} is neither a sweep file nor a sweep directory")
-    raw = read_yaml(path)
-    changes = migrate_searcher(raw) + migrate_asha(raw)
+    changes, text = _rewritten(path)
     if changes:
         shutil.copy2(path, path.with_name(path.name + KEPT_SUFFIX))
-        atomic_write_text(path, yaml.safe_dump(raw, sort_keys=False))
+        atomic_write_text(path, text)
     return changes
+
+
+def _rewritten(path: Path) -> tuple[list[str], str]:
+    """What migrating the YAML file at `path` changes, and its new text with the user's comments and layout.
+
+    The hardened loader reads it first (its clear refusals of hostile or broken files hold here too); the rewrite
+    edits ruamel.yaml's round-trip form of the same text, whose mappings are dicts to the migrations."""
+    read_yaml(path)
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 1 << 16  # long lines stay as the user wrote them
+    document = yaml.load(path.read_text(encoding="utf-8"))
+    changes = migrate_searcher(document) + migrate_asha(document)
+    out = io.StringIO()
+    yaml.dump(document, out)
+    return changes, out.getvalue()
+
+
+def _put_before(raw: dict[str, Any], anchor: str, key: str, value: Any) -> None:
+    """Set `raw[key]` at the place of `raw[anchor]` (where the user wrote the setting it replaces)."""
+    position = list(raw).index(anchor)
+    if hasattr(raw, "insert"):  # ruamel.yaml's CommentedMap: inserting keeps the file's comments
+        raw.insert(position, key, value)
+        return
+    items = list(raw.items())
+    raw.clear()
+    raw.update(items[:position])
+    raw[key] = value
+    raw.update(items[position:])
 
 
 def _migrate_directory(sweep_dir: Path) -> list[str]:
@@ -111,10 +141,9 @@ def _migrate_directory(sweep_dir: Path) -> list[str]:
             f"{MANIFEST_FILE} is version 1 (one Tuner per study): `proselflc report` reads it, "
             "`--resume` needs the version that wrote it"
         )
-    raw = read_yaml(sweep_file)
-    rewritten = migrate_searcher(raw) + migrate_asha(raw)
+    rewritten, text = _rewritten(sweep_file)
     if rewritten:
-        atomic_write_text(sweep_file, yaml.safe_dump(raw, sort_keys=False))
+        atomic_write_text(sweep_file, text)
     return rewritten + changes
 
 
