@@ -24,7 +24,7 @@ from proselflc.registry import Param
 __all__ = ["DATASETS", "TEST_FRACTION", "Dataset", "Split"]
 
 #: `test_fraction`, the share of the examples held out as the clean test set, of every loader that splits one off.
-TEST_FRACTION = Param(low=0.0, high=1.0, low_open=True, high_open=True)
+TEST_FRACTION = Param(low=0.0, high=1.0, low_open=True, high_open=True, help="share held out as the clean test set")
 
 Split = Literal["train", "test"]
 

@@ -171,7 +171,7 @@ def _read_split(folder: Path, files: tuple[str, ...], labels_key: str) -> tuple[
 
 
 #: `rotation_degrees`: random rotation in [-d, d] degrees after crop and flip (torchvision's RandomRotation(d)).
-ROTATION = {"rotation_degrees": Param(low=0.0, high=180.0)}
+ROTATION = {"rotation_degrees": Param(low=0.0, high=180.0, help="random rotation in [-d, d] degrees after crop and flip")}
 
 
 # Decorators apply bottom-up: cifar10 is registered first.

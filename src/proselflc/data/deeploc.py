@@ -161,7 +161,12 @@ def load_tokenizer(name_or_path: str | None) -> PreTrainedTokenizerBase:
 
 @DATASETS.register(
     "deeploc",
-    params={"task": Param(choices=("loc", "membrane")), "max_length": Param(low=8), "test_fraction": TEST_FRACTION},
+    params={
+        "task": Param(choices=("loc", "membrane")),
+        "max_length": Param(low=8, help="tokens per protein, incl. special tokens"),
+        "tokenizer": Param(help="a tokenizer name or path; default: the built-in residue tokenizer"),
+        "test_fraction": TEST_FRACTION,
+    },
 )
 def load(
     cfg: DataConfig, task: str = "loc", max_length: int = 512, tokenizer: str | None = None, test_fraction: float = 0.25

@@ -58,7 +58,7 @@ CLOTHING1M_CLASSES = (
     "Jacket", "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear",
 )  # fmt: skip
 #: `image_size`, the side of the training crop, of every loader of image files.
-IMAGE_SIZE = Param(low=32)
+IMAGE_SIZE = Param(low=32, help="side of the square crop")
 #: Decoding threads per batch (JPEG decoding and resizing release the GIL).
 MAX_WORKERS = 16
 
@@ -158,6 +158,7 @@ def _labelled(keys: list[str], labels: dict[str, int], source: Path) -> np.ndarr
 
 @DATASETS.register("clothing1m", real_noise=True, params={"image_size": IMAGE_SIZE})
 def load_clothing1m(cfg: DataConfig, image_size: int = 224) -> ImageFileDataset:
+    """Clothing1M's 1M web images with their noisy labels for training, its clean test keys for the test set."""
     root = Path(cfg.root).expanduser()
     notes = root / "annotations" if (root / "annotations").is_dir() else root
     train_keys = _lines(notes / "noisy_train_key_list.txt")
@@ -173,6 +174,7 @@ def load_clothing1m(cfg: DataConfig, image_size: int = 224) -> ImageFileDataset:
 
 @DATASETS.register("food101n", real_noise=True, params={"image_size": IMAGE_SIZE})
 def load_food101n(cfg: DataConfig, image_size: int = 224) -> ImageFileDataset:
+    """Food-101N's 310k web images labelled by their class folder for training, Food-101's test set for the test."""
     root = Path(cfg.root).expanduser()
     meta = root / "Food-101N_release" / "meta"
     classes = [c for c in _lines(meta / "classes.txt") if c != "class_name"]
