@@ -174,6 +174,10 @@ def test_an_option_the_dataset_does_not_take_is_refused_naming_migrate(tmp_path:
     assert "data.max_length: dataset 'digits' has no option 'max_length' (its options: test_fraction)" in message
     assert f"run `proselflc migrate {path}` to drop the ones dataset 'digits' does not take" in message
     assert load_run_config(path, ["data.name=deeploc", f"data.root={tmp_path}"]).data.options == {"max_length": 64}
+    from proselflc import data
+
+    halves = load_run_config(write(tmp_path / "halves.yaml", {"data": {"name": "digits", "test_fraction": 0.5}}))
+    assert len(data.load(halves.data).test_labels) == 899, "digits' own option reaches its loader"
 
 
 def test_a_run_config_keeps_its_dataset_s_options_and_comments_when_migrated(tmp_path: Path, capsys) -> None:

@@ -19,6 +19,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from proselflc.data.base import DATASETS, TEST_FRACTION, Dataset
+from proselflc.errors import ConfigError
 from proselflc.registry import Param
 
 if TYPE_CHECKING:
@@ -176,6 +177,9 @@ def load(
     `max_length` is tokens per protein (special tokens included); `tokenizer` a tokenizer name or path (default:
     the built-in residue tokenizer); `test_fraction` the share held out as clean test without a set/split/test column.
     """
+    if tokenizer is not None and not isinstance(tokenizer, str):
+        raise ConfigError(f"data.tokenizer = {tokenizer!r}: expected a tokenizer name or path, or null (the built-in one)")
+    max_length = int(max_length)  # a whole number, checked by the registry; 64.0 from YAML is 64
     frame = read_table(_csv_path(Path(cfg.root).expanduser()))
     frame, labels, classes = _task_labels(frame, task)
     if len(frame) < 4:
@@ -183,8 +187,8 @@ def load(
             f"data.root: only {len(frame)} usable rows for task {task!r}; at least 4 are needed"
         )
     test = _test_mask(frame, labels, test_fraction)
-    words = load_tokenizer(tokenizer)
-    ids = _tokenize(words, [spaced_residues(s) for s in frame["input"]], max_length)
+    tok = load_tokenizer(tokenizer)
+    ids = _tokenize(tok, [spaced_residues(s) for s in frame["input"]], max_length)
     test_index = torch.from_numpy(np.flatnonzero(test))
     train_index = torch.from_numpy(np.flatnonzero(~test))
     return Dataset(
@@ -196,5 +200,5 @@ def load(
         num_classes=len(classes),
         input_shape=(max_length,),
         classes=classes,
-        model_kwargs={"vocab_size": len(words), "pad_token_id": int(words.pad_token_id)},
+        model_kwargs={"vocab_size": len(tok), "pad_token_id": int(tok.pad_token_id)},
     )
