@@ -153,3 +153,19 @@ def test_deeploc_run_configs_build_offline_from_scratch(task):
         isinstance(engine.model, ProteinClassifier)
         and engine.model.bert.config.max_position_embeddings == 512
     )
+
+
+def test_deeploc_s_options_are_registry_parameters_checked_before_loading():
+    from proselflc.errors import ConfigError
+
+    assert data.load(deeploc(max_length=32.0, test_fraction=0.5)).input_shape == (32,)  # a YAML 32.0 is 32
+    for options, refusal in (
+        ({"max_length": 4}, "data.max_length = 4 (dataset 'deeploc') is outside the allowed range [8, inf)"),
+        ({"task": "nucleus"}, "data.task = 'nucleus' (dataset 'deeploc') is not a valid choice; valid: loc, membrane"),
+        ({"test_fraction": 1.0}, "data.test_fraction = 1.0 (dataset 'deeploc') is outside the allowed range (0, 1)"),
+        ({"image_size": 64}, "data.image_size: dataset 'deeploc' has no option 'image_size'"),
+    ):
+        with pytest.raises(ConfigError, match=refusal.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            build_run_config({"data": {"name": "deeploc", "root": str(SAMPLE), **options}})
+    with pytest.raises(ConfigError, match="data.tokenizer = 5: expected a tokenizer name or path"):
+        data.load(deeploc(tokenizer=5))

@@ -157,3 +157,110 @@ def test_a_version_1_sweep_s_nested_final_runs_are_refused_by_the_loader_then_mi
     assert sorted(set(loaded["phase"])) == ["final", "search"]
     assert main(["migrate", str(sweep_dir)]) == 0
     assert "final re-runs' params.json" not in capsys.readouterr().out  # once
+
+
+#: What an earlier version wrote into every run's config.yaml and sweep's sweep.yaml, whatever the dataset.
+EARLIER_DATA = {"test_fraction": 0.25, "task": "loc", "max_length": 512, "tokenizer": None, "image_size": 224,
+                "rotation_degrees": 0.0}
+
+
+def test_an_option_the_dataset_does_not_take_is_refused_naming_migrate(tmp_path: Path) -> None:
+    from proselflc.config import load_run_config
+
+    path = write(tmp_path / "run.yaml", {"data": {"name": "digits", "max_length": 64}})
+    with pytest.raises(ConfigError) as refused:
+        load_run_config(path)
+    message = str(refused.value)
+    assert "data.max_length: dataset 'digits' has no option 'max_length' (its options: test_fraction)" in message
+    assert f"run `proselflc migrate {path}` to drop the ones dataset 'digits' does not take" in message
+    assert load_run_config(path, ["data.name=deeploc", f"data.root={tmp_path}"]).data.options == {"max_length": 64}
+    from proselflc import data
+
+    halves = load_run_config(write(tmp_path / "halves.yaml", {"data": {"name": "digits", "test_fraction": 0.5}}))
+    assert len(data.load(halves.data).test_labels) == 899, "digits' own option reaches its loader"
+
+
+def test_a_run_config_keeps_its_dataset_s_options_and_comments_when_migrated(tmp_path: Path, capsys) -> None:
+    from proselflc.config import load_run_config
+
+    path = tmp_path / "deeploc.yaml"
+    data = {"name": "deeploc", "root": str(tmp_path), **EARLIER_DATA, "task": "membrane", "max_length": 64}
+    write(path, {"data": data})
+    assert main(["migrate", str(path)]) == 0
+    assert "data: {image_size, rotation_degrees} dropped" in capsys.readouterr().out
+    assert path.read_text().startswith("# my sweep"), "comments are kept"
+    cfg = load_run_config(path)
+    assert cfg.data.options == {"test_fraction": 0.25, "task": "membrane", "max_length": 64, "tokenizer": None}
+    assert main(["migrate", str(path)]) == 0
+    assert "already in the current form" in capsys.readouterr().out
+
+
+def test_an_earlier_sweep_directory_resumes_once_its_data_section_is_migrated(tmp_path: Path, capsys) -> None:
+    """The sweep directory's sweep.yaml held every dataset field: --resume refuses it naming migrate, then resumes
+    (the comparison `tune --resume` makes, without Ray: the dataset's options in force are the same)."""
+    from proselflc.tuning.sweep import SweepRunner
+
+    mine = build_sweep_config({**SWEEP, "storage_path": str(tmp_path)})
+    SweepRunner(mine).prepare(resume=False)
+    sweep_file = tmp_path / "old" / SWEEP_FILE
+    stored = yaml.safe_load(sweep_file.read_text())
+    stored["base"]["data"].update(EARLIER_DATA)
+    sweep_file.write_text(yaml.safe_dump(stored, sort_keys=False))
+    with pytest.raises(ConfigError, match=f"run `proselflc migrate {sweep_file}` to drop the ones dataset 'digits'"):
+        SweepRunner(mine).prepare(resume=True)
+    assert main(["migrate", str(sweep_file.parent)]) == 0
+    assert "base.data: {task, max_length, tokenizer, image_size, rotation_degrees} dropped" in capsys.readouterr().out
+    assert yaml.safe_load(sweep_file.read_text())["base"]["data"]["test_fraction"] == 0.25, "digits takes it"
+    assert SweepRunner(mine).prepare(resume=True).sweep == "old"
+    changed = build_sweep_config({**SWEEP, "storage_path": str(tmp_path), "base": {
+        **SWEEP["base"], "data": {"test_fraction": 0.5}}})
+    with pytest.raises(ConfigError, match="the sweep differs from .* in base"):
+        SweepRunner(changed).prepare(resume=True)
+
+
+def test_an_earlier_run_directory_resumes_once_migrated(tmp_path: Path, capsys) -> None:
+    """A run directory (made by training on digits) whose config.yaml an earlier version wrote with every dataset
+    field: `train --resume` refuses it naming migrate; `proselflc migrate RUN_DIR` rewrites it; the resume then
+    trains the remaining epoch."""
+    import csv
+
+    from proselflc.config import load_run_config
+    from proselflc.training import Engine
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    sets = ["train.epochs=2", "optim.milestones=[1]", "train.progress=false", "train.checkpoint_every=1", "data.limit=300"]
+    run = tmp_path / "run"
+    engine = Engine(load_run_config(configs / "digits.yaml", sets), run_dir=run)
+    next(engine.epochs())  # interrupted after its checkpointed first epoch
+    engine.writer.close()
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    stored["data"].update(EARLIER_DATA)
+    (run / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    train = ["train", str(configs / "digits.yaml"), "--out", str(run), *(a for s in sets for a in ("--set", s)), "--resume"]
+    assert main(train) == 2
+    assert f"run `proselflc migrate {run / 'config.yaml'}`" in capsys.readouterr().err
+    assert main(["migrate", str(run)]) == 0
+    assert "data: {task, max_length, tokenizer, image_size, rotation_degrees} dropped" in capsys.readouterr().out
+    assert main(train) == 0
+    with open(run / "metrics.csv") as fh:
+        assert [int(row["epoch"]) for row in csv.DictReader(fh)] == [1, 2]
+
+
+@pytest.mark.ray
+def test_tune_resume_of_a_migrated_sweep_directory_ends_with_its_table(tiny_sweep: Path, tmp_path: Path, capsys) -> None:
+    """A copy of a finished sweep whose sweep.yaml holds every earlier dataset field: `tune --resume` refuses it
+    naming migrate; once migrated, the resume runs and the report's table is the original's."""
+    import shutil
+
+    from proselflc.analysis import summary
+
+    copy = tmp_path / "results" / tiny_sweep.name
+    shutil.copytree(tiny_sweep, copy)
+    stored = yaml.safe_load((copy / SWEEP_FILE).read_text())
+    stored["base"]["data"].update(EARLIER_DATA)
+    (copy / SWEEP_FILE).write_text(yaml.safe_dump(stored, sort_keys=False))
+    assert main(["tune", str(copy / SWEEP_FILE), "--resume"]) == 2
+    assert f"run `proselflc migrate {copy / SWEEP_FILE}`" in capsys.readouterr().err
+    assert main(["migrate", str(copy)]) == 0
+    assert main(["tune", str(copy / SWEEP_FILE), "--resume"]) == 0, capsys.readouterr()
+    assert summary(copy) == summary(tiny_sweep)

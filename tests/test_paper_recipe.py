@@ -208,8 +208,10 @@ def test_random_rotation_is_torchvisions_rotate_per_image():
 
 
 def test_rotation_is_validated_and_only_drawn_when_asked(tmp_path):
-    with pytest.raises(ConfigError, match=r"rotation_degrees = 15.0 is only implemented for cifar10 and cifar100"):
+    with pytest.raises(ConfigError, match=r"data.rotation_degrees: dataset 'digits' has no option 'rotation_degrees'"):
         build_run_config({"data": {"rotation_degrees": 15}})
+    with pytest.raises(ConfigError, match=r"data.rotation_degrees = 181 \(dataset 'cifar100'\) is outside the allowed range \[0, 180\]"):
+        build_run_config({"data": {"name": "cifar100", "root": str(tmp_path), "rotation_degrees": 181}})
     write_cifar100(tmp_path, n_train=100, n_test=100)
     from proselflc import data
 

@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("dir", nargs="?", default=".", help="where to write it (default: here)")
     init.set_defaults(func=_init)
 
-    migrate = sub.add_parser("migrate", help="rewrite, once, a sweep file or sweep directory of an earlier form")
-    migrate.add_argument("path", help="a sweep YAML, or a sweep directory (its sweep.yaml)")
+    migrate = sub.add_parser("migrate", help="rewrite, once, a sweep or run config (file or directory) of an earlier form")
+    migrate.add_argument("path", help="a sweep YAML or sweep directory (its sweep.yaml), a run YAML or run directory (its config.yaml)")
     migrate.set_defaults(func=_migrate)
     return parser
 

@@ -113,11 +113,16 @@ def typing_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+#: Options of some datasets that earlier versions made fields of `data:` and wrote, for every dataset, into each
+#: run's config.yaml and each sweep's sweep.yaml; one a dataset does not take is refused, naming `proselflc migrate`.
+EARLIER_DATA_FIELDS = ("test_fraction", "task", "max_length", "tokenizer", "image_size", "rotation_degrees")
+
+
 class DataConfig(StrictModel):
     """Which dataset, where it lives and how the noisy validation split is held out.
 
     Keys other than these fields are the dataset's own options (the keyword arguments its loader registered,
-    e.g. `label_column` of `table`), checked by the `DATASETS` registry.
+    e.g. `max_length` of `deeploc`, `rotation_degrees` of `cifar100`), checked by the `DATASETS` registry.
     """
 
     model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
@@ -126,18 +131,8 @@ class DataConfig(StrictModel):
     root: Path | None = None
     download: bool = False
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    test_fraction: float = Field(
-        0.25, gt=0.0, lt=1.0, description="digits, and deeploc without a set/split/test column: share held out as clean test"
-    )
-    task: Literal["loc", "membrane"] = "loc"
-    max_length: int = Field(512, ge=8, description="deeploc: tokens per protein, incl. special tokens")
-    tokenizer: str | None = Field(None, description="deeploc: tokenizer name or path (default: built-in)")
-    image_size: int = Field(224, ge=32, description="clothing1m/food101n: side of the training crop")
     limit: int | None = Field(None, ge=1, description="use only the first N training examples (smoke runs)")
     augment: bool = True
-    rotation_degrees: float = Field(
-        0.0, ge=0.0, le=180.0, description="cifar10/cifar100: random rotation in [-d, d] degrees after crop and flip"
-    )
 
     @field_validator("name")
     @classmethod
@@ -145,17 +140,20 @@ class DataConfig(StrictModel):
         return DATASETS.entry(value).name
 
     @model_validator(mode="after")
-    def _root_needed(self) -> DataConfig:
-        rotating = sorted(DATASETS.with_info("rotation"))
-        if self.rotation_degrees and self.name not in rotating:
-            raise ValueError(
-                f"data.rotation_degrees = {self.rotation_degrees} is only implemented for {' and '.join(rotating)} "
-                f"(got dataset {self.name!r}); set it to 0"
-            )
+    def _root_needed(self, info: ValidationInfo) -> DataConfig:
         if DATASETS.entry(self.name).info.get("needs_root", True) and self.root is None:
             raise ValueError(f"dataset {self.name!r} needs data.root (the directory holding its files)")
         params = DATASETS.entry(self.name).params
         for key in self.options:
+            if key in EARLIER_DATA_FIELDS and key not in params:
+                source = (info.context or {}).get("source")
+                file = source if source and Path(source).is_file() else "PATH"
+                raise ValueError(
+                    f"data.{key}: dataset {self.name!r} has no option {key!r} (its options: {', '.join(params) or '(none)'}). "
+                    f"If an earlier proselflc wrote it (it wrote {', '.join(EARLIER_DATA_FIELDS)} for every dataset "
+                    f"into each run's config.yaml and sweep's sweep.yaml), run `proselflc migrate {file}` to drop the "
+                    f"ones dataset {self.name!r} does not take; otherwise remove it"
+                )
             if key not in params:
                 fields = [*type(self).model_fields, *params]
                 raise ValueError(
@@ -170,6 +168,10 @@ class DataConfig(StrictModel):
     def options(self) -> dict[str, Any]:
         """The dataset's own options (the keys that are not fields of this section)."""
         return dict(self.model_extra or {})
+
+    def options_in_force(self) -> dict[str, Any]:
+        """The dataset's options with its defaults filled in: what a resume compares (a default is part of a run)."""
+        return {**DATASETS.defaults(self.name), **self.options}
 
 
 class NoiseConfig(StrictModel):
@@ -419,7 +421,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def build_run_config(raw: dict[str, Any], source: str = "config", root: str | Path = ".") -> RunConfig:
     """Validate a raw dict (plugin files relative to `root`) into a RunConfig; a ConfigError paragraph on problems."""
     try:
-        return RunConfig.model_validate(raw, context={"root": str(root)})
+        return RunConfig.model_validate(raw, context={"root": str(root), "source": source})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from proselflc.registry import Registry
 
-#: Every dataset, by `data.name`; the modules of `proselflc.data` register their loaders into it. Per loader:
-#: `needs_root` (its files live under data.root; default true), `real_noise` (its training labels are
-#: already noisy: no synthetic noise on top), `rotation` (it implements data.rotation_degrees).
+#: Every dataset, by `data.name`; the modules of `proselflc.data` register their loaders into it, their keyword
+#: arguments after `cfg` being the dataset's options. Per loader: `needs_root` (its files live under data.root;
+#: default true), `real_noise` (its training labels are already noisy: no synthetic noise on top).
 DATASETS = Registry("dataset", "data", positional=("cfg",), package="proselflc.data")

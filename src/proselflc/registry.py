@@ -47,8 +47,8 @@ class Param:
 
     `default` is REQUIRED for an option the config must set. Numeric options (a range, or a number as
     default) refuse booleans and strings; `choices` lists the allowed values; `arg` names the target's
-    argument when it differs from the YAML key (`lambda` -> `lam`); `help` says what a required
-    option holds.
+    argument when it differs from the YAML key (`lambda` -> `lam`); `help` says what the option holds
+    (in the generated reference, and in the error for a missing required one).
     """
 
     default: Any = REQUIRED

@@ -4,9 +4,10 @@ The Engine never knows the modality: it asks a dataset for a batch of indices an
 its device, already normalised (and augmented when training). In-memory datasets keep everything
 on the device and slice it, so the GPU never waits on Python or on worker processes.
 
-Every dataset registers its loader `load(cfg: DataConfig) -> Dataset` in `DATASETS` where the loader
-is defined, saying what the config checks need to know about it (`needs_root`, `real_noise`,
-`rotation`); a new dataset is one module in this package.
+Every dataset registers its loader `load(cfg: DataConfig, **options) -> Dataset` in `DATASETS` where the
+loader is defined, saying what the config checks need to know about it (`needs_root`, `real_noise`); the
+loader's keyword arguments are the dataset's own options (`data.<option>` keys, checked by the registry). A new
+dataset is one module in this package.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ import numpy as np
 import torch
 
 from proselflc.dataset_registry import DATASETS
+from proselflc.registry import Param
 
-__all__ = ["DATASETS", "Dataset", "Split"]
+__all__ = ["DATASETS", "TEST_FRACTION", "Dataset", "Split"]
+
+#: `test_fraction`, the share of the examples held out as the clean test set, of every loader that splits one off.
+TEST_FRACTION = Param(low=0.0, high=1.0, low_open=True, high_open=True, help="share held out as the clean test set")
 
 Split = Literal["train", "test"]
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from proselflc.data import pickles
 from proselflc.data.base import DATASETS, Dataset
+from proselflc.registry import Param
 
 if TYPE_CHECKING:
     from proselflc.config import DataConfig
@@ -169,10 +170,14 @@ def _read_split(folder: Path, files: tuple[str, ...], labels_key: str) -> tuple[
     return torch.from_numpy(np.ascontiguousarray(data)), np.asarray(labels, dtype=np.int64)
 
 
+#: `rotation_degrees`: random rotation in [-d, d] degrees after crop and flip (torchvision's RandomRotation(d)).
+ROTATION = {"rotation_degrees": Param(low=0.0, high=180.0, help="random rotation in [-d, d] degrees after crop and flip")}
+
+
 # Decorators apply bottom-up: cifar10 is registered first.
-@DATASETS.register("cifar100", rotation=True)
-@DATASETS.register("cifar10", rotation=True)
-def load(cfg: DataConfig) -> Dataset:
+@DATASETS.register("cifar100", params=ROTATION)
+@DATASETS.register("cifar10", params=ROTATION)
+def load(cfg: DataConfig, rotation_degrees: float = 0.0) -> Dataset:
     """CIFAR-10 or CIFAR-100 (`cfg.name`) from `cfg.root`, downloading there first when `cfg.download`."""
     layout = LAYOUTS[cfg.name]
     root = Path(cfg.root).expanduser()
@@ -211,5 +216,5 @@ def load(cfg: DataConfig) -> Dataset:
         classes=classes,
         mean=layout.mean,
         std=layout.std,
-        rotation_degrees=cfg.rotation_degrees,
+        rotation_degrees=rotation_degrees,
     )

@@ -4,7 +4,7 @@ The CSV has columns `input` (residues separated by spaces), `loc` (10 compartmen
 (M membrane-bound, S soluble, U unknown); headers may carry stray spaces (" loc"). Tasks:
 `loc` (10 classes) and `membrane` (M vs. S, U rows dropped). A column named `set`/`split`/`test`
 marking test rows is used when present; otherwise a stratified split with a fixed seed holds out
-`data.test_fraction` as the test set, so every run and trial sees the same test proteins.
+the `test_fraction` option as the test set, so every run and trial sees the same test proteins.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from proselflc.data.base import DATASETS, Dataset
+from proselflc.data.base import DATASETS, TEST_FRACTION, Dataset
+from proselflc.errors import ConfigError
+from proselflc.registry import Param
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -158,18 +160,35 @@ def load_tokenizer(name_or_path: str | None) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-@DATASETS.register("deeploc")
-def load(cfg: DataConfig) -> Dataset:
-    """`cfg.task` labels of the DeepLoc CSV at `cfg.root` (a file, or a directory with deeploc_data.csv)."""
+@DATASETS.register(
+    "deeploc",
+    params={
+        "task": Param(choices=("loc", "membrane")),
+        "max_length": Param(low=8, help="tokens per protein, incl. special tokens"),
+        "tokenizer": Param(help="a tokenizer name or path; default: the built-in residue tokenizer"),
+        "test_fraction": TEST_FRACTION,
+    },
+)
+def load(
+    cfg: DataConfig, task: str = "loc", max_length: int = 512, tokenizer: str | None = None, test_fraction: float = 0.25
+) -> Dataset:
+    """`task` labels of the DeepLoc CSV at `cfg.root` (a file, or a directory with deeploc_data.csv).
+
+    `max_length` is tokens per protein (special tokens included); `tokenizer` a tokenizer name or path (default:
+    the built-in residue tokenizer); `test_fraction` the share held out as clean test without a set/split/test column.
+    """
+    if tokenizer is not None and not isinstance(tokenizer, str):
+        raise ConfigError(f"data.tokenizer = {tokenizer!r}: expected a tokenizer name or path, or null (the built-in one)")
+    max_length = int(max_length)  # a whole number, checked by the registry; 64.0 from YAML is 64
     frame = read_table(_csv_path(Path(cfg.root).expanduser()))
-    frame, labels, classes = _task_labels(frame, cfg.task)
+    frame, labels, classes = _task_labels(frame, task)
     if len(frame) < 4:
         raise ValueError(
-            f"data.root: only {len(frame)} usable rows for task {cfg.task!r}; at least 4 are needed"
+            f"data.root: only {len(frame)} usable rows for task {task!r}; at least 4 are needed"
         )
-    test = _test_mask(frame, labels, cfg.test_fraction)
-    tokenizer = load_tokenizer(cfg.tokenizer)
-    ids = _tokenize(tokenizer, [spaced_residues(s) for s in frame["input"]], cfg.max_length)
+    test = _test_mask(frame, labels, test_fraction)
+    tok = load_tokenizer(tokenizer)
+    ids = _tokenize(tok, [spaced_residues(s) for s in frame["input"]], max_length)
     test_index = torch.from_numpy(np.flatnonzero(test))
     train_index = torch.from_numpy(np.flatnonzero(~test))
     return Dataset(
@@ -179,7 +198,7 @@ def load(cfg: DataConfig) -> Dataset:
         test_inputs=ids[test_index],
         test_labels=labels[test],
         num_classes=len(classes),
-        input_shape=(cfg.max_length,),
+        input_shape=(max_length,),
         classes=classes,
-        model_kwargs={"vocab_size": len(tokenizer), "pad_token_id": int(tokenizer.pad_token_id)},
+        model_kwargs={"vocab_size": len(tok), "pad_token_id": int(tok.pad_token_id)},
     )

@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from proselflc.data.base import DATASETS, Dataset
+from proselflc.data.base import DATASETS, TEST_FRACTION, Dataset
 
 if TYPE_CHECKING:
     from proselflc.config import DataConfig
@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 SPLIT_SEED = 0
 
 
-@DATASETS.register("digits", needs_root=False)
-def load(cfg: DataConfig) -> Dataset:
-    """1,797 8x8 grey images in 10 classes, split into train and a stratified clean test set.
+@DATASETS.register("digits", needs_root=False, params={"test_fraction": TEST_FRACTION})
+def load(cfg: DataConfig, test_fraction: float = 0.25) -> Dataset:
+    """1,797 8x8 grey images in 10 classes, split into train and a stratified clean test set (`test_fraction`).
 
     Pixels (0..16) are scaled to [0, 1] and stored as (N, 1, 8, 8) float32, which both the MLP
     (it flattens) and the CNN read.
@@ -29,7 +29,7 @@ def load(cfg: DataConfig) -> Dataset:
     images = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
     labels = bunch.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=cfg.test_fraction, random_state=SPLIT_SEED, stratify=labels
+        images, labels, test_size=test_fraction, random_state=SPLIT_SEED, stratify=labels
     )
     return Dataset(
         name="digits",

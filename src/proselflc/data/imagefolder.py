@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from proselflc.data.base import DATASETS
-from proselflc.data.webly import ImageFileDataset
+from proselflc.data.webly import IMAGE_SIZE, ImageFileDataset
 from proselflc.errors import ConfigError
 from proselflc.registry import Param
 
@@ -47,11 +47,14 @@ def _images(root: Path, classes: list[str], field: str) -> tuple[list[str], np.n
     return [path for path, _ in samples], np.asarray([label for _, label in samples], dtype=np.int64)
 
 
-@DATASETS.register("imagefolder", params={"labels": Param(choices=("noisy", "clean"))})
-def load(cfg: DataConfig, test_root: str | None = None, labels: str = "noisy") -> ImageFileDataset:
+@DATASETS.register("imagefolder", params={"labels": Param(choices=("noisy", "clean")), "image_size": IMAGE_SIZE})
+def load(
+    cfg: DataConfig, test_root: str | None = None, labels: str = "noisy", image_size: int = 224
+) -> ImageFileDataset:
     """Training images from `data.root`, clean test images from `data.test_root`, classes from the folder names."""
     from torchvision.datasets.folder import find_classes
 
+    image_size = int(image_size)  # a whole number, checked by the registry; 224.0 from YAML is 224
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise ConfigError(f"data.root = {str(root)!r}: not a directory (expected one sub-folder per class)")
@@ -71,9 +74,9 @@ def load(cfg: DataConfig, test_root: str | None = None, labels: str = "noisy") -
         test_inputs=np.asarray([p.encode() for p in test_paths], dtype=bytes),
         test_labels=test_y,
         num_classes=len(classes),
-        input_shape=(3, cfg.image_size, cfg.image_size),
+        input_shape=(3, image_size, image_size),
         classes=classes,
         labels_are_noisy=labels == "noisy",
         root="",
-        image_size=cfg.image_size,
+        image_size=image_size,
     )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from proselflc.data.base import DATASETS, Dataset
+from proselflc.data.base import DATASETS, TEST_FRACTION, Dataset
 from proselflc.errors import ConfigError
 from proselflc.registry import Param
 
@@ -94,7 +94,7 @@ def _features(
 
 @DATASETS.register(
     "table",
-    params={"labels": Param(choices=("noisy", "clean")), "max_features": Param(low=1)},
+    params={"labels": Param(choices=("noisy", "clean")), "max_features": Param(low=1), "test_fraction": TEST_FRACTION},
 )
 def load(
     cfg: DataConfig,
@@ -105,6 +105,7 @@ def load(
     test: str | None = None,
     labels: str = "noisy",
     max_features: int = 2000,
+    test_fraction: float = 0.25,
 ) -> Dataset:
     """The table at `data.root` as a noisy-labelled training set, with the clean test set described above."""
     where = repr(str(cfg.root))
@@ -118,7 +119,7 @@ def load(
         train_frame = frame
     elif clean is not None:  # hold out clean rows as the test set
         order = np.random.default_rng(SPLIT_SEED).permutation(len(frame))
-        n_test = round(cfg.test_fraction * len(frame))
+        n_test = round(test_fraction * len(frame))
         test_frame, train_frame = frame.iloc[np.sort(order[:n_test])], frame.iloc[np.sort(order[n_test:])]
         test_y = test_frame[clean_label_column]
     else:  # no clean label anywhere: no test set

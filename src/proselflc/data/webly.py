@@ -46,6 +46,7 @@ import torch
 
 from proselflc.data.base import DATASETS, Dataset, Split
 from proselflc.data.cifar import normalize
+from proselflc.registry import Param
 
 if TYPE_CHECKING:
     from proselflc.config import DataConfig
@@ -56,6 +57,8 @@ CLOTHING1M_CLASSES = (
     "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker",
     "Jacket", "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear",
 )  # fmt: skip
+#: `image_size`, the side of the training crop, of every loader of image files.
+IMAGE_SIZE = Param(low=32, help="side of the square crop")
 #: Decoding threads per batch (JPEG decoding and resizing release the GIL).
 MAX_WORKERS = 16
 
@@ -153,8 +156,9 @@ def _labelled(keys: list[str], labels: dict[str, int], source: Path) -> np.ndarr
     return np.asarray([labels[k] for k in keys], dtype=np.int64)
 
 
-@DATASETS.register("clothing1m", real_noise=True)
-def load_clothing1m(cfg: DataConfig) -> ImageFileDataset:
+@DATASETS.register("clothing1m", real_noise=True, params={"image_size": IMAGE_SIZE})
+def load_clothing1m(cfg: DataConfig, image_size: int = 224) -> ImageFileDataset:
+    """Clothing1M's 1M web images with their noisy labels for training, its clean test keys for the test set."""
     root = Path(cfg.root).expanduser()
     notes = root / "annotations" if (root / "annotations").is_dir() else root
     train_keys = _lines(notes / "noisy_train_key_list.txt")
@@ -165,11 +169,12 @@ def load_clothing1m(cfg: DataConfig) -> ImageFileDataset:
     classes = _lines(names_file) if names_file.is_file() else list(CLOTHING1M_CLASSES)
     if len(classes) != len(CLOTHING1M_CLASSES):
         raise ValueError(f"{str(names_file)!r} lists {len(classes)} categories; Clothing1M has 14")
-    return _image_dataset(cfg, root, train_keys, train_y, test_keys, test_y, classes)
+    return _image_dataset(cfg, root, train_keys, train_y, test_keys, test_y, classes, image_size)
 
 
-@DATASETS.register("food101n", real_noise=True)
-def load_food101n(cfg: DataConfig) -> ImageFileDataset:
+@DATASETS.register("food101n", real_noise=True, params={"image_size": IMAGE_SIZE})
+def load_food101n(cfg: DataConfig, image_size: int = 224) -> ImageFileDataset:
+    """Food-101N's 310k web images labelled by their class folder for training, Food-101's test set for the test."""
     root = Path(cfg.root).expanduser()
     meta = root / "Food-101N_release" / "meta"
     classes = [c for c in _lines(meta / "classes.txt") if c != "class_name"]
@@ -180,7 +185,7 @@ def load_food101n(cfg: DataConfig) -> ImageFileDataset:
     test_y = _class_of(test_rel, lookup, root / "food-101" / "meta" / "test.txt")
     train_keys = [f"Food-101N_release/images/{r}" for r in train_rel]
     test_keys = [f"food-101/images/{r}.jpg" for r in test_rel]
-    return _image_dataset(cfg, root, train_keys, train_y, test_keys, test_y, classes)
+    return _image_dataset(cfg, root, train_keys, train_y, test_keys, test_y, classes, image_size)
 
 
 def _class_of(relative: list[str], lookup: dict[str, int], source: Path) -> np.ndarray:
@@ -201,11 +206,13 @@ def _image_dataset(
     test_keys: list[str],
     test_y: np.ndarray,
     classes: list[str],
+    image_size: int,
 ) -> ImageFileDataset:
     if not train_keys or not test_keys:
         raise ValueError(
             f"data.root: {str(root)!r} lists {len(train_keys)} training and {len(test_keys)} test images"
         )
+    image_size = int(image_size)  # a whole number, checked by the registry; 224.0 from YAML is 224
     for split, labels in (("training", train_y), ("test", test_y)):
         if labels.min() < 0 or labels.max() >= len(classes):
             raise ValueError(
@@ -223,10 +230,10 @@ def _image_dataset(
         test_inputs=test,
         test_labels=test_y,
         num_classes=len(classes),
-        input_shape=(3, cfg.image_size, cfg.image_size),
+        input_shape=(3, image_size, image_size),
         classes=classes,
         labels_are_noisy=True,
         root=str(root),
-        image_size=cfg.image_size,
+        image_size=image_size,
     )
 

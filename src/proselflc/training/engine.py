@@ -420,9 +420,10 @@ def resume_changes(run_dir: str | Path, cfg: RunConfig) -> list[str]:
     path = Path(run_dir) / "config.yaml"
 
     def resolved(config: RunConfig) -> dict[str, Any]:
-        """Flat fields, with the loss's defaults filled in (an unset exp_base is still 16)."""
+        """Flat fields, with the loss's and the dataset's defaults filled in (an unset exp_base is still 16)."""
         tree = config.to_dict()
         tree["loss"] = {**losses.hyperparameters(config.loss.name), **tree["loss"]}
+        tree["data"] = {**config.data.options_in_force(), **tree["data"]}
         return dotted.flatten(tree)
 
     stored = resolved(build_run_config(read_yaml(path), source=str(path)))

@@ -388,6 +388,7 @@ class SweepConfig(StrictModel):
         out = self.model_dump(mode="json")
         # The scheduler in force, default or not: a later version's other default must not change a resumed sweep.
         out["scheduler"] = self.scheduler_spec.model_dump(mode="json")
+        out["base"]["data"] = {**self.base.data.options_in_force(), **out["base"]["data"]}  # its options in force too
         for method in out["methods"]:
             method["search"] = {k: d.model_dump() for k, d in spaces[method["name"]].items()}
         return out

@@ -1,4 +1,4 @@
-"""`proselflc migrate PATH`: rewrite, once, a sweep file or a sweep directory written in an earlier form.
+"""`proselflc migrate PATH`: rewrite, once, a sweep file or directory, or a run config or directory, of an earlier form.
 
 The run-time loader reads only the current form, and its refusal of an earlier one names this command.
 Earlier forms rewritten here:
@@ -10,9 +10,14 @@ Earlier forms rewritten here:
 - an earlier sweep directory's (manifest version 1) final re-runs, whose params.json nested the params under
   `final_run`, are written flat with their phase, as `proselflc report` reads them (the loader refuses the
   nested form, naming this command).
-A sweep file is rewritten in place, its comments, key order and layout kept (ruamel.yaml's round trip), after a
+- `data:` sections that hold options their dataset does not take (`test_fraction`, `task`, `max_length`,
+  `tokenizer`, `image_size`, `rotation_degrees`: earlier versions made them fields of every dataset and wrote them
+  all into each run's config.yaml and sweep's sweep.yaml) lose those keys, at any value: they meant nothing for that
+  dataset. A sweep's `base.data` and a run config's `data` are rewritten; the keys the dataset takes stay.
+A sweep file or run config is rewritten in place, its comments, key order and layout kept (ruamel.yaml's round trip), after a
 copy of it is kept beside it; a sweep directory's `sweep.yaml` (what `--resume` compares the sweep file with:
-migrate both) is rewritten in place.
+migrate both) and a run directory's `config.yaml` (what `train --resume` compares the config with) are rewritten in
+place.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from proselflc.config import ConfigError, read_yaml
+from proselflc import plugins
+from proselflc.config import EARLIER_DATA_FIELDS, ConfigError, DataConfig, read_yaml
+from proselflc.dataset_registry import DATASETS
 from proselflc.io import atomic_write_text
 from proselflc.sweep_contract import (
     CURRENT_VERSION,
@@ -40,6 +47,8 @@ from proselflc.tuning.search import AshaScheduler
 
 #: Suffix of the copy of a sweep file kept before it is rewritten.
 KEPT_SUFFIX = ".before-migrate"
+#: The file that makes a directory a run directory (`proselflc train --out DIR`).
+RUN_CONFIG_FILE = "config.yaml"
 
 
 def earlier_searcher(section: Any) -> bool:
@@ -79,16 +88,43 @@ def migrate_asha(raw: dict[str, Any]) -> list[str]:
     return [change]
 
 
+def migrate_data(raw: dict[str, Any], root: Path) -> list[str]:
+    """Drop from a sweep's `base.data` (or a run config's `data`) the earlier fields its dataset does not take.
+
+    The dataset is looked up after the file's plugins are imported (`root`: the file's directory), so a dataset a
+    plugin registers is known. Returns what changed, as sentences."""
+    base = raw.get("base")
+    run, where = (base, "base.data") if isinstance(base, dict) else (raw, "data")
+    section = run.get("data")
+    if not isinstance(section, dict) or not any(key in section for key in EARLIER_DATA_FIELDS):
+        return []
+    specs = [*(raw.get("plugins") or []), *(run.get("plugins") or [] if run is not raw else [])]
+    plugins.load(plugins.resolve(specs, root))
+    name = str(section.get("name", DataConfig.model_fields["name"].default))
+    params = DATASETS.entry(name).params
+    dropped = [key for key in EARLIER_DATA_FIELDS if key in section and key not in params]
+    for key in dropped:
+        del section[key]
+    if not dropped:
+        return []
+    return [f"{where}: {{{', '.join(dropped)}}} dropped (written by an earlier version; dataset {name!r} takes no such option)"]
+
+
 def migrate(path: str | Path) -> list[str]:
-    """Rewrite the sweep file or sweep directory at `path` into the current form; what changed, as sentences.
+    """Rewrite the sweep file or directory, or run config or directory, at `path` into the current form; what
+    changed, as sentences.
 
     Nothing is written when nothing is in an earlier form (a second run changes nothing).
     """
     path = Path(path)
     if path.is_dir():
+        if not (path / SWEEP_FILE).is_file() and (path / RUN_CONFIG_FILE).is_file():
+            return _migrate_run_directory(path)
         return _migrate_directory(path)
     if not path.is_file():
-        raise ConfigError(f"migrate: {str(path)!r} is neither a sweep file nor a sweep directory")
+        raise ConfigError(
+            f"migrate: {str(path)!r} is neither a sweep file nor a sweep directory (nor a run config or run directory)"
+        )
     changes, text = _rewritten(path)
     if changes:
         shutil.copy2(path, path.with_name(path.name + KEPT_SUFFIX))
@@ -106,7 +142,7 @@ def _rewritten(path: Path) -> tuple[list[str], str]:
     yaml.preserve_quotes = True
     yaml.width = 1 << 16  # long lines stay as the user wrote them
     document = yaml.load(path.read_text(encoding="utf-8"))
-    changes = migrate_searcher(document) + migrate_asha(document)
+    changes = migrate_searcher(document) + migrate_asha(document) + migrate_data(document, path.parent)
     out = io.StringIO()
     yaml.dump(document, out)
     return changes, out.getvalue()
@@ -125,10 +161,20 @@ def _put_before(raw: dict[str, Any], anchor: str, key: str, value: Any) -> None:
     raw.update(items[position:])
 
 
+def _migrate_run_directory(run_dir: Path) -> list[str]:
+    """A run directory's config.yaml, rewritten in place (`train --resume` compares the run's config with it)."""
+    changes, text = _rewritten(run_dir / RUN_CONFIG_FILE)
+    if changes:
+        atomic_write_text(run_dir / RUN_CONFIG_FILE, text)
+    return changes
+
+
 def _migrate_directory(sweep_dir: Path) -> list[str]:
     sweep_file = sweep_dir / SWEEP_FILE
     if not sweep_file.is_file():
-        raise ConfigError(f"migrate: {str(sweep_dir)!r} holds no {SWEEP_FILE}: not a sweep directory")
+        raise ConfigError(
+            f"migrate: {str(sweep_dir)!r} holds no {SWEEP_FILE} nor {RUN_CONFIG_FILE}: not a sweep or run directory"
+        )
     changes: list[str] = []
     if (sweep_dir / MANIFEST_FILE).is_file() and read_manifest(sweep_dir).version < CURRENT_VERSION:
         # Its trials ran one Tuner per study: `report` reads it once its final re-runs' params are flat; it
