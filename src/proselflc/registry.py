@@ -90,8 +90,10 @@ class Param:
         too_high = self.high is not None and (number >= self.high if self.high_open else number > self.high)
         if math.isnan(number) or too_low or too_high:
             raise ConfigError(f"{where} is outside the allowed range {self.allowed()}")
-        if isinstance(self.default, int) and not isinstance(self.default, bool) and number != int(number):
-            raise ConfigError(f"{where} must be a whole number (default {self.default})")
+        if isinstance(self.default, int) and not isinstance(self.default, bool):
+            if number != int(number):
+                raise ConfigError(f"{where} must be a whole number (default {self.default})")
+            return int(value)  # 64.0 from YAML reaches the target as 64, the type of its default
         return value
 
 

@@ -179,7 +179,6 @@ def load(
     """
     if tokenizer is not None and not isinstance(tokenizer, str):
         raise ConfigError(f"data.tokenizer = {tokenizer!r}: expected a tokenizer name or path, or null (the built-in one)")
-    max_length = int(max_length)  # a whole number, checked by the registry; 64.0 from YAML is 64
     frame = read_table(_csv_path(Path(cfg.root).expanduser()))
     frame, labels, classes = _task_labels(frame, task)
     if len(frame) < 4:

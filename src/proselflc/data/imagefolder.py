@@ -54,7 +54,6 @@ def load(
     """Training images from `data.root`, clean test images from `data.test_root`, classes from the folder names."""
     from torchvision.datasets.folder import find_classes
 
-    image_size = int(image_size)  # a whole number, checked by the registry; 224.0 from YAML is 224
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise ConfigError(f"data.root = {str(root)!r}: not a directory (expected one sub-folder per class)")

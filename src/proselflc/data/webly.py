@@ -212,7 +212,6 @@ def _image_dataset(
         raise ValueError(
             f"data.root: {str(root)!r} lists {len(train_keys)} training and {len(test_keys)} test images"
         )
-    image_size = int(image_size)  # a whole number, checked by the registry; 224.0 from YAML is 224
     for split, labels in (("training", train_y), ("test", test_y)):
         if labels.min() < 0 or labels.max() >= len(classes):
             raise ValueError(

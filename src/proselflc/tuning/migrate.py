@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 
 from proselflc import plugins
 from proselflc.config import EARLIER_DATA_FIELDS, ConfigError, DataConfig, read_yaml
@@ -66,8 +67,9 @@ def migrate_searcher(raw: dict[str, Any]) -> list[str]:
     return [f"searcher: {{name: optuna, sampler: {name}}} -> searcher: {{name: {name}}}"]
 
 
-def migrate_asha(raw: dict[str, Any]) -> list[str]:
-    """Move ASHA's settings from `asha:` to `scheduler: {name: asha}` in place; what changed, as sentences."""
+def migrate_asha(raw: CommentedMap) -> list[str]:
+    """Move ASHA's settings from `asha:` to `scheduler: {name: asha}` in place (`raw`: ruamel.yaml's round-trip
+    mapping, whose `insert` puts the scheduler where the user wrote the settings); what changed, as sentences."""
     asha = raw.get("asha")
     if not isinstance(asha, dict) or not any(k in asha for k in ASHA_SETTINGS):
         return []
@@ -79,7 +81,7 @@ def migrate_asha(raw: dict[str, Any]) -> list[str]:
             return []  # both set early stopping, which no version accepted: the loader names the conflict
         change = f"asha: {{{', '.join(settings)}}} (defaults, unused beside scheduler:) dropped"
     else:
-        _put_before(raw, "asha", "scheduler", {"name": "asha", **settings})
+        raw.insert(list(raw).index("asha"), "scheduler", {"name": "asha", **settings})  # where the user wrote it
         change = f"asha: {{{', '.join(settings)}}} -> scheduler: {{name: asha, {', '.join(settings)}}}"
     if kept:
         raw["asha"] = kept
@@ -146,19 +148,6 @@ def _rewritten(path: Path) -> tuple[list[str], str]:
     out = io.StringIO()
     yaml.dump(document, out)
     return changes, out.getvalue()
-
-
-def _put_before(raw: dict[str, Any], anchor: str, key: str, value: Any) -> None:
-    """Set `raw[key]` at the place of `raw[anchor]` (where the user wrote the setting it replaces)."""
-    position = list(raw).index(anchor)
-    if hasattr(raw, "insert"):  # ruamel.yaml's CommentedMap: inserting keeps the file's comments
-        raw.insert(position, key, value)
-        return
-    items = list(raw.items())
-    raw.clear()
-    raw.update(items[:position])
-    raw[key] = value
-    raw.update(items[position:])
 
 
 def _migrate_run_directory(run_dir: Path) -> list[str]:
