@@ -174,10 +174,6 @@ class Registry:
         """The member `name`, or a ConfigError listing the valid names and the closest one."""
         return self._entries[one_of(name, self.names, self.what)]
 
-    def with_info(self, key: str) -> tuple[str, ...]:
-        """The names whose `info[key]` is truthy (e.g. the datasets that need a root)."""
-        return tuple(name for name in self.names if self._entries[name].info.get(key))
-
     def defaults(self, name: str) -> dict[str, Any]:
         """{option: default} of member `name` (YAML keys), without the required ones."""
         return self.entry(name).defaults()
