@@ -261,12 +261,15 @@ def watch_storage_writes() -> list[OSError]:
 
 
 def run_again_from_start(tune_controller: Any, trial: Trial) -> None:
-    """Make a finished trial that Ray restored run again from its start, under its own id (call on trial add).
+    """Make a finished trial that Ray restored run again from its start, under its own id (call after Ray added it,
+    before its first step: `tuning.studies.StudyScheduler.recover`).
 
     Ray 2.60 has no resume mode for that (`ResumeConfig.RESTART` gives a new trial id, which the searcher does not
-    know): the trial's run metadata (last result, checkpoints) is replaced by a fresh one, it is set PENDING and,
-    since `TuneController.add_trial` decided before calling the scheduler that a TERMINATED trial is not live, put
-    among the live trials (`get_live_trials` returns the controller's set; schedulers may read it).
+    know): the trial's run metadata (last result, checkpoints) is replaced by a fresh one and it is set PENDING
+    through the controller's `_set_trial_status` (whitelisted for schedulers), which moves it from the stopped
+    trials to the pending ones it starts; since `TuneController.add_trial` decided that a TERMINATED trial is not
+    live, it is put among the live trials too (`get_live_trials` returns the controller's set), so the controller
+    is not finished while it runs.
     """
     from ray.train._internal.checkpoint_manager import _CheckpointManager
     from ray.tune.experiment import Trial
@@ -277,5 +280,5 @@ def run_again_from_start(tune_controller: Any, trial: Trial) -> None:
     trial.run_metadata.checkpoint_manager = _CheckpointManager(checkpoint_config=checkpoint_config)
     trial.restore_path = None
     trial._restore_checkpoint_result = None
-    trial.set_status(Trial.PENDING)
+    tune_controller._set_trial_status(trial, Trial.PENDING)
     tune_controller.get_live_trials().add(trial)
