@@ -134,6 +134,16 @@ def _keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def restored_tuner_parts(tuner: tune.Tuner) -> tuple[Any, list[Any]]:
+    """The scheduler and the callbacks a restored Tuner unpickled from its tuner.pkl: the objects its fit runs with.
+
+    Ray 2.60: `Tuner.restore` loads them into `Tuner._local_tuner` (a `TunerInternal`) as `_tune_config.scheduler`
+    and `_run_config.callbacks`, and `fit` hands those very objects to `tune.run`.
+    """
+    internal = tuner._local_tuner
+    return internal._tune_config.scheduler, list(internal._run_config.callbacks or [])
+
+
 def fit_noting_interrupts(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
     """`tuner.fit()`, and whether Ctrl+C / SIGUSR1 stopped it.
 

@@ -329,7 +329,12 @@ class SweepRunner:
                     "search anew"
                 )
             self.log(f"restoring the interrupted sweep's Tuner at {path}")
-            return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+            scheduler, callbacks = ray_compat.restored_tuner_parts(tuner)
+            for callback in callbacks:
+                if isinstance(callback, SweepMonitor) and callback.scheduler is None:
+                    callback.scheduler = scheduler  # a monitor saved by an earlier proselflc: it recovers through it
+            return tuner
         if path.exists():
             # Interrupted before Ray saved any state, or before any trial reported and its state was signed:
             # no result to lose, so start it afresh rather than load unverified pickles.
