@@ -12,8 +12,8 @@ but each study must still search and early-stop on its own:
   none), so a rung or a median compares trials of one study only: a 60%-noise study's low val_accuracy
   is never judged against a 0%-noise study's. Final re-runs are never stopped early.
 
-Both are thin over `tuning.plan.SweepPlan`, the Ray-free object that holds each study's lifecycle and deals the
-trials. The searcher's state (a versioned `SearcherState`: the plan, every sub-searcher, the per-study schedulers)
+Both are thin over `tuning.plan.SweepPlan`, the Ray-free object that holds each study's lifecycle, deals the
+trials and decides what a restored experiment needs repaired (`StudyScheduler.recover` executes it). The searcher's state (a versioned `SearcherState`: the plan, every sub-searcher, the per-study schedulers)
 is saved and restored by Ray Tune with the experiment, so `Tuner.restore` resumes the whole sweep; a state saved
 by an earlier proselflc (version 1, a pickled `__dict__`) is converted by `migrate_state` on restore.
 """
@@ -335,6 +335,8 @@ class StudyScheduler(FIFOScheduler):
 
     Ray Tune saves no scheduler state with an experiment (2.60: only the searcher's), so with `searcher`
     given, the sub-schedulers live in that searcher's `scheduling` and are restored with it on `--resume`.
+    It also executes the recovery of a restored experiment (`recover`): it is the one object Ray hands its
+    controller, which a replay needs.
     """
 
     def __init__(
@@ -402,7 +404,7 @@ class StudyScheduler(FIFOScheduler):
         which holds no trial yet.
         """
         controller, self._controller = self._controller, None
-        trials = [] if controller is None or self.searcher is None else list(controller.get_trials())
+        trials = [] if controller is None else list(controller.get_trials())
         if not trials or self.searcher is None:
             return Recovery()
         first = trials[0]  # a restored trial: Ray re-pointed it to where the experiment is now
