@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
-import yaml
 
 from proselflc import storage
 from proselflc.analysis.load import load_sweep
@@ -152,22 +150,3 @@ def test_an_existing_sweep_is_refused_before_ray_starts(tmp_path: Path) -> None:
                           text=True, env=env, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "already exists: pass --resume" in done.stderr
-
-
-@pytest.mark.ray
-def test_a_trial_dir_holding_only_a_checkpoint_is_set_aside(tiny_sweep: Path, tmp_path: Path) -> None:
-    from ray import tune
-
-    from proselflc.tuning.sweep import EXPERIMENT_DIR, ORPHANED_DIR, SweepRunner
-
-    copy = tmp_path / "results" / tiny_sweep.name
-    shutil.copytree(tiny_sweep, copy)
-    experiment = copy / EXPERIMENT_DIR
-    orphan = experiment / "train_engine_dead0_00099_99_2026-01-01_00-00-00"
-    (orphan / "checkpoint_000000").mkdir(parents=True)
-    (orphan / "checkpoint_000000" / "engine.pt").write_bytes(b"weights")
-    raw = yaml.safe_load((copy / "sweep.yaml").read_text())
-    runner = SweepRunner(build_sweep_config({**raw, "storage_path": str(copy.parent)}), log=lambda line: None)
-    runner._set_aside_orphans(tune.ResultGrid(tune.ExperimentAnalysis(str(experiment))))
-    assert not orphan.exists() and (experiment / ORPHANED_DIR / orphan.name / "checkpoint_000000").is_dir()
-    assert not list((experiment / ORPHANED_DIR).glob("*/params.json")), "a recorded trial was set aside"

@@ -8,7 +8,18 @@ from typing import Any
 import pytest
 
 from proselflc.sweep_contract import Manifest, Status, StudyEntry
-from proselflc.tuning.plan import LifecycleError, RestoredTrial, Study, SweepPlan, new_plan, orphans
+from proselflc.tuning.plan import (
+    Complete,
+    Forget,
+    LifecycleError,
+    Recovery,
+    Replay,
+    RestoredTrial,
+    SetAside,
+    Study,
+    SweepPlan,
+    new_plan,
+)
 
 
 def plan(keys: tuple[str, ...] = ("a", "b"), **changes: Any) -> SweepPlan:
@@ -113,9 +124,68 @@ def test_recovery_completes_trials_ray_ended_and_forgets_those_it_never_recorded
     restored = [RestoredTrial("t1", ended=True, last_result=row(0.5)), RestoredTrial("t2"),
                 RestoredTrial("t4", ended=True, error=True)]
     recovery = p.recover(restored)
-    assert recovery.steps == [("complete", restored[0]), ("forget", RestoredTrial("t3")), ("complete", restored[2])]
+    assert recovery.steps == (Complete(restored[0]), Forget("t3"), Complete(restored[2]))  # per study, plan order
     assert (recovery.complete, recovery.forget) == (["t1", "t4"], ["t3"])
-    assert p.recover([RestoredTrial(t) for t in ("t1", "t2", "t3", "t4")]).steps == []  # running: nothing to do
+    assert p.recover([RestoredTrial(t) for t in ("t1", "t2", "t3", "t4")]) == Recovery()  # running: nothing to do
+
+
+def test_recovery_replays_a_finished_trial_whose_results_were_lost_to_the_iteration_it_ended_at() -> None:
+    p = plan(("a",))
+    p.deal("t1", lr, now=0)
+    p.complete("t1", row(0.5, epoch=2), now=0)
+    lost = RestoredTrial("t1", ended=True, last_result=row(0.5, epoch=2), dirname="a_search_t1", results_intact=False)
+    assert p.recover([lost]).steps == (Replay("t1", "a_search_t1", 2),)
+    assert p.recover([lost]).replay == {"t1": 2}
+    # Only a finished trial that reported is run again: an errored one is retried by Ray, one that never
+    # reported has nothing to reach, a running one continues from its checkpoint.
+    for trial in (
+        RestoredTrial("t1", ended=True, error=True, last_result=row(0.5, 2), dirname="d", results_intact=False),
+        RestoredTrial("t1", ended=True, last_result={}, dirname="d", results_intact=False),
+        RestoredTrial("t1", last_result=row(0.5, 2), dirname="d", results_intact=False),
+    ):
+        assert p.recover([trial]) == Recovery(), trial
+
+
+def test_recovery_sets_aside_started_directories_no_restored_trial_owns() -> None:
+    p = plan(("a",))
+    asked = []
+
+    def started(name: str) -> bool:
+        asked.append(name)
+        return name != "a_search_t8"
+
+    dirs = ["a_search_t9", "a_search_t1", "a_search_t8", "a_search_t7", ".lost", ".orphaned"]
+    recovery = p.recover([RestoredTrial("t1", dirname="a_search_t1")], dirs, started)
+    assert recovery.steps == (SetAside("a_search_t7"), SetAside("a_search_t9"))
+    assert recovery.set_aside == ["a_search_t7", "a_search_t9"]
+    assert sorted(asked) == ["a_search_t7", "a_search_t8", "a_search_t9"]  # known and hidden ones are not read
+
+
+def test_recovery_orders_its_steps_complete_forget_replay_set_aside() -> None:
+    """The plan learns a trial's end before a replay clears the result Ray holds for it, and every step is one
+    of the plan's: a killed driver that started t3 left its directory, and t1's results were lost."""
+    p = plan(("a", "b"), per_study_concurrency=2)
+    for trial_id in ("t1", "t2", "t3"):
+        p.deal(trial_id, lr, now=0)
+    t1 = RestoredTrial("t1", ended=True, last_result=row(0.5), dirname="a_search_t1", results_intact=False)
+    t2 = RestoredTrial("t2", dirname="b_search_t2")
+    recovery = p.recover([t2, t1], ["a_search_t1", "b_search_t2", "a_search_t3"], lambda name: True)
+    assert recovery.steps == (Complete(t1), Forget("t3"), Replay("t1", "a_search_t1", 3), SetAside("a_search_t3"))
+
+
+def test_an_intact_experiment_needs_no_recovery() -> None:
+    p = plan(("a",))
+    p.deal("t1", lr, now=0)
+    p.complete("t1", row(0.5), now=0)
+    p.deal("t2", lr, now=0)
+    restored = [
+        RestoredTrial("t1", ended=True, last_result=row(0.5), dirname="a_search_t1"),
+        RestoredTrial("t2", last_result=row(0.4, 1), dirname="a_search_t2"),
+    ]
+    assert p.recover(restored, ["a_search_t1", "a_search_t2", ".lost"], lambda name: True) == Recovery()
+    assert new_plan([], metric="val_accuracy", mode="max", max_t=3, final_seeds=[], per_study_concurrency=1).recover(
+        []
+    ) == Recovery()
 
 
 def test_a_forgotten_trial_is_dealt_again_and_a_forgotten_final_frees_its_seed() -> None:
@@ -139,15 +209,3 @@ def test_a_time_budget_closes_a_search_and_studies_start_within_the_concurrency_
     assert p.deal("t2", lr, now=1000) is None and p.studies["b"].status == Status.PENDING  # one study at a time
     p.complete("t1", row(0.5), now=1061)  # past a's budget: its search ends with one trial
     assert p.studies["a"].status == Status.SEARCHED and len(p.studies["a"].search_trials) == 1
-
-
-def test_orphans_are_started_directories_the_experiment_does_not_know() -> None:
-    asked = []
-
-    def started(name: str) -> bool:
-        asked.append(name)
-        return name != "a_search_t8"
-
-    dirs = ["a_search_t9", "a_search_t1", "a_search_t8", "a_search_t7", ".lost"]
-    assert orphans(dirs, known={"a_search_t1"}, started=started) == ["a_search_t7", "a_search_t9"]
-    assert sorted(asked) == ["a_search_t7", "a_search_t8", "a_search_t9"]  # known and hidden ones are not read

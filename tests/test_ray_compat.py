@@ -164,20 +164,31 @@ def test_a_failed_upload_of_the_experiment_directory_is_heard(ray_session: Any, 
     assert ray_compat.watch_storage_writes() == []  # each sweep hears its own failures
 
 
-def test_a_restored_finished_trial_is_made_to_run_again_from_its_start_under_its_id(tmp_path: Path) -> None:
+def restored_controller(storage_path: Path, trials: list[Trial], scheduler: Any = None) -> Any:
+    """Ray's own controller, holding `trials` as `TuneController.resume` leaves them: added with their status."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    controller = TuneController(
+        scheduler=scheduler, storage=StorageContext(storage_path=str(storage_path), experiment_dir_name="trials")
+    )
+    for trial in trials:
+        controller.add_trial(trial)
+    return controller
+
+
+@pytest.mark.ray
+def test_a_restored_finished_trial_is_made_to_run_again_from_its_start_under_its_id(
+    ray_session: Any, tmp_path: Path
+) -> None:
     trial = _trial(tmp_path, "lost")
     trial.set_status(Trial.TERMINATED)
     trial.run_metadata.last_result = {"training_iteration": 3}
-    live: set[Trial] = set()
-
-    class Controller(_Controller):
-        def get_live_trials(self) -> set[Trial]:
-            return live
-
-    ray_compat.run_again_from_start(Controller([trial]), trial)
+    controller = restored_controller(tmp_path, [trial])
+    assert trial not in controller.get_live_trials()  # Ray decided so when it added the trial
+    ray_compat.run_again_from_start(controller._wrapped(), trial)  # as a scheduler is handed the controller
     assert trial.status == Trial.PENDING and trial.trial_id == "lost"
     assert trial.checkpoint is None and not trial.run_metadata.last_result
-    assert live == {trial}
+    assert trial in controller.get_live_trials() and trial in controller._pending_trials  # the controller starts it
 
 
 def test_a_trials_storage_context_names_the_directory_that_holds_its_results(tmp_path: Path) -> None:
@@ -189,3 +200,36 @@ def test_a_trials_storage_context_names_the_directory_that_holds_its_results(tmp
     storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="trials", trial_dir_name="t1")
     assert storage.storage_filesystem.type_name == "local"
     assert Path(storage.trial_fs_path) == tmp_path / "trials" / "t1"
+
+
+
+def _trainable(config: dict[str, Any]) -> None:
+    """Never run: a restored Tuner needs its trainable again."""
+
+
+@pytest.mark.ray
+def test_a_restored_tuner_s_scheduler_and_callbacks_are_the_objects_its_fit_runs_with(
+    ray_session: Any, tmp_path: Path
+) -> None:
+    """What the sweep relies on to hand a monitor saved by an earlier proselflc the scheduler it recovers through."""
+    from ray import tune
+
+    from proselflc.tuning.monitor import SweepMonitor
+    from proselflc.tuning.studies import StudyScheduler
+    from test_studies import searcher
+
+    s = searcher(["a"])
+    scheduler = StudyScheduler(metric="val_accuracy", mode="max", make=None, searcher=s)
+    tune.Tuner(
+        _trainable,
+        tune_config=tune.TuneConfig(search_alg=s, scheduler=scheduler, num_samples=1),
+        run_config=tune.RunConfig(
+            name="trials", storage_path=str(tmp_path),
+            callbacks=[SweepMonitor(s, metric="val_accuracy", max_t=3, scheduler=scheduler)],
+        ),
+    )
+    restored = tune.Tuner.restore(str(tmp_path / "trials"), trainable=_trainable)
+    found, callbacks = ray_compat.restored_tuner_parts(restored)
+    assert isinstance(found, StudyScheduler) and found is not scheduler  # unpickled from tuner.pkl
+    assert [type(c) for c in callbacks] == [SweepMonitor] and callbacks[0].scheduler is found  # one pickle
+    assert callbacks[0].searcher is found.searcher

@@ -113,43 +113,48 @@ def test_a_sweep_that_fills_its_disk_stops_with_an_error_and_its_resume_ends_wit
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_a_finished_trial_whose_results_were_lost_runs_again_under_its_id_to_the_epoch_it_ended(
+def test_a_restored_experiment_is_recovered_at_once_before_any_trial_starts(
     ray_session: object, tmp_path: Path
 ) -> None:
-    """What `--resume` does, in the scheduler, with a trial Ray restored as finished but whose files a full disk
-    emptied: its directory is set aside into `.lost/`, it runs again from its start, and stops where it ended."""
+    """What `--resume` does when the monitor's setup asks the scheduler to recover, Ray's controller holding the
+    restored trials: a trial restored as finished whose files a full disk emptied is set aside into `.lost/` and
+    runs again from its start under its id, stopping where it ended; an intact one stays finished; directories no
+    restored trial owns that a killed driver started (params.json, or a checkpoint alone) go into `.orphaned/`
+    with their driver staging copies (which Ray would upload back), and an empty one stays."""
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
     from proselflc.tuning.studies import StudyScheduler
-    from test_ray_compat import _Controller, _trial
+    from test_ray_compat import _trial, restored_controller
+    from test_studies import searcher
 
-    trial = _trial(tmp_path, "lost")
-    trial.config = {"study": "symmetric-0.4/crossentropy", "phase": "search"}
-    trial.set_status(Trial.TERMINATED)
-    trial.run_metadata.last_result = {"training_iteration": 2}
-    directory = Path(trial.path)
-    directory.mkdir(parents=True)
-    (directory / "params.json").write_text("")  # as ENOSPC leaves it
-    (directory / "result.json").write_text('{"training_iteration": 1}\n')
-    live: set = set()
+    experiment = tmp_path / "trials"
+    lost, intact = _trial(tmp_path, "lost"), _trial(tmp_path, "intact")
+    for trial, result_json in ((lost, '{"training_iteration": 1}\n'), (intact, '{"training_iteration": 2}\n')):
+        trial.config = {"study": "symmetric-0.4/crossentropy", "phase": "search"}
+        trial.set_status(Trial.TERMINATED)
+        trial.run_metadata.last_result = {"training_iteration": 2}
+        Path(trial.path).mkdir(parents=True)
+        (Path(trial.path) / "params.json").write_text("" if trial is lost else "{}")  # as ENOSPC leaves it
+        (Path(trial.path) / "result.json").write_text(result_json)
+    (experiment / "killed_params").mkdir()
+    (experiment / "killed_params" / "params.json").write_text("{}")
+    (experiment / "killed_checkpoint" / "checkpoint_000000").mkdir(parents=True)
+    (experiment / "never_started").mkdir()
+    staged = Path(lost.local_experiment_path) / "killed_params"
+    staged.mkdir(parents=True)
+    (staged / "params.json").write_text("{}")
 
-    class Controller(_Controller):
-        def get_live_trials(self) -> set:
-            return live
-
-    scheduler = StudyScheduler(metric="val_accuracy", mode="max", make=None)
-    scheduler.on_trial_add(Controller([trial]), trial)
-    assert trial.status == Trial.PENDING and live == {trial}
-    assert (tmp_path / "trials" / ".lost" / "lost" / "result.json").is_file() and not directory.exists()
-    assert scheduler.on_trial_result(None, trial, {"training_iteration": 1}) == TrialScheduler.CONTINUE
-    assert scheduler.on_trial_result(None, trial, {"training_iteration": 2}) == TrialScheduler.STOP
-
-    intact = _trial(tmp_path, "intact")  # a finished trial whose files are all there is left finished
-    intact.set_status(Trial.TERMINATED)
-    intact.run_metadata.last_result = {"training_iteration": 1}
-    Path(intact.path).mkdir(parents=True)
-    (Path(intact.path) / "params.json").write_text("{}")
-    (Path(intact.path) / "result.json").write_text('{"training_iteration": 1}\n')
-    scheduler.on_trial_add(Controller([trial, intact]), intact)
-    assert intact.status == Trial.TERMINATED and intact not in live
+    scheduler = StudyScheduler(metric="val_accuracy", mode="max", make=None, searcher=searcher(["a"]))
+    controller = restored_controller(tmp_path, [lost, intact], scheduler)
+    recovery = scheduler.recover()
+    assert recovery.replay == {"lost": 2} and recovery.set_aside == ["killed_checkpoint", "killed_params"]
+    assert lost.status == Trial.PENDING and lost in controller.get_live_trials()
+    assert (experiment / ".lost" / "lost" / "result.json").is_file() and not Path(lost.path).exists()
+    assert scheduler.on_trial_result(None, lost, {"training_iteration": 1}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, lost, {"training_iteration": 2}) == TrialScheduler.STOP
+    assert intact.status == Trial.TERMINATED and intact not in controller.get_live_trials()
+    assert (experiment / ".orphaned" / "killed_checkpoint" / "checkpoint_000000").is_dir()
+    assert (experiment / ".orphaned" / "killed_params" / "params.json").is_file() and not staged.exists()
+    assert {p.name for p in experiment.iterdir() if p.is_dir()} == {".lost", ".orphaned", "intact", "never_started"}
+    assert scheduler.recover().steps == ()  # once per fit

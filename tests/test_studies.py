@@ -19,6 +19,7 @@ from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialSchedule
 from ray.tune.search import Searcher
 
 from proselflc import ray_compat
+from proselflc.tuning.plan import Complete, Forget, Recovery, RestoredTrial
 from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
 
 LR = {"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)}
@@ -146,6 +147,21 @@ def test_trials_dealt_but_never_recorded_by_ray_are_dealt_again_with_the_same_se
     finish(s, "f2", 0.7), finish(s, "f3", 0.7)
     assert s.studies["a"].status == "finished" and s.suggest("x") == Searcher.FINISHED
     assert any("final trial f1 was dealt but never started" in note for note in s.notes)
+
+
+def test_a_recovery_step_applied_to_the_searcher_reaches_the_plan_and_the_sampler() -> None:
+    """A trial Ray restored as finished that the plan had in flight is completed, its result told to its sampler;
+    one Ray never recorded is forgotten, its sampler's trial failed."""
+    s = searcher(["a"], per_study_concurrency=2)
+    s.suggest("t1"), s.suggest("t2")
+    row = {"val_accuracy": 0.5, "epoch": 3, "training_iteration": 3}
+    recovery = s.plan.recover([RestoredTrial("t1", ended=True, last_result=row)])
+    assert recovery.steps == (Complete(RestoredTrial("t1", ended=True, last_result=row)), Forget("t2"))
+    for step in recovery.steps:
+        s.apply(step)
+    assert s.studies["a"].in_flight == set() and s.studies["a"].search_done == {"t1"}
+    states = [t.state for t in ray_compat.optuna_study(s.samplers["a"]).trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
 
 
 def test_a_restored_trial_repeating_its_reported_epochs_is_told_to_optuna_once(tmp_path: Path) -> None:
@@ -306,7 +322,8 @@ def test_a_restored_search_state_newer_than_its_trials_deals_again_within_the_sw
     restored, restored_generator = _behind_rays_limiter(per_study=2)
     restored_generator.restore_from_dir(str(tmp_path))
     assert restored.studies["a"].in_flight == {"t1"}
-    restored.recover([])  # the experiment holds no trial: t1 is forgotten
+    assert restored.plan.recover([]) == Recovery(steps=(Forget("t1"),))  # the experiment holds no trial
+    restored.apply(Forget("t1"))
     assert restored_generator.searcher.suggest("t3")["phase"] == "search"
     assert restored_generator.searcher.suggest("t4") is None  # the limit holds after the restore
     restored_generator.on_trial_complete("t3", {"val_accuracy": 0.5, "epoch": 3, "training_iteration": 3})

@@ -134,6 +134,16 @@ def _keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def restored_tuner_parts(tuner: tune.Tuner) -> tuple[Any, list[Any]]:
+    """The scheduler and the callbacks a restored Tuner unpickled from its tuner.pkl: the objects its fit runs with.
+
+    Ray 2.60: `Tuner.restore` loads them into `Tuner._local_tuner` (a `TunerInternal`) as `_tune_config.scheduler`
+    and `_run_config.callbacks`, and `fit` hands those very objects to `tune.run`.
+    """
+    internal = tuner._local_tuner
+    return internal._tune_config.scheduler, list(internal._run_config.callbacks or [])
+
+
 def fit_noting_interrupts(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
     """`tuner.fit()`, and whether Ctrl+C / SIGUSR1 stopped it.
 
@@ -261,12 +271,15 @@ def watch_storage_writes() -> list[OSError]:
 
 
 def run_again_from_start(tune_controller: Any, trial: Trial) -> None:
-    """Make a finished trial that Ray restored run again from its start, under its own id (call on trial add).
+    """Make a finished trial that Ray restored run again from its start, under its own id (call after Ray added it,
+    before its first step: `tuning.studies.StudyScheduler.recover`).
 
     Ray 2.60 has no resume mode for that (`ResumeConfig.RESTART` gives a new trial id, which the searcher does not
-    know): the trial's run metadata (last result, checkpoints) is replaced by a fresh one, it is set PENDING and,
-    since `TuneController.add_trial` decided before calling the scheduler that a TERMINATED trial is not live, put
-    among the live trials (`get_live_trials` returns the controller's set; schedulers may read it).
+    know): the trial's run metadata (last result, checkpoints) is replaced by a fresh one and it is set PENDING
+    through the controller's `_set_trial_status` (whitelisted for schedulers), which moves it from the stopped
+    trials to the pending ones it starts; since `TuneController.add_trial` decided that a TERMINATED trial is not
+    live, it is put among the live trials too (`get_live_trials` returns the controller's set), so the controller
+    is not finished while it runs.
     """
     from ray.train._internal.checkpoint_manager import _CheckpointManager
     from ray.tune.experiment import Trial
@@ -277,5 +290,5 @@ def run_again_from_start(tune_controller: Any, trial: Trial) -> None:
     trial.run_metadata.checkpoint_manager = _CheckpointManager(checkpoint_config=checkpoint_config)
     trial.restore_path = None
     trial._restore_checkpoint_result = None
-    trial.set_status(Trial.PENDING)
+    tune_controller._set_trial_status(trial, Trial.PENDING)
     tune_controller.get_live_trials().add(trial)

@@ -195,6 +195,8 @@ def read_manifest(sweep_dir: str | Path | storage.Location) -> Manifest:
 
 #: In an experiment directory: trial directories whose results a full disk emptied, set aside when they run again.
 LOST_DIR = ".lost"
+#: Where trial dirs unknown to a restored experiment are moved (hidden from the analysis, not deleted).
+ORPHANED_DIR = ".orphaned"
 #: What Ray Tune writes into every trial directory; a trial whose two files are missing or empty lost its results.
 TRIAL_FILES = ("params.json", "result.json")
 

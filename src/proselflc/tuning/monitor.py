@@ -21,6 +21,8 @@ from ray.tune.experiment import Trial
 from proselflc import ray_compat, storage
 from proselflc.selection_certainty import describe
 from proselflc.sweep_contract import (
+    LOST_DIR,
+    ORPHANED_DIR,
     PHASE,
     STUDY,
     Manifest,
@@ -32,7 +34,7 @@ from proselflc.sweep_contract import (
 )
 from proselflc.tuning import stall_watch
 from proselflc.tuning.state_guard import StateSigner
-from proselflc.tuning.studies import StudySearcher
+from proselflc.tuning.studies import StudyScheduler, StudySearcher
 
 Log = Callable[[str], None]
 
@@ -46,34 +48,50 @@ class SweepMonitor(tune.Callback):
     """Manifest, per-trial lines and a periodic status line for the sweep's one Tuner."""
 
     def __init__(
-        self, searcher: StudySearcher, *, metric: str, max_t: int, log: Log = echo, status_every_s: float = 30.0
+        self,
+        searcher: StudySearcher,
+        *,
+        metric: str,
+        max_t: int,
+        scheduler: StudyScheduler | None = None,
+        log: Log = echo,
+        status_every_s: float = 30.0,
     ) -> None:
         self.searcher = searcher
+        self.scheduler = scheduler
         self.metric, self.max_t, self.log = metric, max_t, log
         self.status_every_s = status_every_s
         self._written = -1
         self._last_status = 0.0
-        self._reconciled = False
         self._sweep_dir: storage.Dir | None = None
         self._manifest: Manifest | None = None  # read once per fit: only this monitor writes it meanwhile
         self._signer = StateSigner()
         self._write_failures: list[OSError] = []
 
+    #: The sweep's scheduler, which executes the recovery of a restored experiment (a class default: None in a
+    #: monitor without one).
+    scheduler: StudyScheduler | None = None
+
     def setup(self, **info: Any) -> None:
-        """Called by every fit, fresh or restored: check the searcher against the restored trials once."""
-        self._reconciled = False
+        """Called by every fit, fresh or restored, after Ray restored the trials and before it starts any: the one
+        moment a restored experiment is recovered (`StudyScheduler.recover`)."""
         self._written = -1
         self._manifest = None
         self._last_status = time.monotonic()
         self._write_failures = ray_compat.watch_storage_writes()
+        if self.scheduler is not None:
+            recovery = self.scheduler.recover()
+            for name, iteration in recovery.replay.items():
+                self.log(f"    {name}: its results were lost (a full disk?): run again from its start to "
+                         f"iteration {iteration}, its directory kept in {LOST_DIR}/")
+            for name in recovery.set_aside:
+                self.log(f"    set aside {name}: started by a killed driver before Ray recorded it "
+                         f"(its study dealt the trial again); kept in {ORPHANED_DIR}/")
 
     # -- Tune's hooks ------------------------------------------------------------------------------
 
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         stall_watch.beat()
-        if not self._reconciled:
-            self._reconcile(trials)
-            self._reconciled = True
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self._sync(trials)
@@ -131,11 +149,6 @@ class SweepMonitor(tune.Callback):
         ) from first
 
     # -- what it does ------------------------------------------------------------------------------
-
-    def _reconcile(self, trials: list[Trial]) -> None:
-        """After a restore, make the searcher's plan agree with the trials Ray restored (`SweepPlan.recover`),
-        so no study waits forever."""
-        self.searcher.recover(trials)
 
     def _sync(self, trials: list[Trial]) -> None:
         """Print the searcher's notes and rewrite the manifest when the searcher's state moved."""

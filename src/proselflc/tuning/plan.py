@@ -4,7 +4,7 @@ A `Study` goes pending -> searching -> searched -> finished (`sweep_contract.Sta
 starts, is dealt search trials, learns their results, ends its search with THE selection rule, is dealt its
 final re-runs and finishes when they have. A method called in the wrong state raises `LifecycleError` naming the
 study, the trial and the state, rather than corrupting the manifest. `SweepPlan` holds every study and deals the
-sweep's next trial across them; `recover` makes it agree with the trials a restored experiment holds.
+sweep's next trial across them; `recover` decides, in one place, every repair a restored experiment needs.
 
 Ray Tune's side is thin: `tuning.studies.StudySearcher` maps the Searcher API onto this plan (and owns the
 Optuna samplers, which the plan only names by study), `StudyScheduler` routes trials by study, and
@@ -197,29 +197,85 @@ class Told:
 
 @dataclass(frozen=True)
 class RestoredTrial:
-    """A trial as a restored experiment holds it: ended (terminated or errored) or not, and its last result."""
+    """A trial as a restored experiment holds it, as recovery reads it: ended (terminated or errored) or not, its
+    last result, its directory under the experiment (None: never made) and, for a finished trial, whether that
+    directory still holds its results up to the iteration it ended at (`sweep_contract.results_intact`)."""
 
     trial_id: str
     ended: bool = False
     error: bool = False
     last_result: dict[str, Any] | None = None
+    dirname: str | None = None
+    results_intact: bool = True
+
+    @property
+    def iteration(self) -> int:
+        """The reports it made (Ray Tune's training_iteration): 0 before its first."""
+        return int((self.last_result or {}).get(ITERATION, 0))
+
+
+@dataclass(frozen=True)
+class Complete:
+    """A trial the plan (saved a moment before the experiment) still has in flight that the experiment has as
+    ended: the plan learns its end, or its study would wait for it forever."""
+
+    trial: RestoredTrial
+
+
+@dataclass(frozen=True)
+class Forget:
+    """A trial the plan dealt that the experiment never recorded: taken back, to be dealt again (same final seed)."""
+
+    trial_id: str
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A finished trial whose results the storage lost (a full disk): its directory is set aside into `.lost/` and
+    it runs again from its start under its id, stopped at the `iteration` it ended at before."""
+
+    trial_id: str
+    dirname: str
+    iteration: int
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A trial directory the experiment does not know but that a killed driver started: its study dealt that
+    trial again under a new id, so it would count twice. Moved into `.orphaned/`, never deleted."""
+
+    dirname: str
+
+
+#: One repair of a restored experiment.
+Step = Complete | Forget | Replay | SetAside
 
 
 @dataclass(frozen=True)
 class Recovery:
-    """What a restored experiment and the plan disagree on, as steps in the order to apply them (per study, in plan
-    order): `("complete", trial)` for a trial the experiment has as ended that the plan (saved a moment earlier)
-    still has in flight; `("forget", trial)` for one the plan dealt that the experiment never recorded."""
+    """Every repair a restored experiment needs, in the order to apply them (`SweepPlan.recover`)."""
 
-    steps: list[tuple[str, RestoredTrial]]
+    steps: tuple[Step, ...] = ()
 
     @property
     def complete(self) -> list[str]:
-        return [trial.trial_id for action, trial in self.steps if action == "complete"]
+        return [step.trial.trial_id for step in self.steps if isinstance(step, Complete)]
 
     @property
     def forget(self) -> list[str]:
-        return [trial.trial_id for action, trial in self.steps if action == "forget"]
+        return [step.trial_id for step in self.steps if isinstance(step, Forget)]
+
+    @property
+    def replay(self) -> dict[str, int]:
+        return {step.trial_id: step.iteration for step in self.steps if isinstance(step, Replay)}
+
+    @property
+    def set_aside(self) -> list[str]:
+        return [step.dirname for step in self.steps if isinstance(step, SetAside)]
+
+
+def _every_directory_started(name: str) -> bool:
+    return True
 
 
 #: Suggests a search trial's parameters: (study key, trial id) -> params ({} for a study without a space).
@@ -358,16 +414,37 @@ class SweepPlan:
         key, phase = self.trial_study[trial_id]
         return trial_dirname(key, phase, trial_id)
 
-    def recover(self, restored: Iterable[RestoredTrial]) -> Recovery:
-        """After a restore, what makes the plan agree with the trials the experiment holds, so no study waits
-        forever: in-flight trials the experiment has as ended are to be completed; in-flight trials it does not
-        have at all are to be forgotten and dealt again. Per study, in plan order, trial ids sorted."""
+    def recover(
+        self,
+        restored: Sequence[RestoredTrial],
+        trial_dirs: Iterable[str] = (),
+        started: Callable[[str], bool] = _every_directory_started,
+    ) -> Recovery:
+        """After a restore, every repair that makes the plan and the storage agree with the trials the experiment
+        holds, decided here once (the adapters only execute the steps), in this order:
+
+        1. `Complete` the in-flight trials the experiment has as ended, then `Forget` the in-flight trials it does
+           not have at all (per study in plan order, trial ids sorted): no study waits for a trial forever.
+           Before the replays, which clear the last result Ray holds for a trial.
+        2. `Replay` each finished trial whose results are not intact, in the experiment's order.
+        3. `SetAside` each of `trial_dirs` (names under the experiment) that no restored trial owns and that a
+           killed driver `started` (asked only for those; hidden names such as `.lost` are not trials), sorted.
+
+        Nothing for an experiment that agrees with the plan and kept every result."""
         trials = {t.trial_id: t for t in restored}
-        steps: list[tuple[str, RestoredTrial]] = []
+        steps: list[Step] = []
         for study in self.studies.values():
-            steps += [("complete", trials[t]) for t in sorted(study.in_flight) if t in trials and trials[t].ended]
-            steps += [("forget", RestoredTrial(t)) for t in sorted(study.in_flight) if t not in trials]
-        return Recovery(steps)
+            steps += [Complete(trials[t]) for t in sorted(study.in_flight) if t in trials and trials[t].ended]
+            steps += [Forget(t) for t in sorted(study.in_flight) if t not in trials]
+        steps += [
+            Replay(t.trial_id, t.dirname, t.iteration)
+            for t in restored
+            if t.ended and not t.error and t.iteration and not t.results_intact and t.dirname
+        ]
+        known = {t.dirname for t in restored if t.dirname}
+        unknown = sorted(name for name in trial_dirs if not name.startswith(".") and name not in known)
+        steps += [SetAside(name) for name in unknown if started(name)]
+        return Recovery(tuple(steps))
 
 
 def new_plan(
@@ -390,13 +467,6 @@ def new_plan(
         max_concurrent_studies=max_concurrent_studies or len(studies),
         time_budget_s=time_budget_s, final_params=dict(final_params or {}),
     )
-
-
-def orphans(trial_dirs: Iterable[str], known: set[str], started: Callable[[str], bool]) -> list[str]:
-    """The trial directories of a restored experiment that it does not know but that a killed driver `started`
-    (checked only for those): their study dealt the trial again under a new id, so each would count twice. Hidden
-    names (`.lost`, `.orphaned`) are not trials."""
-    return sorted(name for name in trial_dirs if not name.startswith(".") and name not in known and started(name))
 
 
 def _finite(value: Any) -> bool:

@@ -12,8 +12,8 @@ but each study must still search and early-stop on its own:
   none), so a rung or a median compares trials of one study only: a 60%-noise study's low val_accuracy
   is never judged against a 0%-noise study's. Final re-runs are never stopped early.
 
-Both are thin over `tuning.plan.SweepPlan`, the Ray-free object that holds each study's lifecycle and deals the
-trials. The searcher's state (a versioned `SearcherState`: the plan, every sub-searcher, the per-study schedulers)
+Both are thin over `tuning.plan.SweepPlan`, the Ray-free object that holds each study's lifecycle, deals the
+trials and decides what a restored experiment needs repaired (`StudyScheduler.recover` executes it). The searcher's state (a versioned `SearcherState`: the plan, every sub-searcher, the per-study schedulers)
 is saved and restored by Ray Tune with the experiment, so `Tuner.restore` resumes the whole sweep; a state saved
 by an earlier proselflc (version 1, a pickled `__dict__`) is converted by `migrate_state` on restore.
 """
@@ -23,7 +23,8 @@ from __future__ import annotations
 import pickle
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import optuna
@@ -35,8 +36,19 @@ from ray.tune.search.optuna import OptunaSearch
 
 from proselflc import ray_compat, storage
 from proselflc.errors import ConfigError
-from proselflc.sweep_contract import LOST_DIR, PHASE, STUDY, Status, results_intact
-from proselflc.tuning.plan import SEARCH, RestoredTrial, Study, SweepPlan, new_plan
+from proselflc.sweep_contract import LOST_DIR, ORPHANED_DIR, PHASE, STUDY, Status, results_intact
+from proselflc.tuning.plan import (
+    SEARCH,
+    Complete,
+    Forget,
+    Recovery,
+    Replay,
+    RestoredTrial,
+    SetAside,
+    Study,
+    SweepPlan,
+    new_plan,
+)
 
 
 @dataclass(frozen=True)
@@ -274,19 +286,12 @@ class StudySearcher(Searcher):
             # its Optuna trial ends as failed rather than running forever
             self.samplers[found[0].key].on_trial_complete(trial_id, None, error=True)
 
-    def recover(self, trials: Sequence[Trial]) -> None:
-        """Make the plan agree with the trials a restored experiment holds (`SweepPlan.recover`)."""
-        restored = [
-            RestoredTrial(
-                t.trial_id, t.status in (Trial.TERMINATED, Trial.ERROR), t.status == Trial.ERROR, t.last_result
-            )
-            for t in trials
-        ]
-        for action, trial in self.plan.recover(restored).steps:
-            if action == "complete":
-                self.on_trial_complete(trial.trial_id, trial.last_result or None, error=trial.error)
-            else:
-                self.forget(trial.trial_id)
+    def apply(self, step: Complete | Forget) -> None:
+        """Execute a recovery step of the plan's (`SweepPlan.recover`) on the plan and the study's sampler."""
+        if isinstance(step, Complete):
+            self.on_trial_complete(step.trial.trial_id, step.trial.last_result or None, error=step.trial.error)
+        else:
+            self.forget(step.trial_id)
 
     def dirname(self, trial_id: str) -> str:
         return self.plan.dirname(trial_id)
@@ -330,6 +335,8 @@ class StudyScheduler(FIFOScheduler):
 
     Ray Tune saves no scheduler state with an experiment (2.60: only the searcher's), so with `searcher`
     given, the sub-schedulers live in that searcher's `scheduling` and are restored with it on `--resume`.
+    It also executes the recovery of a restored experiment (`recover`): it is the one object Ray hands its
+    controller, which a replay needs.
     """
 
     def __init__(
@@ -371,9 +378,9 @@ class StudyScheduler(FIFOScheduler):
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         ray_compat.follow_experiment_storage(tune_controller, trial)
         ray_compat.limit_concurrency_in_searcher(tune_controller)
+        if tune_controller is not None:
+            self._controller = tune_controller  # for `recover`: the only hook Ray hands its controller before a step
         config = trial.config or {}
-        if trial.status == Trial.TERMINATED and tune_controller is not None:
-            self._replay_if_lost(tune_controller, trial)
         if self.make is None or config.get(PHASE) != "search" or trial.trial_id in self.members:
             return  # (a restored trial that was running is a member still: its scheduler already follows it)
         if trial.status == Trial.TERMINATED:
@@ -384,15 +391,45 @@ class StudyScheduler(FIFOScheduler):
         self.studies[key].on_trial_add(tune_controller, trial)
         self.members[trial.trial_id] = key
 
-    def _replay_if_lost(self, tune_controller: Any, trial: Trial) -> None:
-        """A finished trial restored by --resume whose results storage lost (a full disk): its directory is set
-        aside (into `.lost/`) and it runs again from its start under its id, to the iteration it ended at."""
-        if trial.path is None:
-            return
+    #: The controller that last added a trial (Ray hands it to `on_trial_add` only); None until one did.
+    _controller: Any = None
+
+    def recover(self) -> Recovery:
+        """Decide every repair the restored experiment needs (`SweepPlan.recover`) and execute it, at once.
+
+        Called by the monitor's `setup`: Ray 2.60's `tune.run` calls it after `TuneController.resume` has added
+        every restored trial (through `on_trial_add`, which left the controller here) and before the first step,
+        so before any trial starts, any new one is dealt, or the controller first checks whether it is finished
+        (a replayed trial must be live by then) or saves the experiment to storage. Nothing for a fresh fit,
+        which holds no trial yet.
+        """
+        controller, self._controller = self._controller, None
+        trials = [] if controller is None else list(controller.get_trials())
+        if not trials or self.searcher is None:
+            return Recovery()
+        first = trials[0]  # a restored trial: Ray re-pointed it to where the experiment is now
+        experiment = storage.on_filesystem(first.storage.storage_filesystem, first.remote_experiment_path)
+        dirs = {d.name: d for d in experiment.iterdir()} if experiment.is_dir() else {}
+        recovery = self.searcher.plan.recover(
+            [restored_trial(t) for t in trials], dirs, lambda name: _started(dirs[name])
+        )
+        by_id = {t.trial_id: t for t in trials}
+        for step in recovery.steps:
+            if isinstance(step, Complete | Forget):
+                self.searcher.apply(step)
+            elif isinstance(step, Replay):
+                self._replay(controller, by_id[step.trial_id], step.iteration)
+            elif isinstance(step, SetAside):
+                storage.move(dirs[step.dirname], experiment / ORPHANED_DIR / step.dirname)
+                # Ray uploads the driver's staging directory to storage with every save of the experiment: a
+                # copy left there (a driver of the same Ray session) would bring the directory back.
+                shutil.rmtree(Path(first.local_experiment_path) / step.dirname, ignore_errors=True)
+        return recovery
+
+    def _replay(self, tune_controller: Any, trial: Trial, iteration: int) -> None:
+        """Run a finished trial whose results the storage lost again from its start under its id, its directory
+        set aside into `.lost/`, to the iteration it ended at (`on_trial_result` stops it there)."""
         directory = storage.on_filesystem(trial.storage.storage_filesystem, trial.path)
-        iteration = int((trial.last_result or {}).get(ITERATION, 0))
-        if not iteration or results_intact(directory, iteration):
-            return
         if directory.exists():
             storage.move(directory, directory.parent / LOST_DIR / directory.name)
         shutil.rmtree(trial.local_path, ignore_errors=True)  # the driver's staging copy Ray would append to
@@ -429,3 +466,22 @@ class StudyScheduler(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"Per-study {self.name} for {len(self.studies)} studies"
+
+
+def restored_trial(trial: Trial) -> RestoredTrial:
+    """What recovery reads of a trial Ray restored; its results are read from storage for a finished one only."""
+    dirname = None if trial.path is None else PurePosixPath(trial.path).name
+    ended, error = trial.status in (Trial.TERMINATED, Trial.ERROR), trial.status == Trial.ERROR
+    found = RestoredTrial(trial.trial_id, ended, error, trial.last_result, dirname)
+    if trial.status != Trial.TERMINATED or not found.iteration or trial.path is None:
+        return found
+    directory = storage.on_filesystem(trial.storage.storage_filesystem, trial.path)
+    return replace(found, results_intact=results_intact(directory, found.iteration))
+
+
+def _started(trial_dir: storage.Dir) -> bool:
+    """Whether a trial directory holds what a started trial writes: its params, or a checkpoint alone.
+    (iterdir, not glob: the sweep may live on object storage.)"""
+    return trial_dir.is_dir() and (
+        (trial_dir / "params.json").exists() or any(child.name.startswith("checkpoint_") for child in trial_dir.iterdir())
+    )

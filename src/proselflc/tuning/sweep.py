@@ -43,7 +43,7 @@ from proselflc.sweep_contract import (
 )
 from proselflc.trainables import SharedDataset, TrialFunction, make_trainable, train_engine
 from proselflc.training.process_settings import logger_levels
-from proselflc.tuning import plan, search, state_guard
+from proselflc.tuning import search, state_guard
 from proselflc.tuning.config import MethodSpec, SweepConfig, build_sweep_config
 from proselflc.tuning.lock import SweepLock
 from proselflc.tuning.loggers import build_callbacks
@@ -51,9 +51,6 @@ from proselflc.tuning.monitor import Log, SweepMonitor, echo
 from proselflc.tuning.preflight import connect, trial_slots, wait_for_placeable
 from proselflc.tuning.stall_watch import StallWatch
 from proselflc.tuning.studies import StudyPlan, StudyScheduler, StudySearcher
-
-#: Where trial dirs unknown to a restored experiment are moved (hidden from the analysis, not deleted).
-ORPHANED_DIR = ".orphaned"
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -252,8 +249,7 @@ class SweepRunner:
         Tune returns normally when interrupted; the tell-tale (besides its signal handler) is a study
         the manifest does not have as finished.
         """
-        grid, interrupted = ray_compat.fit_noting_interrupts(tuner)
-        self._set_aside_orphans(grid)
+        _, interrupted = ray_compat.fit_noting_interrupts(tuner)
         manifest = read_manifest(self.dir)
         lost = [name for entry in manifest.studies if entry.done for name in lost_trials(self.dir, entry)]
         if lost and not interrupted:
@@ -269,33 +265,6 @@ class SweepRunner:
             )
             self.log(message)
             raise SweepInterrupted(message)
-
-    def _set_aside_orphans(self, grid: tune.ResultGrid) -> None:
-        """Move trial dirs that the experiment does not know into `.orphaned/`.
-
-        A driver killed between starting a trial and saving the experiment state leaves that trial's
-        dir behind; the restored searcher deals the same trial again under a new id, so the old dir
-        would count twice. It is kept (not deleted) but out of the analysis' sight.
-        """
-        known = {Path(result.path).name for result in grid if result.path}
-        experiment = self.dir / EXPERIMENT_DIR
-        if not known or not experiment.is_dir():
-            return
-        dirs = {d.name: d for d in experiment.iterdir()}
-
-        def started(name: str) -> bool:
-            # A checkpoint alone counts too. iterdir, not glob: the sweep may live on object storage (Location).
-            trial_dir = dirs[name]
-            return trial_dir.is_dir() and (
-                (trial_dir / "params.json").exists()
-                or any(child.name.startswith("checkpoint_") for child in trial_dir.iterdir())
-            )
-
-        for name in plan.orphans(dirs, known, started):
-            target = experiment / ORPHANED_DIR / name
-            storage.move(dirs[name], target)
-            self.log(f"    set aside {name}: started by a killed driver before Ray recorded it "
-                     f"(its study dealt the trial again); kept in {target.parent}")
 
     def plans(self) -> list[StudyPlan]:
         """Each study's Optuna distributions (from its method's validated space) and trial count."""
@@ -360,14 +329,21 @@ class SweepRunner:
                     "search anew"
                 )
             self.log(f"restoring the interrupted sweep's Tuner at {path}")
-            return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+            scheduler, callbacks = ray_compat.restored_tuner_parts(tuner)
+            for callback in callbacks:
+                if isinstance(callback, SweepMonitor) and callback.scheduler is None:
+                    callback.scheduler = scheduler  # a monitor saved by an earlier proselflc: it recovers through it
+            return tuner
         if path.exists():
             # Interrupted before Ray saved any state, or before any trial reported and its state was signed:
             # no result to lose, so start it afresh rather than load unverified pickles.
             storage.remove_tree(path)
         searcher = self.searcher()
+        scheduler = self.scheduler(searcher)
         monitor = SweepMonitor(
-            searcher, metric=sweep.metric, max_t=sweep.max_t, log=self.log, status_every_s=self.status_every_s
+            searcher, metric=sweep.metric, max_t=sweep.max_t, scheduler=scheduler, log=self.log,
+            status_every_s=self.status_every_s,
         )
         return tune.Tuner(
             trainable,
@@ -376,7 +352,7 @@ class SweepRunner:
                 metric=sweep.metric,
                 mode=sweep.mode,
                 search_alg=searcher,
-                scheduler=self.scheduler(searcher),
+                scheduler=scheduler,
                 num_samples=-1,  # the searcher says when the sweep is done
                 max_concurrent_trials=slots,
                 trial_dirname_creator=_dirname,
