@@ -47,6 +47,16 @@ def test_the_union_of_path_and_location_is_gone() -> None:
     assert [p for p in (SRC / "proselflc").rglob("*.py") if "storage.Dir" in p.read_text()] == []
 
 
+def test_a_local_path_a_file_uri_and_a_path_object_are_one_local_location(tmp_path: Path) -> None:
+    from proselflc import storage
+
+    for named in (str(tmp_path), f"file://{tmp_path}", tmp_path):
+        where = storage.as_dir(named)
+        assert where.local == tmp_path and str(where) == str(tmp_path)
+        assert str(where / "a" / "b") == str(tmp_path / "a" / "b") and (where / "a").parent == where
+    assert storage.as_dir(where) is where
+
+
 @pytest.mark.subprocess
 def test_a_local_sweep_directory_is_read_and_written_without_pyarrow(tmp_path: Path) -> None:
     code = (

@@ -180,7 +180,7 @@ def test_a_file_s_size_reads_the_same_on_a_local_disk_and_in_a_bucket(s3_bucket:
         assert storage.size(root / "d") == -1
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.subprocess)])
 def sweep_root(request: pytest.FixtureRequest, tmp_path: Path) -> storage.Location:
     """The same sweep directory on the local disk and in the moto bucket, as `storage.as_dir` makes it."""
     if request.param == "local":
@@ -188,7 +188,6 @@ def sweep_root(request: pytest.FixtureRequest, tmp_path: Path) -> storage.Locati
     return storage.as_dir(f"{request.getfixturevalue('s3_bucket')}/same/{tmp_path.name}")
 
 
-@pytest.mark.subprocess
 def test_the_sweep_code_s_file_operations_read_the_same_on_a_local_disk_and_in_a_bucket(
     sweep_root: storage.Location, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -300,11 +300,6 @@ def read_mapping(target: str | Path | Location) -> dict[str, Any]:
     return data
 
 
-def check_reachable(location: str | Path | Location, what: str = "storage_path") -> None:
-    """Fail fast, naming `what`, when the filesystem behind `location` cannot be reached or read."""
-    as_dir(location).check_reachable(what)
-
-
 # For callers that hold a Path or a string (users, tests): each converts at the entry and calls the Location.
 
 

@@ -203,7 +203,7 @@ class SweepRunner:
                 "the sweep's name or storage_path"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        storage.write_text(sweep_file, safe_yaml.dump_text(resolved))
+        sweep_file.write_text(safe_yaml.dump_text(resolved))
         manifest = new_manifest(self.sweep)
         write_manifest(self.dir, manifest)
         return manifest
@@ -363,7 +363,7 @@ class SweepRunner:
         if path.exists():
             # Interrupted before Ray saved any state, or before any trial reported and its state was signed:
             # no result to lose, so start it afresh rather than load unverified pickles.
-            storage.remove_tree(path)
+            path.remove_tree()
         searcher = self.searcher()
         monitor = SweepMonitor(
             searcher, metric=sweep.metric, max_t=sweep.max_t, log=self.log, status_every_s=self.status_every_s
