@@ -130,7 +130,7 @@ def test_a_generation_a_kill_left_unsigned_is_ignored_and_an_earlier_layout_stil
     earlier_exp.mkdir()
     sync(staging, earlier_exp)
     (earlier_exp / "tuner.pkl").write_bytes(b"tuner-v1")
-    assert last_snapshot(earlier) == earlier / SNAPSHOT
+    assert last_snapshot(earlier).local == earlier / SNAPSHOT
     assert verify(earlier, earlier_exp) == []
     (staging / "searcher-state-2026.pkl").write_bytes(b"searcher-v2")
     assert StateSigner().sign(earlier, staging, earlier_exp) is True

@@ -180,6 +180,57 @@ def test_a_file_s_size_reads_the_same_on_a_local_disk_and_in_a_bucket(s3_bucket:
         assert storage.size(root / "d") == -1
 
 
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.subprocess)])
+def sweep_root(request: pytest.FixtureRequest, tmp_path: Path) -> storage.Location:
+    """The same sweep directory on the local disk and in the moto bucket, as `storage.as_dir` makes it."""
+    if request.param == "local":
+        return storage.as_dir(tmp_path / "sweep")
+    return storage.as_dir(f"{request.getfixturevalue('s3_bucket')}/same/{tmp_path.name}")
+
+
+def test_the_sweep_code_s_file_operations_read_the_same_on_a_local_disk_and_in_a_bucket(
+    sweep_root: storage.Location, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One code path for both: write, replace, move, remove, size, the lock and a signed snapshot generation,
+    called on a Location without asking which kind it is."""
+    d = sweep_root / "d"
+    d.mkdir()
+    storage.write_text(d / "a.json", "{}\n")
+    (d / "a.json").write_text("[1]\n")  # replaced whole
+    assert (d / "a.json").read_text() == "[1]\n" and [p.name for p in d.iterdir()] == ["a.json"]
+    assert (d / "a.json").is_file() and d.is_dir() and not (d / "b.json").exists()
+    assert storage.size(d / "a.json") == 4 and storage.size(d) == -1 and storage.size(d / "b.json") == -1
+    storage.move(d / "a.json", sweep_root / "moved" / "a.json")  # the target's parent need not exist
+    assert not (d / "a.json").exists() and (sweep_root / "moved" / "a.json").read_bytes() == b"[1]\n"
+    storage.remove_tree(sweep_root / "moved")
+    assert not (sweep_root / "moved").exists()
+
+    monkeypatch.setattr(lock, "SETTLE_S", 0.05)
+    with SweepLock(sweep_root), pytest.raises(ConfigError, match=f"pid {os.getpid()}"):
+        SweepLock(sweep_root).acquire()
+    with SweepLock(sweep_root):  # released: the next driver takes it
+        pass
+    assert (sweep_root / ".lock").read_text() == ""
+
+    from proselflc.tuning import state_guard
+
+    monkeypatch.setenv(state_guard.KEY_ENV, str(tmp_path / "keys" / "sweep.key"))
+    staging, experiment = tmp_path / "staging", sweep_root / "trials"
+    staging.mkdir()
+    for version in (b"v1", b"v2"):
+        (staging / "searcher-state-1.pkl").write_bytes(b"searcher-" + version)
+        for name in ("searcher-state-1.pkl", "tuner.pkl"):
+            (experiment / name).write_bytes(b"searcher-" + version if name != "tuner.pkl" else b"tuner")
+        assert state_guard.StateSigner().sign(sweep_root, staging, experiment) is True
+    snapshot = state_guard.last_snapshot(sweep_root)
+    assert snapshot is not None and [g.name for g in (sweep_root / state_guard.SNAPSHOT).iterdir()] == ["2"]
+    assert (snapshot / "searcher-state-1.pkl").read_bytes() == b"searcher-v2"
+    assert state_guard.verify(sweep_root, experiment) == []
+    (experiment / "tuner.pkl").write_bytes(b"someone else's code")
+    assert state_guard.verify(sweep_root, experiment)[0].startswith("tuner.pkl: not the last signed state")
+    assert (experiment / "tuner.pkl").read_bytes() == b"tuner"
+
+
 @pytest.mark.ray
 def test_the_endpoint_may_be_given_in_the_uri_instead_of_the_environment(
     s3_sweep: str, monkeypatch: pytest.MonkeyPatch

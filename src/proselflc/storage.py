@@ -5,10 +5,13 @@ A URI is resolved exactly as Ray Tune resolves `RunConfig(storage_path=...)`: `p
 reach proselflc's own files too: the URI's query (`?endpoint_override=host:port&scheme=http`) or the
 provider's environment (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `GOOGLE_APPLICATION_CREDENTIALS`, ...).
 
-Local paths stay `pathlib.Path` and keep every local guarantee (atomic renames, flock). A URI becomes a
-`Location`, which offers the few Path methods the sweep runner and the analysis use. An object store has
-no rename: a written object appears whole or not at all, and a "move" is a copy then a delete.
-pyarrow is imported only for URIs, so reading a local sweep needs no pyarrow.
+Every sweep-side file or directory is a `Location`, local or remote (`as_dir` makes one from what the user
+typed), so the sweep code never asks which. The difference lives inside its methods: a local Location keeps
+every local guarantee (a write is a temp file renamed over the old one, a directory that is a symbolic link is
+never removed or replaced, `file://` is a local path) and offers its path for what only a local disk does
+(`.local`: flock, Ray's staging directory, pandas). On object storage a written object appears whole or not
+at all, and a "move" is a copy then a delete. A local Location works on the disk through pathlib and os, so
+pyarrow is imported only for URIs: reading a local sweep needs no pyarrow.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from proselflc.errors import ConfigError
-from proselflc.io import atomic_write, atomic_write_text
+from proselflc.io import atomic_write
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: Ray Tune's and proselflc's own state, and model weights: not what the analysis reads.
 _NOT_RESULTS = re.compile(r"(^|/)(checkpoint_[^/]*|\.state-backup[^/]*|\.orphaned)(/|$)|\.pkl$")
+_MISSING, _FILE, _DIR = 0, 1, 2
 
 
 def is_uri(value: str | Path) -> bool:
@@ -49,82 +54,180 @@ def local_path(value: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class Location:
-    """A file or directory on a pyarrow filesystem: `uri` as users and Ray name it, `path` as pyarrow does."""
+    """A sweep-side file or directory: on the local disk (`fs` None) or on a pyarrow filesystem.
 
-    fs: pyarrow.fs.FileSystem = field(compare=False, repr=False)
+    `uri` is its name as users and Ray name it (`str()`: a local path as pathlib writes it, a URI with its
+    query), `path` its name on the filesystem. Callers use its methods and never ask which kind it is; where a
+    caller needs a directory on this machine's disk, `.local` gives it (None on a remote filesystem).
+    """
+
+    fs: pyarrow.fs.FileSystem | None = field(compare=False, repr=False)
     path: str
     uri: str
+
+    @classmethod
+    def on_disk(cls, path: str | Path) -> Location:
+        text = str(path)
+        return cls(None, text, text)
+
+    @property
+    def local(self) -> Path | None:
+        """The path on this machine's disk; None on a remote filesystem."""
+        return Path(self.path) if self.fs is None else None
 
     def __str__(self) -> str:
         return self.uri
 
     def __truediv__(self, name: str) -> Location:
+        local = self.local
+        if local is not None:
+            return Location.on_disk(local / name)
         return Location(self.fs, f"{self.path.rstrip('/')}/{name}", _uri_child(self.uri, name))
 
     @property
     def name(self) -> str:
-        return self.path.rstrip("/").rsplit("/", 1)[-1]
+        local = self.local
+        return local.name if local is not None else self.path.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def parent(self) -> Location:
+        local = self.local
+        if local is not None:
+            return Location.on_disk(local.parent)
         parts = urlsplit(self.uri)
         uri = urlunsplit(parts._replace(path=parts.path.rstrip("/").rsplit("/", 1)[0]))
         return Location(self.fs, self.path.rstrip("/").rsplit("/", 1)[0], uri)
 
-    def _type(self) -> int:
+    def _kind(self) -> int:
+        local = self.local
+        if local is not None:
+            return _FILE if local.is_file() else _DIR if local.is_dir() else _MISSING
         import pyarrow.fs as pafs
 
-        kind = self.fs.get_file_info(self.path).type
-        return {pafs.FileType.File: 1, pafs.FileType.Directory: 2}.get(kind, 0)
+        kind = self._remote().get_file_info(self.path).type
+        return {pafs.FileType.File: _FILE, pafs.FileType.Directory: _DIR}.get(kind, _MISSING)
+
+    def _remote(self) -> pyarrow.fs.FileSystem:
+        if self.fs is None:
+            raise TypeError(f"{self.uri!r} is on the local disk, not a pyarrow filesystem")
+        return self.fs
 
     def exists(self) -> bool:
-        return self._type() > 0
+        return self._kind() != _MISSING
 
     def is_file(self) -> bool:
-        return self._type() == 1
+        return self._kind() == _FILE
 
     def is_dir(self) -> bool:
-        return self._type() == 2
+        return self._kind() == _DIR
 
     def size(self) -> int:
-        """Bytes in the file; -1 when it does not exist."""
-        info = self.fs.get_file_info(self.path)
-        return -1 if info.size is None else int(info.size)
+        """Bytes in the file; -1 when it does not exist or is not a file."""
+        local = self.local
+        if local is None:
+            info = self._remote().get_file_info(self.path)
+            return -1 if info.size is None else int(info.size)
+        try:
+            found = local.stat()
+        except FileNotFoundError:
+            return -1
+        return found.st_size if stat.S_ISREG(found.st_mode) else -1
+
+    def stamp(self) -> tuple[int, int] | None:
+        """(mtime in ns, size) of a file on the local disk, to notice that it changed without reading it.
+
+        None when it is missing, and always on a remote filesystem, where every look is a request to the store."""
+        local = self.local
+        if local is None:
+            return None
+        try:
+            found = local.stat()
+        except FileNotFoundError:
+            return None
+        return (found.st_mtime_ns, found.st_size) if stat.S_ISREG(found.st_mode) else None
 
     def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:
-        self.fs.create_dir(self.path, recursive=True)
+        local = self.local
+        if local is not None:
+            local.mkdir(parents=parents, exist_ok=exist_ok)
+        else:
+            self._remote().create_dir(self.path, recursive=True)
+
+    def iterdir(self) -> list[Location]:
+        """The directory's entries (a missing remote directory has none; a missing local one raises)."""
+        local = self.local
+        if local is not None:
+            return [Location.on_disk(child) for child in local.iterdir()]
+        import pyarrow.fs as pafs
+
+        infos = self._remote().get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        return [Location(self.fs, info.path, str(self / info.base_name)) for info in infos]
 
     def read_bytes(self) -> bytes:
-        with self.fs.open_input_stream(self.path) as stream:
+        local = self.local
+        if local is not None:
+            return local.read_bytes()
+        with self._remote().open_input_stream(self.path) as stream:
             return bytes(stream.read())
 
     def read_text(self, errors: str = "strict") -> str:
         return self.read_bytes().decode("utf-8", errors=errors)
 
     def write_bytes(self, data: bytes) -> None:
-        """One PUT: the object store shows the old object or the new one, never a part."""
-        with self.fs.open_output_stream(self.path) as stream:
+        """Replace the file atomically: a temp file renamed over it (never through a symbolic link) on the
+        local disk, one PUT on object storage (which shows the old object or the new one, never a part)."""
+        local = self.local
+        if local is not None:
+            atomic_write(local, lambda out: out.write(data))
+            return
+        with self._remote().open_output_stream(self.path) as stream:
             stream.write(data)
 
     def write_text(self, text: str) -> None:
+        """Replace the file atomically with `text` (UTF-8); see `write_bytes`."""
         self.write_bytes(text.encode("utf-8"))
 
-    def iterdir(self) -> list[Location]:
-        import pyarrow.fs as pafs
+    def unlink(self) -> None:
+        local = self.local
+        if local is not None:
+            local.unlink()
+        else:
+            self._remote().delete_file(self.path)
 
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
-        return [Location(self.fs, info.path, str(self / info.base_name)) for info in infos]
-
-    def rmtree(self) -> None:
-        self.fs.delete_dir(self.path)
+    def remove_tree(self) -> None:
+        """Remove the directory; a local one that is a symbolic link is refused (what it points to is not ours)."""
+        local = self.local
+        if local is None:
+            self._remote().delete_dir(self.path)
+            return
+        if local.is_symlink():
+            raise ConfigError(
+                f"{str(local)!r} is a symbolic link (to {os.readlink(local)!r}); proselflc does not remove or "
+                "replace a directory through a link. Replace the link with the directory itself, or remove it"
+            )
+        shutil.rmtree(local)
 
     def move(self, target: Location) -> None:
-        """Copy then delete (an object store has no rename); `target`'s parent need not exist."""
-        self.fs.move(self.path, target.path)
+        """Move to `target` on the same filesystem (a local rename, or a copy then a delete on object storage,
+        which has no rename); `target`'s parent need not exist."""
+        here, there = self.local, target.local
+        if here is not None and there is not None:
+            there.parent.mkdir(exist_ok=True)
+            shutil.move(str(here), there)
+        elif here is None and there is None:
+            self._remote().move(self.path, target.path)
+        else:
+            raise ValueError(f"cannot move {self.uri!r} to {target.uri!r}: they are not on one filesystem")
 
-
-#: What the sweep code handles: a local directory or a remote one.
-Dir = Path | Location
+    def check_reachable(self, what: str = "storage_path") -> None:
+        """Fail fast, naming `what`, when a remote filesystem cannot be reached or read (the local disk always
+        can: a failed local write raises its own error)."""
+        if self.fs is None:
+            return
+        try:
+            self.fs.get_file_info(self.path)
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot reach {self.uri!r}: {exc}") from None
 
 
 def resolve(uri: str, what: str = "storage_path") -> Location:
@@ -150,17 +253,20 @@ def uri_name(uri: str) -> str:
     return f"{parts.netloc}{parts.path}".rstrip("/").rsplit("/", 1)[-1]
 
 
-def as_dir(value: str | Path | Location) -> Dir:
-    """A Location for a URI, a Path for anything else (what the contract and the analysis accept)."""
-    if isinstance(value, Location | Path):
+def as_dir(value: str | Path | Location) -> Location:
+    """The one entry: the Location of what a user or a caller names (a URI, a local path or `file://` URI, a
+    Path, or a Location, returned as it is)."""
+    if isinstance(value, Location):
         return value
-    return resolve(value) if is_uri(value) else local_path(value)
+    if isinstance(value, Path):
+        return Location.on_disk(value)
+    return resolve(value) if is_uri(value) else Location.on_disk(local_path(value))
 
 
-def on_filesystem(fs: pyarrow.fs.FileSystem, path: str) -> Dir:
-    """The directory Ray Tune names by (filesystem, path), e.g. a trial's experiment: a Path when local."""
+def on_filesystem(fs: pyarrow.fs.FileSystem, path: str) -> Location:
+    """The directory Ray Tune names by (filesystem, path), e.g. a trial's experiment."""
     if fs.type_name == "local":
-        return Path(path)
+        return Location.on_disk(path)
     scheme = {"gcs": "gs"}.get(fs.type_name, fs.type_name)
     return Location(fs, path, f"{scheme}://{path}")
 
@@ -176,73 +282,45 @@ def _uri_child(uri: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
 
 
-def read_mapping(target: Dir) -> dict[str, Any]:
+def read_mapping(target: str | Path | Location) -> dict[str, Any]:
     """A YAML mapping (e.g. a stored sweep.yaml) from a local file or a URI, through the hardened loader."""
     from proselflc import safe_yaml
 
+    where = as_dir(target)
     try:
-        if isinstance(target, Path):
-            return safe_yaml.read_mapping(target)
-        if not target.is_file():
-            raise ConfigError(f"config file {target.uri!r} does not exist")
-        data = safe_yaml.load_text(target.read_text(), source=target.uri)
+        if where.local is not None:
+            return safe_yaml.read_mapping(where.local)
+        if not where.is_file():
+            raise ConfigError(f"config file {where.uri!r} does not exist")
+        data = safe_yaml.load_text(where.read_text(), source=where.uri)
     except safe_yaml.YamlRefused as exc:
         raise ConfigError(str(exc)) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{target.uri!r}: expected a YAML mapping of sweep fields")
+        raise ConfigError(f"{where.uri!r}: expected a YAML mapping of sweep fields")
     return data
 
 
-def check_reachable(location: Location, what: str = "storage_path") -> None:
-    """Fail fast, naming `what`, when the filesystem behind `location` cannot be reached or read."""
-    try:
-        location.fs.get_file_info(location.path)
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot reach {location.uri!r}: {exc}") from None
+# For callers that hold a Path or a string (users, tests): each converts at the entry and calls the Location.
 
 
-def write_text(target: Dir, text: str) -> None:
+def write_text(target: str | Path | Location, text: str) -> None:
     """Replace a file atomically (a local rename, or one object PUT)."""
-    if isinstance(target, Location):
-        target.write_text(text)
-    else:
-        atomic_write_text(target, text)
+    as_dir(target).write_text(text)
 
 
-def size(target: Dir) -> int:
+def size(target: str | Path | Location) -> int:
     """Bytes in a file; -1 when it does not exist or is not a file."""
-    if isinstance(target, Location):
-        return target.size()
-    try:
-        info = Path(target).stat()
-    except FileNotFoundError:
-        return -1
-    return info.st_size if stat.S_ISREG(info.st_mode) else -1
+    return as_dir(target).size()
 
 
-def remove_tree(target: Dir) -> None:
+def remove_tree(target: str | Path | Location) -> None:
     """Remove a directory; a local one that is a symbolic link is refused (what it points to is not ours)."""
-    if isinstance(target, Location):
-        target.rmtree()
-    else:
-        import shutil
-
-        if Path(target).is_symlink():
-            raise ConfigError(
-                f"{str(target)!r} is a symbolic link (to {os.readlink(target)!r}); proselflc does not remove or "
-                "replace a directory through a link. Replace the link with the directory itself, or remove it"
-            )
-        shutil.rmtree(target)
+    as_dir(target).remove_tree()
 
 
-def move(source: Dir, target: Dir) -> None:
-    if isinstance(source, Location) and isinstance(target, Location):
-        source.move(target)
-    else:
-        import shutil
-
-        Path(target).parent.mkdir(exist_ok=True)
-        shutil.move(str(source), target)
+def move(source: str | Path | Location, target: str | Path | Location) -> None:
+    """Move a file or directory; `target`'s parent need not exist."""
+    as_dir(source).move(as_dir(target))
 
 
 def download_results(location: Location, into: Path) -> Path:
@@ -252,13 +330,14 @@ def download_results(location: Location, into: Path) -> Path:
 
     if not location.is_dir():
         raise ConfigError(f"sweep directory {location.uri!r} does not exist")
+    fs = location._remote()
     selector = pafs.FileSelector(location.path, recursive=True)
     prefix = location.path.rstrip("/") + "/"
-    for info in location.fs.get_file_info(selector):
+    for info in fs.get_file_info(selector):
         relative = info.path[len(prefix):]
         if info.type != pafs.FileType.File or _NOT_RESULTS.search(relative):
             continue
-        with location.fs.open_input_stream(info.path) as stream:
+        with fs.open_input_stream(info.path) as stream:
             data = stream.read()
         atomic_write(into / relative, lambda out, data=data: out.write(data), root=into)  # a key with '..' stays in
     return into
@@ -269,8 +348,8 @@ def local_copy(sweep: str | Path | Location) -> Iterator[Path]:
     """A local directory with the sweep's results: the directory itself when local, else a temporary copy
     read through pyarrow (removed afterwards)."""
     where = as_dir(sweep)
-    if isinstance(where, Path):
-        yield where
+    if where.local is not None:
+        yield where.local
         return
     with tempfile.TemporaryDirectory(prefix="proselflc-sweep-") as tmp:
         yield download_results(where, Path(tmp) / where.name)

@@ -201,14 +201,14 @@ ORPHANED_DIR = ".orphaned"
 TRIAL_FILES = ("params.json", "result.json")
 
 
-def results_intact(trial_dir: storage.Dir, iteration: int | None = None) -> bool:
+def results_intact(trial_dir: str | Path | storage.Location, iteration: int | None = None) -> bool:
     """Whether a trial directory still holds its results: params.json and result.json present and not empty and,
     given the `iteration` (Ray's training_iteration) the trial ended at, result.json's last full line reaches it.
 
     A full disk leaves them empty or cut off (Ray rewrites every trial file on each copy to storage)."""
+    trial_dir = storage.as_dir(trial_dir)
     for name in TRIAL_FILES:
-        path = trial_dir / name
-        if storage.size(path) <= 0:
+        if (trial_dir / name).size() <= 0:
             return False
     if iteration is None:
         return True
@@ -230,7 +230,7 @@ def lost_trials(sweep_dir: str | Path | storage.Location, entry: StudyEntry) -> 
 
 
 def write_manifest(sweep_dir: str | Path | storage.Location, manifest: Manifest) -> None:
-    storage.write_text(storage.as_dir(sweep_dir) / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n")
+    (storage.as_dir(sweep_dir) / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
 
 
 #: Metrics computed with the true labels (the clean test set, the noisy subset's true labels): reported,
@@ -298,9 +298,9 @@ def select_best(
     return top[0] if top else None
 
 
-def read_val_correct(trial_dir: storage.Dir) -> str | None:
+def read_val_correct(trial_dir: str | Path | storage.Location) -> str | None:
     """A trial's stored last-epoch validation correctness (its text), or None where it kept none."""
-    path = trial_dir / VAL_CORRECT_FILE
+    path = storage.as_dir(trial_dir) / VAL_CORRECT_FILE
     return path.read_text() if path.is_file() else None
 
 

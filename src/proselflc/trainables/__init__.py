@@ -107,7 +107,7 @@ def keep_val_correct(engine: Engine) -> None:
         fs, path = trial_storage_dir()
         trial_dir = storage.on_filesystem(fs, path)
         trial_dir.mkdir(parents=True, exist_ok=True)
-        storage.write_text(trial_dir / VAL_CORRECT_FILE, engine.val_correct_text())
+        (trial_dir / VAL_CORRECT_FILE).write_text(engine.val_correct_text())
     except OSError as exc:
         logging.getLogger(__name__).warning("could not keep %s for the selection's certainty: %s", VAL_CORRECT_FILE, exc)
 

@@ -85,7 +85,7 @@ class SweepLock:
             return not info
         return not _pid_alive(info["pid"]) or info["pid"] == os.getpid()
 
-    def _acquire_remote(self, path: storage.Location) -> Self:
+    def _acquire_remote(self) -> Self:
         """Best effort on object storage (see the module docstring): refuse a live record, write, read back."""
         info = self.holder()
         here = info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int)
@@ -93,8 +93,8 @@ class SweepLock:
             raise self._refuse()
         token = secrets.token_hex(8)
         record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "token": token}
-        path.parent.mkdir()
-        path.write_text(json.dumps(record) + "\n")
+        self.path.parent.mkdir()
+        self.path.write_text(json.dumps(record) + "\n")
         time.sleep(SETTLE_S)
         if self.holder().get("token") != token:
             raise self._refuse()
@@ -102,11 +102,13 @@ class SweepLock:
         return self
 
     def acquire(self) -> Self:
-        """Take the lock or raise ConfigError naming the holder (host, pid, since when)."""
-        if isinstance(self.path, storage.Location):
-            return self._acquire_remote(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = os.fdopen(open_nofollow(self.path), "r+")  # a .lock that is a link is refused, its target untouched
+        """Take the lock or raise ConfigError naming the holder (host, pid, since when): a flock on the local
+        disk, the best-effort record where there is no disk to flock (object storage)."""
+        path = self.path.local
+        if path is None:
+            return self._acquire_remote()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = os.fdopen(open_nofollow(path), "r+")  # a .lock that is a link is refused, its target untouched
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -129,19 +131,18 @@ class SweepLock:
         return self
 
     def release(self) -> None:
-        """Drop the lock (closing the file releases the flock) and mark the record released."""
-        if isinstance(self.path, storage.Location):
-            if self._token is not None and self.holder().get("token") == self._token:
+        """Drop the lock: close the flocked file (which releases the flock) with its record cleared, or clear
+        the record this driver wrote on object storage if it is still ours."""
+        if self._fh is not None:
+            self._fh.seek(0)
+            self._fh.truncate()
+            self._fh.flush()
+            self._fh.close()
+            self._fh = None
+        elif self._token is not None:
+            if self.holder().get("token") == self._token:
                 self.path.write_text("")
             self._token = None
-            return
-        if self._fh is None:
-            return
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.flush()
-        self._fh.close()
-        self._fh = None
 
     def __enter__(self) -> Self:
         return self.acquire()

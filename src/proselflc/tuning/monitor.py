@@ -63,7 +63,7 @@ class SweepMonitor(tune.Callback):
         self.status_every_s = status_every_s
         self._written = -1
         self._last_status = 0.0
-        self._sweep_dir: storage.Dir | None = None
+        self._sweep_dir: storage.Location | None = None
         self._manifest: Manifest | None = None  # read once per fit: only this monitor writes it meanwhile
         self._signer = StateSigner()
         self._write_failures: list[OSError] = []
@@ -199,8 +199,8 @@ class SweepMonitor(tune.Callback):
         )
 
 
-def _experiment_dir(trial: Trial) -> storage.Dir:
-    """Where the trial's experiment lives: a Path, or a Location on the filesystem Ray resolved for a URI."""
+def _experiment_dir(trial: Trial) -> storage.Location:
+    """Where the trial's experiment lives, on the filesystem Ray resolved (the local disk, or a URI's)."""
     return storage.on_filesystem(trial.storage.storage_filesystem, trial.remote_experiment_path)
 
 

@@ -12,10 +12,10 @@ their checkpoints, not lost). Trials' pickled errors are set aside too (their er
 snapshot that does not verify refuses the resume, naming the file. `--trust-state` skips all this for a
 directory the user vouches for.
 
-One scheme for a local directory and object storage (which has no renames): each snapshot is a new
-generation `.state-backup/<n>/` whose `signatures.json` is written last, atomically: the newest generation
-that has it is the last complete snapshot, and older ones are deleted once a newer one is complete. A kill
-mid-snapshot leaves a generation without signatures, which is ignored.
+One scheme, written through `storage.Location` for a local directory and object storage alike (which has
+no renames): each snapshot is a new generation `.state-backup/<n>/` whose `signatures.json` is written last,
+atomically: the newest generation that has it is the last complete snapshot, and older ones are deleted once
+a newer one is complete. A kill mid-snapshot leaves a generation without signatures, which is ignored.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import hmac
 import json
 import os
 import secrets
-import shutil
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def load_key() -> bytes:
     return path.read_text().strip().encode()
 
 
-def state_files(directory: storage.Dir) -> list[storage.Dir]:
+def state_files(directory: storage.Location) -> list[storage.Location]:
     """Ray's pickled state in an experiment (or staging) directory; the trials' checkpoints are not among
     them: the Engine loads those with `weights_only=True`."""
     if not directory.is_dir():
@@ -71,23 +70,24 @@ def state_files(directory: storage.Dir) -> list[storage.Dir]:
     return sorted(found, key=lambda f: f.name)
 
 
-def _digest(key: bytes, path: storage.Dir) -> str:
+def _digest(key: bytes, path: storage.Location) -> str:
     return hmac.new(key, path.read_bytes(), digestmod=hashlib.sha256).hexdigest()
 
 
-def _generations(sweep_dir: storage.Dir) -> list[storage.Dir]:
+def _generations(sweep_dir: storage.Location) -> list[storage.Location]:
     """The snapshot generations, newest first."""
     root = sweep_dir / SNAPSHOT
     found = [d for d in root.iterdir() if d.name.isdigit()] if root.is_dir() else []
     return sorted(found, key=lambda d: int(d.name), reverse=True)
 
 
-def last_snapshot(sweep_dir: storage.Dir) -> storage.Dir | None:
-    """The newest complete snapshot (a kill mid-snapshot leaves a generation without signatures). A local
-    sweep signed by an earlier proselflc holds its one snapshot in `.state-backup/` itself (or, killed
-    mid-swap, in `.state-backup.old/`): read there, replaced by a generation at the next save."""
+def last_snapshot(sweep_dir: str | Path | storage.Location) -> storage.Location | None:
+    """The newest complete snapshot (a kill mid-snapshot leaves a generation without signatures). A sweep
+    signed by an earlier proselflc holds its one snapshot in `.state-backup/` itself (or, killed mid-swap, in
+    `.state-backup.old/`): read there, replaced by a generation at the next save."""
+    sweep_dir = storage.as_dir(sweep_dir)
     found = next((g for g in _generations(sweep_dir) if (g / SIGNATURES).is_file()), None)
-    if found is not None or isinstance(sweep_dir, storage.Location):
+    if found is not None:
         return found
     return next((c for c in (sweep_dir / SNAPSHOT, sweep_dir / f"{SNAPSHOT}.old") if (c / SIGNATURES).is_file()), None)
 
@@ -101,21 +101,26 @@ class StateSigner:
     _earlier_layout_dropped = False
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[int, int]] = {}
+        self._seen: dict[str, tuple[int, int] | None] = {}
         self._key: bytes | None = None
 
-    def sign(self, sweep_dir: storage.Dir, staging: Path, experiment: storage.Dir) -> bool:
+    def sign(
+        self, sweep_dir: str | Path | storage.Location, staging: str | Path | storage.Location,
+        experiment: str | Path | storage.Location,
+    ) -> bool:
         """Snapshot and sign if Ray's state changed since the last call; True if it did.
 
         `staging` is the driver's staging directory, where Ray writes its state synchronously before
         syncing it to `experiment` (the storage directory, where `tuner.pkl` is written directly).
         """
-        files: dict[str, storage.Dir] = {p.name: p for p in state_files(staging) if p.name != "tuner.pkl"}
-        stamps = {name: (p.stat().st_mtime_ns, p.stat().st_size) for name, p in files.items()}
+        sweep_dir, staging, experiment = storage.as_dir(sweep_dir), storage.as_dir(staging), storage.as_dir(experiment)
+        files = {p.name: p for p in state_files(staging) if p.name != "tuner.pkl"}
+        stamps = {name: p.stamp() for name, p in files.items()}
         tuner = experiment / "tuner.pkl"
-        # On object storage only a changed staging file triggers a snapshot: no request to the store per step.
-        if not isinstance(tuner, storage.Location) and tuner.is_file():
-            stamps["tuner.pkl"] = (tuner.stat().st_mtime_ns, tuner.stat().st_size)
+        # A stamp costs no request: on object storage (no stamp) only a changed staging file triggers a snapshot.
+        tuner_stamp = tuner.stamp()
+        if tuner_stamp is not None:
+            stamps["tuner.pkl"] = tuner_stamp
         if not files or stamps == self._seen:
             return False
         self._key = self._key or load_key()
@@ -124,24 +129,24 @@ class StateSigner:
         older = _generations(sweep_dir)
         new = sweep_dir / SNAPSHOT / str(int(older[0].name) + 1 if older else 1)
         if new.exists():  # a generation a killed driver left without signatures
-            storage.remove_tree(new)
-        new.mkdir(parents=True)
+            new.remove_tree()
+        new.mkdir()
         signatures = {}
         for name, source in files.items():
             data = source.read_bytes()  # sign the bytes stored: Ray may rewrite the source meanwhile
             (new / name).write_bytes(data)
             signatures[name] = hmac.new(self._key, data, digestmod=hashlib.sha256).hexdigest()
-        storage.write_text(new / SIGNATURES, json.dumps(signatures, indent=1, sort_keys=True) + "\n")  # commit
+        (new / SIGNATURES).write_text(json.dumps(signatures, indent=1, sort_keys=True) + "\n")  # commits it
         for generation in older:
-            storage.remove_tree(generation)
-        if not self._earlier_layout_dropped and not isinstance(sweep_dir, storage.Location):
+            generation.remove_tree()
+        if not self._earlier_layout_dropped:
             _drop_earlier_layout(sweep_dir)  # once per run: a later save finds none
             self._earlier_layout_dropped = True
         self._seen = stamps
         return True
 
 
-def _drop_earlier_layout(sweep_dir: Path) -> None:
+def _drop_earlier_layout(sweep_dir: storage.Location) -> None:
     """Remove an earlier proselflc's one-snapshot files (`.state-backup/*` files, `.state-backup.old/`) once a
     generation is complete."""
     for file in (sweep_dir / SNAPSHOT).iterdir():
@@ -149,24 +154,26 @@ def _drop_earlier_layout(sweep_dir: Path) -> None:
             file.unlink()
     for leftover in (sweep_dir / f"{SNAPSHOT}.old", sweep_dir / f"{SNAPSHOT}.new"):
         if leftover.is_dir():
-            shutil.rmtree(leftover)
+            leftover.remove_tree()
 
 
-def has_results(experiment: storage.Dir) -> bool:
+def has_results(experiment: str | Path | storage.Location) -> bool:
     """Whether any trial of the experiment reported a result (there is work a fresh start would lose)."""
-    return experiment.is_dir() and any(storage.size(trial / "result.json") > 0 for trial in experiment.iterdir())
+    experiment = storage.as_dir(experiment)
+    return experiment.is_dir() and any((trial / "result.json").size() > 0 for trial in experiment.iterdir())
 
 
-def has_snapshot(sweep_dir: storage.Dir) -> bool:
+def has_snapshot(sweep_dir: str | Path | storage.Location) -> bool:
     return last_snapshot(sweep_dir) is not None
 
 
-def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
+def verify(sweep_dir: str | Path | storage.Location, experiment: str | Path | storage.Location) -> list[str]:
     """Verify the last signed snapshot and make Ray's state files equal to it; returns what was changed.
 
     Raises ConfigError, naming the file, when there is no snapshot or one of its files does not match its
     signature under this user's key.
     """
+    sweep_dir, experiment = storage.as_dir(sweep_dir), storage.as_dir(experiment)
     snapshot = last_snapshot(sweep_dir)
     if snapshot is None:
         raise ConfigError(
@@ -196,7 +203,7 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
     changed = []
     for file in state_files(experiment):
         if file.name not in signatures or file.read_bytes() != (snapshot / file.name).read_bytes():
-            storage.move(file, file.parent / f"{file.name}.rejected")
+            file.move(file.parent / f"{file.name}.rejected")
             changed.append(file.name)
     restored = []
     for name in signatures:
@@ -205,7 +212,7 @@ def verify(sweep_dir: storage.Dir, experiment: storage.Dir) -> list[str]:
             restored.append(name)
     errors = [d / "error.pkl" for d in experiment.iterdir() if (d / "error.pkl").is_file()]
     for error in errors:
-        storage.move(error, error.parent / "error.pkl.rejected")
+        error.move(error.parent / "error.pkl.rejected")
     notes = [f"{name}: not the last signed state (cut off, late or changed); set aside for the signed copy"
              for name in sorted(changed)]
     notes += [f"{name}: missing; put back from the signed snapshot" for name in sorted(restored)]

@@ -420,7 +420,7 @@ class StudyScheduler(FIFOScheduler):
             elif isinstance(step, Replay):
                 self._replay(controller, by_id[step.trial_id], step.iteration)
             elif isinstance(step, SetAside):
-                storage.move(dirs[step.dirname], experiment / ORPHANED_DIR / step.dirname)
+                dirs[step.dirname].move(experiment / ORPHANED_DIR / step.dirname)
                 # Ray uploads the driver's staging directory to storage with every save of the experiment: a
                 # copy left there (a driver of the same Ray session) would bring the directory back.
                 shutil.rmtree(Path(first.local_experiment_path) / step.dirname, ignore_errors=True)
@@ -431,7 +431,7 @@ class StudyScheduler(FIFOScheduler):
         set aside into `.lost/`, to the iteration it ended at (`on_trial_result` stops it there)."""
         directory = storage.on_filesystem(trial.storage.storage_filesystem, trial.path)
         if directory.exists():
-            storage.move(directory, directory.parent / LOST_DIR / directory.name)
+            directory.move(directory.parent / LOST_DIR / directory.name)
         shutil.rmtree(trial.local_path, ignore_errors=True)  # the driver's staging copy Ray would append to
         self.state.replay[trial.trial_id] = iteration
         ray_compat.run_again_from_start(tune_controller, trial)
@@ -479,7 +479,7 @@ def restored_trial(trial: Trial) -> RestoredTrial:
     return replace(found, results_intact=results_intact(directory, found.iteration))
 
 
-def _started(trial_dir: storage.Dir) -> bool:
+def _started(trial_dir: storage.Location) -> bool:
     """Whether a trial directory holds what a started trial writes: its params, or a checkpoint alone.
     (iterdir, not glob: the sweep may live on object storage.)"""
     return trial_dir.is_dir() and (

@@ -118,10 +118,10 @@ def new_manifest(sweep: SweepConfig) -> Manifest:
     )
 
 
-def _local_root(directory: storage.Dir) -> Path:
+def _local_root(directory: storage.Location) -> Path:
     """What relative paths in a stored sweep.yaml are relative to (its base is inlined there, so a URI's
     directory needs none)."""
-    return directory if isinstance(directory, Path) else Path(".")
+    return directory.local or Path(".")
 
 
 def _dirname(trial: Any) -> str:
@@ -155,7 +155,7 @@ class SweepRunner:
         self.trial_function = trial_function
         self.spaces = sweep.spaces  # validated once, when the sweep was loaded
         self.bases = {key: sweep.study_config(rate, method, ls) for key, rate, method, ls in studies(sweep)}
-        self.dir: storage.Dir = storage.as_dir(sweep.sweep_dir)
+        self.dir: storage.Location = storage.as_dir(sweep.sweep_dir)
 
     # -- directory ---------------------------------------------------------------------------------
 
@@ -200,18 +200,17 @@ class SweepRunner:
                 "the sweep's name or storage_path"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        storage.write_text(sweep_file, safe_yaml.dump_text(resolved))
+        sweep_file.write_text(safe_yaml.dump_text(resolved))
         manifest = new_manifest(self.sweep)
         write_manifest(self.dir, manifest)
         return manifest
 
     # -- running -----------------------------------------------------------------------------------
 
-    def run(self, resume: bool = False) -> storage.Dir:
+    def run(self, resume: bool = False) -> storage.Location:
         """Search every study and re-run each one's best config with fresh seeds, all in one Tuner."""
         sweep = self.sweep
-        if isinstance(self.dir, storage.Location):  # an unreachable store fails here, not in the trials
-            storage.check_reachable(self.dir)
+        self.dir.check_reachable()  # an unreachable store fails here, not in the trials
         dataset = data_lib.load(sweep.base.data)  # missing or malformed data files fail here, before Ray
         check_label_files(sweep, dataset.limit(sweep.base.data.limit).train_labels, dataset.num_classes)
         connect()
@@ -237,7 +236,7 @@ class SweepRunner:
         self.log(f"sweep {sweep.name}: {len(manifest.studies)} studies ({len(pending)} to do) -> {self.dir}")
         if pending:
             slots = sweep.max_concurrent_trials or trial_slots(sweep.resources.cpu, sweep.resources.gpu, nodes)
-            stacks_dir = None if isinstance(self.dir, storage.Location) else Path(self.dir)
+            stacks_dir = self.dir.local  # on object storage, the stacks go to the temporary directory
             doing = "restoring the interrupted sweep's Tuner" if resume else "starting the sweep's Tuner"
             with StallWatch(self.log, stacks_dir=stacks_dir, doing=doing):
                 tuner = self._tuner(shared, slots)
@@ -338,7 +337,7 @@ class SweepRunner:
         if path.exists():
             # Interrupted before Ray saved any state, or before any trial reported and its state was signed:
             # no result to lose, so start it afresh rather than load unverified pickles.
-            storage.remove_tree(path)
+            path.remove_tree()
         searcher = self.searcher()
         scheduler = self.scheduler(searcher)
         monitor = SweepMonitor(
@@ -379,8 +378,9 @@ def run_sweep(
     status_every_s: float = 30.0,
     trial_function: TrialFunction = train_engine,
     trust_state: bool = False,
-) -> storage.Dir:
-    """Run or resume `sweep` on Ray (already initialised, RAY_ADDRESS, or a local start); returns the sweep dir.
+) -> Path | storage.Location:
+    """Run or resume `sweep` on Ray (already initialised, RAY_ADDRESS, or a local start); returns the sweep dir:
+    a Path when it is local (what pandas and the analysis take), else its Location.
 
     `trust_state` resumes without verifying Ray's pickled state against this user's signatures.
     """
@@ -388,4 +388,5 @@ def run_sweep(
         sweep, log=log, verbose=verbose, status_every_s=status_every_s, trial_function=trial_function,
         trust_state=trust_state,
     )
-    return runner.run(resume=resume)
+    where = runner.run(resume=resume)
+    return where.local or where
