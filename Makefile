@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/proselflc tune quickstart
 
+# Two pytest-xdist workers, each with its own session Ray; a test file stays on one worker (its module fixtures,
+# e.g. a cluster, are built once). WORKERS=0 runs the suite in one process.
+WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q --durations=25 $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "$(FAST)"

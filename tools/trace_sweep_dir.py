@@ -56,7 +56,10 @@ class SweepDirTracer:
 
     def _holds(self, value: Any) -> bool:
         if isinstance(value, str | Path) or type(value).__name__ == "Location":
-            return str(value).rstrip("/") == self.target
+            try:
+                return str(value).rstrip("/") == self.target
+            except AttributeError:  # an object still being built (its __init__ is the call traced)
+                return False
         return False
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
