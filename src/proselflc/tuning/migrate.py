@@ -81,13 +81,25 @@ def migrate_asha(raw: CommentedMap) -> list[str]:
             return []  # both set early stopping, which no version accepted: the loader names the conflict
         change = f"asha: {{{', '.join(settings)}}} (defaults, unused beside scheduler:) dropped"
     else:
-        raw.insert(list(raw).index("asha"), "scheduler", {"name": "asha", **settings})  # where the user wrote it
+        scheduler = CommentedMap({"name": "asha", **settings})
+        if isinstance(asha, CommentedMap) and asha.fa.flow_style():
+            scheduler.fa.set_flow_style()  # `asha: {...}` on one line becomes `scheduler: {...}` on one line
+        raw.insert(list(raw).index("asha"), "scheduler", scheduler)  # where the user wrote it
+        _move_comment(raw, "asha", "scheduler")
         change = f"asha: {{{', '.join(settings)}}} -> scheduler: {{name: asha, {', '.join(settings)}}}"
     if kept:
         raw["asha"] = kept
     else:
         del raw["asha"]
     return [change]
+
+
+def _move_comment(raw: CommentedMap, old: str, new: str) -> None:
+    """The end-of-line comment the user wrote after key `old` (e.g. `asha: {...}  # rungs at 15, 30, 60`), now
+    after `new`, in the same column where the new line leaves room."""
+    token = (raw.ca.items.get(old) or [None, None, None])[2]
+    if token is not None and token.value.strip().startswith("#"):
+        raw.yaml_add_eol_comment(token.value.strip(), new, column=token.column)
 
 
 def migrate_data(raw: dict[str, Any], root: Path) -> list[str]:
