@@ -111,7 +111,7 @@ def test_a_directory_that_is_a_link_is_not_removed_through_it(tmp_path: Path) ->
     link.parent.mkdir()
     link.symlink_to(real)
     with pytest.raises(ConfigError, match=r"trials' is a symbolic link .*does not remove or replace a directory"):
-        storage.remove_tree(link)
+        storage.as_dir(link).remove_tree()
     assert (real / "keep").is_dir()
 
 

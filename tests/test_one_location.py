@@ -61,8 +61,8 @@ def test_a_local_path_a_file_uri_and_a_path_object_are_one_local_location(tmp_pa
 def test_a_local_sweep_directory_is_read_and_written_without_pyarrow(tmp_path: Path) -> None:
     code = (
         "import sys; from proselflc import storage; where = storage.as_dir(sys.argv[1]) / 'sweep'; where.mkdir(); "
-        "storage.write_text(where / 'a', 'x'); assert (where / 'a').read_text() == 'x' and storage.size(where / 'a') == 1; "
-        "assert [p.name for p in where.iterdir()] == ['a']; storage.remove_tree(where); "
+        "(where / 'a').write_text('x'); assert (where / 'a').read_text() == 'x' and (where / 'a').size() == 1; "
+        "assert [p.name for p in where.iterdir()] == ['a']; where.remove_tree(); "
         "assert 'pyarrow' not in sys.modules, 'pyarrow was imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)

@@ -170,14 +170,15 @@ def test_storage_uris_keep_their_query_and_file_uris_are_local_paths(tmp_path: P
 
 @pytest.mark.subprocess
 def test_a_file_s_size_reads_the_same_on_a_local_disk_and_in_a_bucket(s3_bucket: str, tmp_path: Path) -> None:
-    """storage.size, what the results check and the state guard use for both: -1 for a missing file or a directory."""
+    """Location.size, what the results check and the state guard use for both: -1 for a missing file or a
+    directory."""
     remote = storage.resolve(f"{s3_bucket}/sizes")
     for root in (tmp_path, remote):
         (root / "d").mkdir()
         (root / "d" / "result.json").write_bytes(b'{"epoch": 1}\n')
-        assert storage.size(root / "d" / "result.json") == 13
-        assert storage.size(root / "d" / "params.json") == -1
-        assert storage.size(root / "d") == -1
+        assert storage.as_dir(root / "d" / "result.json").size() == 13
+        assert storage.as_dir(root / "d" / "params.json").size() == -1
+        assert storage.as_dir(root / "d").size() == -1
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.subprocess)])
@@ -195,14 +196,14 @@ def test_the_sweep_code_s_file_operations_read_the_same_on_a_local_disk_and_in_a
     called on a Location without asking which kind it is."""
     d = sweep_root / "d"
     d.mkdir()
-    storage.write_text(d / "a.json", "{}\n")
+    (d / "a.json").write_text("{}\n")
     (d / "a.json").write_text("[1]\n")  # replaced whole
     assert (d / "a.json").read_text() == "[1]\n" and [p.name for p in d.iterdir()] == ["a.json"]
     assert (d / "a.json").is_file() and d.is_dir() and not (d / "b.json").exists()
-    assert storage.size(d / "a.json") == 4 and storage.size(d) == -1 and storage.size(d / "b.json") == -1
-    storage.move(d / "a.json", sweep_root / "moved" / "a.json")  # the target's parent need not exist
+    assert (d / "a.json").size() == 4 and d.size() == -1 and (d / "b.json").size() == -1
+    (d / "a.json").move(sweep_root / "moved" / "a.json")  # the target's parent need not exist
     assert not (d / "a.json").exists() and (sweep_root / "moved" / "a.json").read_bytes() == b"[1]\n"
-    storage.remove_tree(sweep_root / "moved")
+    (sweep_root / "moved").remove_tree()
     assert not (sweep_root / "moved").exists()
 
     monkeypatch.setattr(lock, "SETTLE_S", 0.05)

@@ -300,29 +300,6 @@ def read_mapping(target: str | Path | Location) -> dict[str, Any]:
     return data
 
 
-# For callers that hold a Path or a string (users, tests): each converts at the entry and calls the Location.
-
-
-def write_text(target: str | Path | Location, text: str) -> None:
-    """Replace a file atomically (a local rename, or one object PUT)."""
-    as_dir(target).write_text(text)
-
-
-def size(target: str | Path | Location) -> int:
-    """Bytes in a file; -1 when it does not exist or is not a file."""
-    return as_dir(target).size()
-
-
-def remove_tree(target: str | Path | Location) -> None:
-    """Remove a directory; a local one that is a symbolic link is refused (what it points to is not ours)."""
-    as_dir(target).remove_tree()
-
-
-def move(source: str | Path | Location, target: str | Path | Location) -> None:
-    """Move a file or directory; `target`'s parent need not exist."""
-    as_dir(source).move(as_dir(target))
-
-
 def download_results(location: Location, into: Path) -> Path:
     """Copy what the analysis reads (sweep.yaml, manifest.json, every trial's params/results/errors) into
     `into`; checkpoints, Ray's pickles and the signed state stay in the store. Returns `into`."""
