@@ -91,6 +91,23 @@ def test_a_migrated_sweep_file_keeps_the_users_comments_order_and_layout(tmp_pat
     assert sweep.num_samples == 2 and sweep.base.optim.milestones == [2, 3]
 
 
+def test_asha_settings_beside_max_t_move_out_and_the_comment_stays_once_on_the_asha_line(tmp_path: Path) -> None:
+    """`asha: {grace_period, max_t}  # ...`: the scheduler takes grace_period on a line of its own; max_t stays in
+    `asha:` as the user wrote it, on one line, and the comment is not copied onto the scheduler's line."""
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        "name: old\nbase: {model: {name: mlp}, train: {epochs: 9}}\nnoise: {kind: symmetric, rates: [0.4]}\n"
+        "methods: {crossentropy: {}}\nasha: {grace_period: 2, max_t: 9}   # stop at 9\n"
+    )
+    assert main(["migrate", str(path)]) == 0
+    lines = path.read_text().splitlines()
+    assert "scheduler: {name: asha, grace_period: 2}" in lines, path.read_text()
+    assert [line.split("#")[0].rstrip() for line in lines if "# stop at 9" in line] == ["asha: {max_t: 9}"], (
+        path.read_text()
+    )
+    assert load_sweep(path).scheduler_spec.grace_period == 2
+
+
 def test_an_earlier_sweep_directory_resumes_with_its_file_once_both_are_migrated(tmp_path: Path, capsys) -> None:
     """An earlier version's sweep.yaml wrote every asha field (scheduler null, or a scheduler beside asha's
     defaults): migrated, it resolves to the same sweep as the user's migrated file, which `--resume` compares."""

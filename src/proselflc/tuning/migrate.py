@@ -81,17 +81,23 @@ def migrate_asha(raw: CommentedMap) -> list[str]:
             return []  # both set early stopping, which no version accepted: the loader names the conflict
         change = f"asha: {{{', '.join(settings)}}} (defaults, unused beside scheduler:) dropped"
     else:
-        scheduler = CommentedMap({"name": "asha", **settings})
-        if isinstance(asha, CommentedMap) and asha.fa.flow_style():
-            scheduler.fa.set_flow_style()  # `asha: {...}` on one line becomes `scheduler: {...}` on one line
-        raw.insert(list(raw).index("asha"), "scheduler", scheduler)  # where the user wrote it
-        _move_comment(raw, "asha", "scheduler")
+        raw.insert(list(raw).index("asha"), "scheduler", _laid_out_like(asha, {"name": "asha", **settings}))
+        if not kept:  # the line becomes the scheduler's, with its comment; else the comment stays on asha's line
+            _move_comment(raw, "asha", "scheduler")
         change = f"asha: {{{', '.join(settings)}}} -> scheduler: {{name: asha, {', '.join(settings)}}}"
     if kept:
-        raw["asha"] = kept
+        raw["asha"] = _laid_out_like(asha, kept)
     else:
         del raw["asha"]
     return [change]
+
+
+def _laid_out_like(original: Any, values: dict[str, Any]) -> CommentedMap:
+    """`values` as a mapping written like `original`: on one line (`{...}`) if the user wrote it so."""
+    mapping = CommentedMap(values)
+    if isinstance(original, CommentedMap) and original.fa.flow_style():
+        mapping.fa.set_flow_style()
+    return mapping
 
 
 def _move_comment(raw: CommentedMap, old: str, new: str) -> None:
