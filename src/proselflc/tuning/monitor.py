@@ -34,7 +34,7 @@ from proselflc.sweep_contract import (
 )
 from proselflc.tuning import stall_watch
 from proselflc.tuning.state_guard import StateSigner
-from proselflc.tuning.studies import StudyScheduler, StudySearcher
+from proselflc.tuning.studies import StudyScheduler, StudySearcher, experiment_dir
 
 Log = Callable[[str], None]
 
@@ -127,7 +127,7 @@ class SweepMonitor(tune.Callback):
         trial = next(iter(trials), None)
         if trial is None or not Path(trial.local_experiment_path).is_dir():
             return
-        experiment = _experiment_dir(trial)
+        experiment = experiment_dir(trial)
         try:
             self._signer.sign(experiment.parent, Path(trial.local_experiment_path), experiment)
         except OSError as exc:  # the last signed snapshot stays; --resume starts from it
@@ -140,7 +140,7 @@ class SweepMonitor(tune.Callback):
         if not self._write_failures:
             return
         first = self._write_failures[0]
-        where = next((_experiment_dir(t).parent for t in trials), self._sweep_dir)
+        where = next((experiment_dir(t).parent for t in trials), self._sweep_dir)
         raise OSError(
             first.errno,
             f"could not write the sweep's results into {str(where)!r} ({first.strerror or first}); the sweep is "
@@ -157,7 +157,7 @@ class SweepMonitor(tune.Callback):
         self.searcher.notes.clear()
         if self.searcher.revision == self._written:
             return
-        sweep_dir = next((_experiment_dir(t).parent for t in trials), self._sweep_dir)
+        sweep_dir = next((experiment_dir(t).parent for t in trials), self._sweep_dir)
         if sweep_dir is None:
             return
         if self._manifest is None or sweep_dir != self._sweep_dir:
@@ -199,9 +199,6 @@ class SweepMonitor(tune.Callback):
         )
 
 
-def _experiment_dir(trial: Trial) -> storage.Location:
-    """Where the trial's experiment lives, on the filesystem Ray resolved (the local disk, or a URI's)."""
-    return storage.on_filesystem(trial.storage.storage_filesystem, trial.remote_experiment_path)
 
 
 def _describe(found: SelectionCertainty) -> str:

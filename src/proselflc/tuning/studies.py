@@ -408,7 +408,7 @@ class StudyScheduler(FIFOScheduler):
         if not trials or self.searcher is None:
             return Recovery()
         first = trials[0]  # a restored trial: Ray re-pointed it to where the experiment is now
-        experiment = storage.on_filesystem(first.storage.storage_filesystem, first.remote_experiment_path)
+        experiment = experiment_dir(first)
         dirs = {d.name: d for d in experiment.iterdir()} if experiment.is_dir() else {}
         recovery = self.searcher.plan.recover(
             [restored_trial(t) for t in trials], dirs, lambda name: _started(dirs[name])
@@ -429,7 +429,7 @@ class StudyScheduler(FIFOScheduler):
     def _replay(self, tune_controller: Any, trial: Trial, iteration: int) -> None:
         """Run a finished trial whose results the storage lost again from its start under its id, its directory
         set aside into `.lost/`, to the iteration it ended at (`on_trial_result` stops it there)."""
-        directory = storage.on_filesystem(trial.storage.storage_filesystem, trial.path)
+        directory = trial_dir(trial)
         if directory.exists():
             directory.move(directory.parent / LOST_DIR / directory.name)
         shutil.rmtree(trial.local_path, ignore_errors=True)  # the driver's staging copy Ray would append to
@@ -475,13 +475,22 @@ def restored_trial(trial: Trial) -> RestoredTrial:
     found = RestoredTrial(trial.trial_id, ended, error, trial.last_result, dirname)
     if trial.status != Trial.TERMINATED or not found.iteration or trial.path is None:
         return found
-    directory = storage.on_filesystem(trial.storage.storage_filesystem, trial.path)
-    return replace(found, results_intact=results_intact(directory, found.iteration))
+    return replace(found, results_intact=results_intact(trial_dir(trial), found.iteration))
 
 
-def _started(trial_dir: storage.Location) -> bool:
+def experiment_dir(trial: Trial) -> storage.Location:
+    """Where the trial's experiment lives, on the filesystem Ray resolved (the local disk, or a URI's)."""
+    return storage.on_filesystem(trial.storage.storage_filesystem, trial.remote_experiment_path)
+
+
+def trial_dir(trial: Trial) -> storage.Location:
+    """The trial's directory in the experiment, on the filesystem Ray resolved (set once Ray has named it)."""
+    return storage.on_filesystem(trial.storage.storage_filesystem, trial.path)
+
+
+def _started(directory: storage.Location) -> bool:
     """Whether a trial directory holds what a started trial writes: its params, or a checkpoint alone.
     (iterdir, not glob: the sweep may live on object storage.)"""
-    return trial_dir.is_dir() and (
-        (trial_dir / "params.json").exists() or any(child.name.startswith("checkpoint_") for child in trial_dir.iterdir())
+    return directory.is_dir() and (
+        (directory / "params.json").exists() or any(child.name.startswith("checkpoint_") for child in directory.iterdir())
     )
