@@ -200,36 +200,3 @@ def test_a_trials_storage_context_names_the_directory_that_holds_its_results(tmp
     storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="trials", trial_dir_name="t1")
     assert storage.storage_filesystem.type_name == "local"
     assert Path(storage.trial_fs_path) == tmp_path / "trials" / "t1"
-
-
-
-def _trainable(config: dict[str, Any]) -> None:
-    """Never run: a restored Tuner needs its trainable again."""
-
-
-@pytest.mark.ray
-def test_a_restored_tuner_s_scheduler_and_callbacks_are_the_objects_its_fit_runs_with(
-    ray_session: Any, tmp_path: Path
-) -> None:
-    """What the sweep relies on to hand a monitor saved by an earlier proselflc the scheduler it recovers through."""
-    from ray import tune
-
-    from proselflc.tuning.monitor import SweepMonitor
-    from proselflc.tuning.studies import StudyScheduler
-    from test_studies import searcher
-
-    s = searcher(["a"])
-    scheduler = StudyScheduler(metric="val_accuracy", mode="max", make=None, searcher=s)
-    tune.Tuner(
-        _trainable,
-        tune_config=tune.TuneConfig(search_alg=s, scheduler=scheduler, num_samples=1),
-        run_config=tune.RunConfig(
-            name="trials", storage_path=str(tmp_path),
-            callbacks=[SweepMonitor(s, metric="val_accuracy", max_t=3, scheduler=scheduler)],
-        ),
-    )
-    restored = tune.Tuner.restore(str(tmp_path / "trials"), trainable=_trainable)
-    found, callbacks = ray_compat.restored_tuner_parts(restored)
-    assert isinstance(found, StudyScheduler) and found is not scheduler  # unpickled from tuner.pkl
-    assert [type(c) for c in callbacks] == [SweepMonitor] and callbacks[0].scheduler is found  # one pickle
-    assert callbacks[0].searcher is found.searcher

@@ -18,6 +18,7 @@ from ray import tune
 from conftest import TINY_SWEEP
 from proselflc.analysis import best_configs, load_sweep, summary
 from proselflc.config import ConfigError
+from proselflc.sweep_contract import CURRENT_VERSION
 from proselflc.trainables import trial_resources
 from proselflc.training import METRIC_KEYS
 from proselflc.tuning import build_sweep_config, run_sweep
@@ -32,7 +33,7 @@ def studies(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 
 def test_tiny_sweep_writes_the_documented_layout(tiny_sweep: Path) -> None:
     manifest = json.loads((tiny_sweep / "manifest.json").read_text())
-    assert manifest["version"] == 2 and manifest["final_seeds"] == [1, 2]
+    assert manifest["version"] == CURRENT_VERSION == 3 and manifest["final_seeds"] == [1, 2]
     assert manifest["sweep"] == "tiny" and manifest["metric"] == "val_accuracy" and manifest["mode"] == "max"
     assert manifest["max_t"] == 3
     assert [s["study"] for s in manifest["studies"]] == [

@@ -70,7 +70,7 @@ def _init(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from proselflc.tuning.migrate import migrate
 
-    changes = migrate(args.path)
+    changes = migrate(args.path, trust_state=args.trust_state)
     for change in changes:
         print(f"{args.path}: {change}")
     if not changes:
@@ -126,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=_init)
 
     migrate = sub.add_parser("migrate", help="rewrite, once, a sweep or run config (file or directory) of an earlier form")
-    migrate.add_argument("path", help="a sweep YAML or sweep directory (its sweep.yaml), a run YAML or run directory (its config.yaml)")
+    migrate.add_argument("path", help="a sweep YAML or sweep directory (its sweep.yaml, its saved Ray state), a run YAML or run directory (its config.yaml)")
+    migrate.add_argument(
+        "--trust-state", action="store_true",
+        help="rewrite a sweep directory's saved Ray state without verifying its signatures (only for a directory you trust: it is unpickled)",
+    )
     migrate.set_defaults(func=_migrate)
     return parser
 

@@ -62,21 +62,6 @@ def follow_experiment_storage(tune_controller: Any, trial: Trial) -> None:
     trial.set_storage(storage)
 
 
-def limit_concurrency_in_searcher(tune_controller: Any) -> None:
-    """Hand the trial limit back to the searcher when a restored ConcurrencyLimiter took it (call on trial add).
-
-    Ray 2.60: `max_concurrent_trials` wraps the searcher in a `ConcurrencyLimiter`, which limits by itself unless
-    the searcher's `set_max_concurrency` returns True. A resume restores the limiter's `__dict__` from the saved
-    search state, so a sweep saved by an earlier proselflc (whose searcher did not limit) gets back a limiter that
-    limits, with that state's live trials. `_set_searcher_max_concurrency` is the limiter's own re-check.
-    """
-    from ray.tune.search import ConcurrencyLimiter
-
-    limiter = getattr(getattr(tune_controller, "_search_alg", None), "searcher", None)
-    if isinstance(limiter, ConcurrencyLimiter) and limiter._limit_concurrency:
-        limiter._set_searcher_max_concurrency()
-
-
 def place_asha_rungs(
     scheduler: Any, grace_period: int, completed: dict[str, list[tuple[int, float]]]
 ) -> None:
@@ -132,16 +117,6 @@ def trial_storage_dir() -> tuple[Any, str]:
 
 def _keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def restored_tuner_parts(tuner: tune.Tuner) -> tuple[Any, list[Any]]:
-    """The scheduler and the callbacks a restored Tuner unpickled from its tuner.pkl: the objects its fit runs with.
-
-    Ray 2.60: `Tuner.restore` loads them into `Tuner._local_tuner` (a `TunerInternal`) as `_tune_config.scheduler`
-    and `_run_config.callbacks`, and `fit` hands those very objects to `tune.run`.
-    """
-    internal = tuner._local_tuner
-    return internal._tune_config.scheduler, list(internal._run_config.callbacks or [])
 
 
 def fit_noting_interrupts(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:

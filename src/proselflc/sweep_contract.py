@@ -41,12 +41,15 @@ Phase = Literal["search", "final"]
 PHASES: tuple[str, ...] = ("search", "final")
 #: Keys a final re-run sets on top of its study's selected configuration (not searched, so not compared).
 FINAL_ONLY_KEYS = ("train.seed", "data.val_fraction")
-#: Layout of earlier versions: the shared final-run experiment and the key its trials nested params under.
-LEGACY_FINAL_DIR = "final"
+#: The key an earlier version's final re-runs nested their params under (`proselflc migrate` writes them flat).
 LEGACY_FINAL_RUN = "final_run"
 
-#: Manifest version this code writes: every study in one Tuner, trials listed per study.
-CURRENT_VERSION = 2
+#: Manifest version this code writes: every study in one Tuner, trials listed per study, Ray's saved state in this
+#: version's form. 2: the same, its Ray state in an earlier form (`proselflc migrate` rewrites it once); 1 (or
+#: absent): one Tuner per study.
+CURRENT_VERSION = 3
+#: The first version with every study in one Tuner (what `proselflc report` reads per study's listed trials).
+ONE_TUNER_VERSION = 2
 
 
 
@@ -146,7 +149,10 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    version: int = Field(1, description=f"{CURRENT_VERSION}: one Tuner per sweep; 1 (or absent): one per study")
+    version: int = Field(
+        1, description=f"{CURRENT_VERSION}: one Tuner per sweep; {ONE_TUNER_VERSION}: the same, its Ray state in an "
+        "earlier form (`proselflc migrate`); 1 (or absent): one per study"
+    )
     sweep: str
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"

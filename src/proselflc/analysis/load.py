@@ -20,7 +20,7 @@ from proselflc import dotted, safe_yaml, storage
 from proselflc import sweep_contract as contract
 from proselflc.errors import ConfigError, shown
 from proselflc.ray_compat import RESULT_BOOKKEEPING_KEYS
-from proselflc.sweep_contract import LEGACY_FINAL_RUN, PHASE, STUDY, Manifest
+from proselflc.sweep_contract import LEGACY_FINAL_RUN, ONE_TUNER_VERSION, PHASE, STUDY, Manifest
 
 #: Columns that identify one study (one table cell): what `best_configs` groups by.
 GROUP_KEYS = ["dataset", "model", "noise_kind", "noise_rate", "method"]
@@ -75,7 +75,7 @@ def _load_local(root: Path) -> pd.DataFrame:
             for trial in experiments[exp_dir]:
                 if trial.study not in (None, study.study) or trial.phase not in (None, phase):
                     continue
-                if manifest.version >= 2 and trial.path.name not in listed:
+                if manifest.version >= ONE_TUNER_VERSION and trial.path.name not in listed:
                     continue
                 frame = trial.frame.copy()
                 if phase == "search" and (trial.path / contract.VAL_CORRECT_FILE).is_file():

@@ -10,6 +10,10 @@ Earlier forms rewritten here:
 - an earlier sweep directory's (manifest version 1) final re-runs, whose params.json nested the params under
   `final_run`, are written flat with their phase, as `proselflc report` reads them (the loader refuses the
   nested form, naming this command).
+- an earlier sweep directory's (manifest version 2) saved Ray state: the searcher's pickled `__dict__`, Ray's
+  limiter counting the trials itself, a monitor without the scheduler, the one-snapshot `.state-backup/` layout;
+  verified under the user's key first, then rewritten and signed again (`tuning.state_migration`), the manifest
+  going to version 3, which `--resume` requires.
 - `data:` sections that hold options their dataset does not take (`test_fraction`, `task`, `max_length`,
   `tokenizer`, `image_size`, `rotation_degrees`: earlier versions made them fields of every dataset and wrote them
   all into each run's config.yaml and sweep's sweep.yaml) lose those keys, at any value: they meant nothing for that
@@ -36,15 +40,16 @@ from proselflc.config import EARLIER_DATA_FIELDS, ConfigError, DataConfig, read_
 from proselflc.dataset_registry import DATASETS
 from proselflc.io import atomic_write_text
 from proselflc.sweep_contract import (
-    CURRENT_VERSION,
     LEGACY_FINAL_RUN,
     MANIFEST_FILE,
+    ONE_TUNER_VERSION,
     PHASE,
     SWEEP_FILE,
     read_manifest,
 )
 from proselflc.tuning.config import ASHA_SETTINGS
 from proselflc.tuning.search import AshaScheduler
+from proselflc.tuning.state_migration import migrate_sweep_state
 
 #: Suffix of the copy of a sweep file kept before it is rewritten.
 KEPT_SUFFIX = ".before-migrate"
@@ -130,17 +135,23 @@ def migrate_data(raw: dict[str, Any], root: Path) -> list[str]:
     return [f"{where}: {{{', '.join(dropped)}}} dropped (written by an earlier version; dataset {name!r} takes no such option)"]
 
 
-def migrate(path: str | Path) -> list[str]:
+def migrate(path: str | Path, *, trust_state: bool = False) -> list[str]:
     """Rewrite the sweep file or directory, or run config or directory, at `path` into the current form; what
     changed, as sentences.
 
-    Nothing is written when nothing is in an earlier form (a second run changes nothing).
+    Nothing is written when nothing is in an earlier form (a second run changes nothing). `trust_state` rewrites a
+    sweep directory's saved Ray state without verifying its signatures (for a directory the user vouches for).
     """
+    if "://" in str(path):
+        raise ConfigError(
+            f"migrate: {str(path)!r} is on object storage; migrate works on a local directory: copy the sweep "
+            "directory down, migrate it, and copy it back (every file, .state-backup/ included)"
+        )
     path = Path(path)
     if path.is_dir():
         if not (path / SWEEP_FILE).is_file() and (path / RUN_CONFIG_FILE).is_file():
             return _migrate_run_directory(path)
-        return _migrate_directory(path)
+        return _migrate_directory(path, trust_state=trust_state)
     if not path.is_file():
         raise ConfigError(
             f"migrate: {str(path)!r} is neither a sweep file nor a sweep directory (nor a run config or run directory)"
@@ -176,14 +187,15 @@ def _migrate_run_directory(run_dir: Path) -> list[str]:
     return changes
 
 
-def _migrate_directory(sweep_dir: Path) -> list[str]:
+def _migrate_directory(sweep_dir: Path, *, trust_state: bool) -> list[str]:
     sweep_file = sweep_dir / SWEEP_FILE
     if not sweep_file.is_file():
         raise ConfigError(
             f"migrate: {str(sweep_dir)!r} holds no {SWEEP_FILE} nor {RUN_CONFIG_FILE}: not a sweep or run directory"
         )
     changes: list[str] = []
-    if (sweep_dir / MANIFEST_FILE).is_file() and read_manifest(sweep_dir).version < CURRENT_VERSION:
+    version = read_manifest(sweep_dir).version if (sweep_dir / MANIFEST_FILE).is_file() else None
+    if version is not None and version < ONE_TUNER_VERSION:
         # Its trials ran one Tuner per study: `report` reads it once its final re-runs' params are flat; it
         # cannot be resumed by this version.
         rewritten = _flatten_final_runs(sweep_dir)
@@ -194,6 +206,8 @@ def _migrate_directory(sweep_dir: Path) -> list[str]:
             f"{MANIFEST_FILE} is version 1 (one Tuner per study): `proselflc report` reads it, "
             "`--resume` needs the version that wrote it"
         )
+    elif version is not None:
+        changes += migrate_sweep_state(sweep_dir, trust_state=trust_state)
     rewritten, text = _rewritten(sweep_file)
     if rewritten:
         atomic_write_text(sweep_file, text)

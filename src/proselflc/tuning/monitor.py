@@ -68,10 +68,6 @@ class SweepMonitor(tune.Callback):
         self._signer = StateSigner()
         self._write_failures: list[OSError] = []
 
-    #: The sweep's scheduler, which executes the recovery of a restored experiment (a class default: None in a
-    #: monitor without one).
-    scheduler: StudyScheduler | None = None
-
     def setup(self, **info: Any) -> None:
         """Called by every fit, fresh or restored, after Ray restored the trials and before it starts any: the one
         moment a restored experiment is recovered (`StudyScheduler.recover`)."""

@@ -82,23 +82,14 @@ def _generations(sweep_dir: storage.Location) -> list[storage.Location]:
 
 
 def last_snapshot(sweep_dir: str | Path | storage.Location) -> storage.Location | None:
-    """The newest complete snapshot (a kill mid-snapshot leaves a generation without signatures). A sweep
-    signed by an earlier proselflc holds its one snapshot in `.state-backup/` itself (or, killed mid-swap, in
-    `.state-backup.old/`): read there, replaced by a generation at the next save."""
+    """The newest complete snapshot (a kill mid-snapshot leaves a generation without signatures)."""
     sweep_dir = storage.as_dir(sweep_dir)
-    found = next((g for g in _generations(sweep_dir) if (g / SIGNATURES).is_file()), None)
-    if found is not None:
-        return found
-    return next((c for c in (sweep_dir / SNAPSHOT, sweep_dir / f"{SNAPSHOT}.old") if (c / SIGNATURES).is_file()), None)
+    return next((g for g in _generations(sweep_dir) if (g / SIGNATURES).is_file()), None)
 
 
 class StateSigner:
     """Snapshots and signs Ray's state each time Ray saves it (called from the sweep's Tune callback, in the
     driver thread that also writes the state, so a snapshot never mixes two saves)."""
-
-    #: Whether an earlier proselflc's snapshot layout was looked for and removed in this run (a class default:
-    #: a signer unpickled from an earlier version's Tuner state has no such attribute of its own).
-    _earlier_layout_dropped = False
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[int, int] | None] = {}
@@ -139,22 +130,8 @@ class StateSigner:
         (new / SIGNATURES).write_text(json.dumps(signatures, indent=1, sort_keys=True) + "\n")  # commits it
         for generation in older:
             generation.remove_tree()
-        if not self._earlier_layout_dropped:
-            _drop_earlier_layout(sweep_dir)  # once per run: a later save finds none
-            self._earlier_layout_dropped = True
         self._seen = stamps
         return True
-
-
-def _drop_earlier_layout(sweep_dir: storage.Location) -> None:
-    """Remove an earlier proselflc's one-snapshot files (`.state-backup/*` files, `.state-backup.old/`) once a
-    generation is complete."""
-    for file in (sweep_dir / SNAPSHOT).iterdir():
-        if file.is_file():
-            file.unlink()
-    for leftover in (sweep_dir / f"{SNAPSHOT}.old", sweep_dir / f"{SNAPSHOT}.new"):
-        if leftover.is_dir():
-            leftover.remove_tree()
 
 
 def has_results(experiment: str | Path | storage.Location) -> bool:
@@ -167,38 +144,43 @@ def has_snapshot(sweep_dir: str | Path | storage.Location) -> bool:
     return last_snapshot(sweep_dir) is not None
 
 
-def verify(sweep_dir: str | Path | storage.Location, experiment: str | Path | storage.Location) -> list[str]:
-    """Verify the last signed snapshot and make Ray's state files equal to it; returns what was changed.
+def verify(
+    sweep_dir: str | Path | storage.Location, experiment: str | Path | storage.Location, *,
+    snapshot: storage.Location | None = None, command: str = "--resume",
+) -> list[str]:
+    """Verify the last signed snapshot (or `snapshot`) and make Ray's state files equal to it; returns what was
+    changed. `command` (what is about to load the state) names the step refused in the messages.
 
     Raises ConfigError, naming the file, when there is no snapshot or one of its files does not match its
     signature under this user's key.
     """
     sweep_dir, experiment = storage.as_dir(sweep_dir), storage.as_dir(experiment)
-    snapshot = last_snapshot(sweep_dir)
+    snapshot = snapshot or last_snapshot(sweep_dir)
+    step, refused = ("resume", "the resume") if command == "--resume" else (command, f"`proselflc {command}`")
     if snapshot is None:
         raise ConfigError(
-            f"--resume: {str(sweep_dir)!r} has Ray Tune state but no signed snapshot ({SNAPSHOT}/): it was not "
-            "written by this proselflc, and Ray would load its pickles, which can run code. If you trust the "
-            "directory, resume with --trust-state"
+            f"{command}: {str(sweep_dir)!r} has Ray Tune state but no signed snapshot ({SNAPSHOT}/): it was not "
+            f"written by this proselflc, and loading its pickles can run code. If you trust the directory, {step} "
+            "with --trust-state"
         )
     key = load_key()
     try:
         signatures: dict[str, str] = json.loads((snapshot / SIGNATURES).read_text())
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"--resume: {str(snapshot / SIGNATURES)!r} is not valid JSON ({exc})") from None
+        raise ConfigError(f"{command}: {str(snapshot / SIGNATURES)!r} is not valid JSON ({exc})") from None
     for name, expected in signatures.items():
         copy = snapshot / name
         if not copy.is_file():
             raise ConfigError(
-                f"--resume: {str(copy)!r} is missing: the signed snapshot of Ray's state is incomplete (a copy made "
+                f"{command}: {str(copy)!r} is missing: the signed snapshot of Ray's state is incomplete (a copy made "
                 "without its .pkl files?), so the sweep cannot be restored; its trials are kept. Copy the sweep "
-                "directory again with every file, or resume with --trust-state if Ray's own state is complete"
+                f"directory again with every file, or {step} with --trust-state if Ray's own state is complete"
             )
         if not hmac.compare_digest(_digest(key, copy), expected):
             raise ConfigError(
-                f"--resume: {str(copy)!r} does not match its signature under your key ({key_file()}): the sweep "
-                "was written by another user or changed since, and Ray would load it with pickle, which can run "
-                "code, so the resume is refused. Resume with --trust-state only if you trust the directory"
+                f"{command}: {str(copy)!r} does not match its signature under your key ({key_file()}): the sweep "
+                "was written by another user or changed since, and loading it with pickle can run code, so "
+                f"{refused} is refused. Pass --trust-state only if you trust the directory"
             )
     changed = []
     for file in state_files(experiment):

@@ -15,7 +15,8 @@ but each study must still search and early-stop on its own:
 Both are thin over `tuning.plan.SweepPlan`, the Ray-free object that holds each study's lifecycle, deals the
 trials and decides what a restored experiment needs repaired (`StudyScheduler.recover` executes it). The searcher's state (a versioned `SearcherState`: the plan, every sub-searcher, the per-study schedulers)
 is saved and restored by Ray Tune with the experiment, so `Tuner.restore` resumes the whole sweep; a state saved
-by an earlier proselflc (version 1, a pickled `__dict__`) is converted by `migrate_state` on restore.
+by an earlier proselflc (version 1, a pickled `__dict__`) is rewritten once by `proselflc migrate`
+(`tuning.state_migration`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from proselflc import ray_compat, storage
 from proselflc.errors import ConfigError
-from proselflc.sweep_contract import LOST_DIR, ORPHANED_DIR, PHASE, STUDY, Status, results_intact
+from proselflc.sweep_contract import LOST_DIR, ORPHANED_DIR, PHASE, STUDY, results_intact
 from proselflc.tuning.plan import (
     SEARCH,
     Complete,
@@ -79,32 +80,7 @@ class SchedulingState:
     replay: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
-class StudyProgress:
-    """A study's state inside searcher states saved before version 2 (a pickled `__dict__`): kept only so that
-    `migrate_state` can read them."""
-
-    key: str
-    status: str = Status.PENDING
-    samples: int = 1
-    search: OptunaSearch | None = None
-    started_at: float | None = None
-    search_trials: list[str] = field(default_factory=list)
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    last: dict[str, dict[str, Any]] = field(default_factory=dict)
-    errored: set[str] = field(default_factory=set)
-    search_done: set[str] = field(default_factory=set)
-    final_trials: list[str] = field(default_factory=list)
-    final_seed: dict[str, int] = field(default_factory=dict)
-    final_done: set[str] = field(default_factory=set)
-    in_flight: set[str] = field(default_factory=set)
-    best_trial: str | None = None
-    best_params: dict[str, Any] | None = None
-    best_value: float | None = None
-    runner_up: str | None = None
-
-
-#: The version of `SearcherState` this code writes; 1 was a pickled `StudySearcher.__dict__`.
+#: The version of `SearcherState` this code writes; 1 was a pickled `StudySearcher.__dict__` (`proselflc migrate`).
 STATE_VERSION = 2
 
 
@@ -117,62 +93,6 @@ class SearcherState:
     plan: SweepPlan
     samplers: dict[str, OptunaSearch]
     scheduling: SchedulingState
-
-
-def migrate_state(old: dict[str, Any]) -> SearcherState:
-    """A version-1 state (the pickled `__dict__` of an earlier StudySearcher) as a version-2 `SearcherState`."""
-    if not isinstance(old.get("studies"), dict) or "trial_study" not in old:
-        raise ConfigError(
-            "the sweep's saved searcher state is neither a proselflc searcher state nor one of an earlier version; "
-            "start the sweep anew under another name (its finished trials still load in `proselflc report`)"
-        )
-    seeds = list(old.get("final_seeds", []))
-    studies: dict[str, Study] = {}
-    samplers: dict[str, OptunaSearch] = {}
-    for key, progress in old["studies"].items():
-        saved = progress.__dict__
-        search = saved.get("search")
-        if search is not None:
-            samplers[key] = search
-        final_trials = list(saved.get("final_trials", []))
-        studies[key] = Study(
-            key,
-            searchable=search is not None,
-            # absent: saved before studies had their own trial count
-            samples=saved.get("samples", old.get("num_samples", 1) if search is not None else 1),
-            status=Status(saved.get("status", "pending")),
-            started_at=saved.get("started_at"),
-            search_trials=list(saved.get("search_trials", [])),
-            params=dict(saved.get("params", {})),
-            last=dict(saved.get("last", {})),
-            errored=set(saved.get("errored", set())),
-            search_done=set(saved.get("search_done", set())),
-            final_trials=final_trials,
-            # absent: saved before final seeds were recorded per trial
-            final_seed=dict(saved.get("final_seed", dict(zip(final_trials, seeds)))),
-            final_done=set(saved.get("final_done", set())),
-            in_flight=set(saved.get("in_flight", set())),
-            best_trial=saved.get("best_trial"),
-            best_params=saved.get("best_params"),
-            best_value=saved.get("best_value"),
-            runner_up=saved.get("runner_up"),
-        )
-    plan = SweepPlan(
-        studies=studies,
-        metric=old["_metric"],
-        mode=old["_mode"],
-        max_t=old["max_t"],
-        final_seeds=seeds,
-        per_study_concurrency=old["per_study_concurrency"],
-        max_concurrent_studies=old["max_concurrent_studies"],
-        time_budget_s=old.get("time_budget_s"),
-        final_params=dict(old.get("final_params", {})),
-        trial_study=dict(old["trial_study"]),
-        revision=old.get("revision", 0),
-        notes=list(old.get("notes", [])),
-    )
-    # absent: saved before the schedulers' state was
-    return SearcherState(STATE_VERSION, plan, samplers, old.get("scheduling") or SchedulingState())
 
 
 class StudySearcher(Searcher):
@@ -238,7 +158,7 @@ class StudySearcher(Searcher):
         return self.state.plan.notes
 
     #: The most trials in flight across the sweep (Ray Tune's `max_concurrent_trials`), given on every fit by
-    #: `set_max_concurrency`; a class default, so a searcher unpickled from an earlier tuner.pkl has it.
+    #: `set_max_concurrency`; None until then.
     max_concurrent: int | None = None
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
@@ -305,24 +225,14 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as handle:
             saved = pickle.load(handle)
-        if isinstance(saved, dict):  # version 1: an earlier StudySearcher's __dict__
-            saved = migrate_state(saved)
         if not isinstance(saved, SearcherState) or saved.version != STATE_VERSION:
-            version = getattr(saved, "version", "unknown")
+            version = saved.version if isinstance(saved, SearcherState) else "1 or unknown"
             raise ConfigError(
                 f"the sweep's saved searcher state {checkpoint_path!r} has version {version}, and this proselflc "
-                f"reads version {STATE_VERSION} (and 1); resume it with the proselflc that wrote it"
+                f"reads version {STATE_VERSION}: a state of an earlier version is rewritten by `proselflc migrate "
+                "<sweep dir>`; a later one needs the proselflc that wrote it"
             )
         self.state = saved
-        for name in _VERSION_1_ATTRIBUTES:  # a searcher unpickled from a version-1 tuner.pkl: its own copies
-            self.__dict__.pop(name, None)
-
-
-#: What a version-1 StudySearcher kept as attributes, now in its `state`.
-_VERSION_1_ATTRIBUTES = (
-    "studies", "trial_study", "revision", "notes", "scheduling", "order", "max_t", "num_samples", "final_seeds",
-    "per_study_concurrency", "max_concurrent_studies", "time_budget_s", "final_params",
-)
 
 
 class StudyScheduler(FIFOScheduler):
@@ -377,7 +287,6 @@ class StudyScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         ray_compat.follow_experiment_storage(tune_controller, trial)
-        ray_compat.limit_concurrency_in_searcher(tune_controller)
         if tune_controller is not None:
             self._controller = tune_controller  # for `recover`: the only hook Ray hands its controller before a step
         config = trial.config or {}

@@ -30,6 +30,7 @@ from proselflc.sweep_contract import (
     CURRENT_VERSION,
     EXPERIMENT_DIR,
     MANIFEST_FILE,
+    ONE_TUNER_VERSION,
     PHASE,
     STUDY,
     SWEEP_FILE,
@@ -187,11 +188,17 @@ class SweepRunner:
                 self.log(f"    {MANIFEST_FILE} is missing: rebuilt from the sweep's restored state")
                 write_manifest(self.dir, new_manifest(self.sweep))
             manifest = read_manifest(self.dir)
-            if manifest.version < CURRENT_VERSION:
+            if manifest.version < ONE_TUNER_VERSION:
                 raise ConfigError(
                     f"--resume: {str(self.dir)!r} was written by an earlier proselflc (one Tuner per study); "
                     "finish it with that version, or start it anew under another name (its results still load "
                     "in `proselflc report`)"
+                )
+            if manifest.version < CURRENT_VERSION:
+                raise ConfigError(
+                    f"--resume: {str(self.dir)!r} holds Ray's state in the form an earlier proselflc saved "
+                    f"({MANIFEST_FILE} version {manifest.version}); run `proselflc migrate {self.dir}` once, which "
+                    "verifies it, rewrites it in this version's form and signs it again, then resume"
                 )
             return manifest
         if sweep_file.exists():
@@ -328,12 +335,7 @@ class SweepRunner:
                     "search anew"
                 )
             self.log(f"restoring the interrupted sweep's Tuner at {path}")
-            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-            scheduler, callbacks = ray_compat.restored_tuner_parts(tuner)
-            for callback in callbacks:
-                if isinstance(callback, SweepMonitor) and callback.scheduler is None:
-                    callback.scheduler = scheduler  # a monitor saved by an earlier proselflc: it recovers through it
-            return tuner
+            return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         if path.exists():
             # Interrupted before Ray saved any state, or before any trial reported and its state was signed:
             # no result to lose, so start it afresh rather than load unverified pickles.
