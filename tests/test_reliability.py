@@ -23,6 +23,7 @@ from proselflc.config import build_run_config
 from proselflc.io import atomic_write_text
 from proselflc.training import Engine
 from proselflc.tuning import build_sweep_config, run_sweep
+from proselflc.tuning.state_guard import last_snapshot
 from sweep_files import final_trial_dirs, results, study_trial_dirs, trial_dirs
 
 pytestmark = [pytest.mark.faults, pytest.mark.ray]
@@ -142,7 +143,7 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_and_ends_identical
 
 
 def saved_trial_statuses(experiment: Path) -> dict[str, str]:
-    """Trial id -> status in the Tuner's last saved experiment state: what `Tuner.restore` will restore."""
+    """Trial id -> status in the last experiment state saved in `experiment` (Ray's, or a signed snapshot)."""
     saved = sorted(experiment.glob("experiment_state-*.json"))
     if not saved:
         return {}
@@ -187,7 +188,15 @@ def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, t
         return any(results(d) for d in study_trial_dirs(sweep_dir, study)) if experiment.exists() else False
 
     def saved_finished() -> set[str]:
-        return {trial_id for trial_id, status in saved_trial_statuses(experiment).items() if status == "TERMINATED"}
+        """Trials finished in the state the resume restores: the last signed snapshot. Ray's own newer save, if
+        the kill came before the monitor signed it, is set aside by the resume (a trial that finished only there
+        is continued or dealt again, its directory kept in .orphaned/)."""
+        snapshot = last_snapshot(sweep_dir)
+        try:
+            statuses = saved_trial_statuses(snapshot.local) if snapshot is not None else {}
+        except OSError:  # the generation was replaced by a newer one while it was read
+            return set()
+        return {trial_id for trial_id, status in statuses.items() if status == "TERMINATED"}
 
     try:
         deadline = time.monotonic() + 240
@@ -222,7 +231,7 @@ def test_a_killed_driver_is_finished_by_resume_without_duplicates(ray_session, t
         assert len({json.dumps(p, sort_keys=True) for p in params}) == 3, "a trial was duplicated"
         assert len(final_trial_dirs(sweep_dir, entry["study"])) == 1
     for name, rows in before.items():
-        assert results(sweep_dir / "trials" / name) == rows, f"{name} had finished but was run again"
+        assert results(sweep_dir / "trials" / name) == rows, f"{name} had finished but was run again:\n{resumed.stdout}"
 
     from proselflc import analysis
 
