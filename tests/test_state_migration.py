@@ -90,6 +90,19 @@ def test_resume_refuses_the_earlier_state_naming_migrate(earlier: Path, tmp_path
         SweepRunner(sweep).prepare(resume=True)
 
 
+def test_the_report_reads_the_earlier_sweep_without_migrating_it(earlier: Path) -> None:
+    """Only `--resume` needs the migration: the analysis reads results, not Ray's state."""
+    from proselflc.analysis import load_sweep
+
+    before = _bytes(earlier)
+    rows = load_sweep(earlier)
+    trials = rows.drop_duplicates(["study", "phase", "trial_id"])
+    assert {(t.study, t.phase) for t in trials.itertuples()} == {("symmetric-0.4/crossentropy", "search"),
+                                                                  ("symmetric-0.4/crossentropy", "final")}
+    assert sorted(trials["trial_id"].str[:8]) == sorted([*SEARCHED, RUNNING_FINAL])
+    assert _bytes(earlier) == before
+
+
 def test_state_that_does_not_verify_is_not_unpickled_nor_rewritten(earlier: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The migration unpickles Ray's state: under another user's key, or changed since it was signed, it is
