@@ -191,21 +191,24 @@ def test_a_state_missing_a_field_added_since_gets_its_default() -> None:
 @pytest.mark.ray
 @pytest.mark.subprocess
 @pytest.mark.slow
-def test_the_earlier_sweep_resumes_to_the_end_once_migrated(ray_session: Any, earlier: Path) -> None:
+def test_the_earlier_sweep_resumes_to_the_end_once_migrated(
+    ray_session: Any, earlier: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The CLI as a user runs it: `tune --resume` refuses the earlier sweep naming `migrate`; after `migrate`, it
     resumes: the running final re-run completes, the pending study is searched and re-run, and no trial the earlier
-    sweep had finished runs again."""
-    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    cli = [sys.executable, "-m", "proselflc.cli"]
+    sweep had finished runs again. (The refusal and the migration run in this process; the resume in its own.)"""
+    from proselflc import cli
+
     sweep_file = earlier / "sweep.yaml"
     trials = earlier / "trials"
     rows = {d.name: (d / "result.json").read_text() for d in trials.iterdir() if d.name.split("_")[-1] in SEARCHED}
-    resume = [*cli, "tune", str(sweep_file), "--resume"]
-    refused = subprocess.run(resume, check=False, env=env, capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0 and f"run `proselflc migrate {sweep_file}`" in refused.stderr
+    assert cli.main(["tune", str(sweep_file), "--resume"]) == 2
+    assert f"run `proselflc migrate {sweep_file}`" in capsys.readouterr().err
 
-    migrated = subprocess.run([*cli, "migrate", str(earlier)], env=env, capture_output=True, text=True, check=True)
-    assert f"{earlier}: manifest.json: version 2 -> {CURRENT_VERSION}" in migrated.stdout
+    assert cli.main(["migrate", str(earlier)]) == 0
+    assert f"{earlier}: manifest.json: version 2 -> {CURRENT_VERSION}" in capsys.readouterr().out
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    resume = [sys.executable, "-m", "proselflc.cli", "tune", str(sweep_file), "--resume"]
     resumed = subprocess.run(resume, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "restoring the interrupted sweep's Tuner" in resumed.stdout
