@@ -195,8 +195,6 @@ class SweepMonitor(tune.Callback):
         )
 
 
-
-
 def _describe(found: SelectionCertainty) -> str:
     """'selection P(beats runner-up) 0.93, n_eff 24 of 202' for the console."""
     return "selection " + describe(found.p_beats_runner_up, found.reason, found.n_val, found.n_eff)

@@ -239,16 +239,13 @@ def _earlier_snapshot(sweep_dir: storage.Location) -> storage.Location | None:
     return next((c for c in candidates if (c / state_guard.SIGNATURES).is_file()), None)
 
 
-def _drop_earlier_layout(sweep_dir: storage.Location) -> None:
-    """Remove the one-snapshot files (`.state-backup/*` files, `.state-backup.old/`, `.new/`) once a generation
-    holds the state."""
+def _earlier_layout(sweep_dir: storage.Location) -> list[storage.Location]:
+    """What an earlier proselflc's one-snapshot layout left: the files in `.state-backup/` itself and the
+    `.state-backup.old/` and `.new/` directories of a swap (a generation is a directory inside `.state-backup/`)."""
     root = sweep_dir / state_guard.SNAPSHOT
-    for file in root.iterdir() if root.is_dir() else []:
-        if file.is_file():
-            file.unlink()
-    for leftover in (sweep_dir / f"{state_guard.SNAPSHOT}.old", sweep_dir / f"{state_guard.SNAPSHOT}.new"):
-        if leftover.is_dir():
-            leftover.remove_tree()
+    found = [f for f in root.iterdir() if f.is_file()] if root.is_dir() else []
+    leftovers = (sweep_dir / f"{state_guard.SNAPSHOT}.old", sweep_dir / f"{state_guard.SNAPSHOT}.new")
+    return found + [d for d in leftovers if d.is_dir()]
 
 
 def migrate_sweep_state(sweep_dir: Path, *, trust_state: bool = False) -> list[str]:
@@ -280,12 +277,16 @@ def migrate_sweep_state(sweep_dir: Path, *, trust_state: bool = False) -> list[s
                 file.write_bytes(new)
                 rewritten = True
             changes += [f"{EXPERIMENT_DIR}/{file.name}: {change}" for change in what]
-        earlier_layout = _earlier_snapshot(root) is not None or (root / f"{state_guard.SNAPSHOT}.old").is_dir()
-        if (rewritten or earlier_layout) and state_guard.StateSigner().sign(root, experiment, experiment):
-            signed = state_guard.last_snapshot(root)
-            changes.append(f"Ray's state signed again with your key, as {state_guard.SNAPSHOT}/{signed.name}/")
-        if earlier_layout and state_guard.last_snapshot(root) is not None:
-            _drop_earlier_layout(root)
+        earlier = _earlier_layout(root)
+        if (rewritten or earlier) and state_guard.StateSigner().sign(root, experiment, experiment):
+            changes.append(f"Ray's state signed again with your key, as {state_guard.SNAPSHOT}/"
+                           f"{state_guard.last_snapshot(root).name}/")
+        if earlier and state_guard.last_snapshot(root) is not None:  # never the only snapshot
+            for leftover in earlier:
+                if leftover.is_dir():
+                    leftover.remove_tree()
+                else:
+                    leftover.unlink()
             changes.append(f"the earlier one-snapshot layout of {state_guard.SNAPSHOT}/ removed")
     write_manifest(root, manifest.model_copy(update={"version": CURRENT_VERSION}))
     changes.append(f"{MANIFEST_FILE}: version {manifest.version} -> {CURRENT_VERSION} (its Ray state in this form)")
